@@ -1,0 +1,58 @@
+"""Choosing the margin m (App. D): train the plain VAE (alpha = 0) and propose m a little above its KL of real data.
+
+App. D: "Pre-training the model following the original VAEs (i.e., alpha = 0) is suggested to find the most
+appropriate value of m responding to a specific beta. m can be selected to be a little larger than the training
+kl-divergence value of VAEs." We measure KL(real) as the mean over the last quarter of the warm-up's log records
+and propose m = that mean + max(2 standard deviations, 10 % of the mean), rounded up to a multiple of 5.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .plot import read_log
+from .train import train
+
+
+@dataclass
+class Calibration:
+    steps: int
+    beta: float
+    kl_first: float  # KL(real) in the first log record
+    kl_mean: float  # mean KL(real) over the last quarter of the records
+    kl_std: float
+    ae_mean: float
+    proposed_margin: float
+
+    def report(self) -> str:
+        return "\n".join([
+            f"VAE warm-up (alpha = 0, beta = {self.beta:g}) for {self.steps} steps:",
+            f"  KL(real) at the start        {self.kl_first:10.2f}",
+            f"  KL(real), last quarter       {self.kl_mean:10.2f} +- {self.kl_std:.2f}",
+            f"  L_AE, last quarter           {self.ae_mean:10.2f}",
+            f"proposed margin: --margin {self.proposed_margin:g}",
+        ])
+
+
+def propose_margin(kl_mean: float, kl_std: float) -> float:
+    return 5.0 * math.ceil((kl_mean + max(2 * kl_std, 0.1 * kl_mean)) / 5.0)
+
+
+def calibrate(config: Config, out: str | Path | None = None, quiet: bool = False) -> Calibration:
+    """Run the VAE warm-up for config.steps steps (into `out`, or a temporary directory) and measure KL(real)."""
+    warmup = config.replace(warmup_steps=config.steps, grid_every=0, checkpoint_every=0)
+    with tempfile.TemporaryDirectory(prefix="introvae-calibrate-") as scratch:
+        run_dir = train(warmup, out=Path(out) if out else Path(scratch) / "run", quiet=quiet)
+        records = read_log(run_dir / "log.jsonl")
+    tail = records[-max(1, len(records) // 4):]
+    kls = [r["kl_real"] for r in tail]
+    kl_mean = statistics.fmean(kls)
+    kl_std = statistics.pstdev(kls) if len(kls) > 1 else 0.0
+    return Calibration(steps=config.steps, beta=config.beta, kl_first=records[0]["kl_real"], kl_mean=kl_mean,
+                       kl_std=kl_std, ae_mean=statistics.fmean(r["ae"] for r in tail),
+                       proposed_margin=propose_margin(kl_mean, kl_std))

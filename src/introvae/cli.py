@@ -1,0 +1,242 @@
+"""The command line: a thin layer that parses options, builds a Config and calls the Python API.
+
+    introvae train --data DIR|builtin --out RUN_DIR --image-size N --steps N [--preset NAME] [--resume RUN_DIR]
+    introvae calibrate --data DIR|builtin --image-size N --steps N [--beta B]
+    introvae sample RUN_DIR --num N --out DIR|FILE.npz [--seed S] [--batch-size N]
+    introvae reconstruct RUN_DIR --input DIR --out DIR
+    introvae interpolate RUN_DIR (--a IMAGE --b IMAGE | --seed-a S --seed-b S) --steps K --out FILE.png
+    introvae plot RUN_DIR [--out FILE.png]
+
+Training options come from the fields of `introvae.config.Config`, with their help texts and defaults. Errors in the
+user's input print one sentence and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .config import PRESETS, Config
+from .errors import UserError
+
+
+def _add_config_options(parser: argparse.ArgumentParser, only_groups: Sequence[str] | None = None) -> None:
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(Config):
+        group_name = f.metadata["group"]
+        if only_groups is not None and group_name not in only_groups:
+            continue
+        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
+        flag = "--" + f.name.replace("_", "-")
+        choices = f.metadata.get("choices")
+        help_text = f"{f.metadata['help']} ({type(f.default).__name__}, default: {f.default})"
+        # SUPPRESS: only options the user gave reach the namespace, so a preset fills the rest.
+        if isinstance(f.default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(flag, type=type(f.default), choices=choices, default=argparse.SUPPRESS,
+                               metavar=None if choices else f.name.upper(), help=help_text)
+
+
+def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(Config)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def _base_config(args: argparse.Namespace) -> Config:
+    if getattr(args, "preset", None):
+        from .config import from_preset
+
+        return from_preset(args.preset)
+    return Config()
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="introvae", description="Introspective variational autoencoders: train, "
+                                     "sample, reconstruct and interpolate.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model into a run directory (or resume one)",
+                       description="Train a model. Every option below has its type and default in brackets.")
+    p.add_argument("--out", type=Path, help="run directory to create (path, required unless --resume)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue this run from its newest checkpoint; only --steps and the logging options may change")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings (options given here still override)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_config_options(p)
+
+    p = sub.add_parser("calibrate", help="run the VAE warm-up (alpha = 0) and propose the margin m (App. D)")
+    p.add_argument("--out", type=Path, help="keep the warm-up run in this directory (default: a temporary one)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_config_options(p)
+
+    p = sub.add_parser("sample", help="draw images from a trained run, seeded per image")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--num", type=int, default=64, help="number of images (int, default: 64)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="a directory for PNG files (with grid.png), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses the seed (SEED, i), whatever the batch size (int, default: 0)")
+    _add_run_options(p)
+
+    p = sub.add_parser("reconstruct", help="reconstruct a folder of images (posterior mean) with a trained run")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--input", type=Path, required=True, help="folder of images (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="directory for the reconstructions and grid.png")
+    _add_run_options(p)
+
+    p = sub.add_parser("interpolate", help="decode a path in latent space between two images or two seeds (Fig. 6)")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--a", type=Path, help="first image file")
+    p.add_argument("--b", type=Path, help="second image file")
+    p.add_argument("--seed-a", type=int, help="first seed (instead of --a/--b)")
+    p.add_argument("--seed-b", type=int, help="second seed (instead of --a/--b)")
+    p.add_argument("--steps", type=int, default=8, help="number of decoded images, ends included (int, default: 8)")
+    p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="straight line or great circle (default: lerp)")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    _add_run_options(p)
+
+    p = sub.add_parser("plot", help="draw the training dynamics (the KLs against m, and L_AE) of a run, like Fig. 5")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/dynamics.png)")
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass; results do not depend on it (int, default: 64)")
+    p.add_argument("--step", type=int, help="use the checkpoint of this step (default: the newest)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+
+
+# ---- commands
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    overrides = _config_overrides(args)
+    if args.resume is not None:
+        if args.preset:
+            raise UserError("--preset cannot be combined with --resume: a resumed run keeps its own config.")
+        train(resume=args.resume, quiet=args.quiet, **overrides)
+        print(f"introvae: finished {args.resume}")
+        return 0
+    config = _base_config(args).replace(**overrides).validate()
+    if args.dry_run:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    run_dir = train(config, out=args.out, quiet=args.quiet)
+    print(f"introvae: finished {run_dir}: samples.png, reconstructions.png, interpolation.png, dynamics.png, checkpoints/")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+
+    config = _base_config(args).replace(**_config_overrides(args)).validate()
+    result = calibrate(config, out=args.out, quiet=args.quiet)
+    print(result.report())
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from .model import Model
+
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}.")
+    return Model.load(args.run_dir, step=args.step, device=args.device)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .images import save_image, to_uint8
+
+    if args.num <= 0:
+        raise UserError(f"--num must be positive, got {args.num}.")
+    model = _load(args)
+    images = model.sample(args.num, seed=args.seed, batch_size=args.batch_size)
+    out: Path = args.out
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, images=to_uint8(images).permute(0, 2, 3, 1).numpy(), seed=np.int64(args.seed))
+    else:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file: give a directory for PNG files, or a path ending in .npz.")
+        for i, image in enumerate(images):
+            save_image(image, out / f"{i:06d}.png")
+        save_image(images[:64], out / "grid.png", nrow=8)
+    print(f"introvae: wrote {args.num} samples (seed {args.seed}) to {out}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .data import scan_folder
+    from .images import load_image, save_image, to_float
+
+    model = _load(args)
+    files = scan_folder(args.input)
+    size, channels = model.config.image_size, model.config.channels
+    images = to_float(torch.stack([load_image(f, size, channels) for f in files]))
+    recs = model.reconstruct(images, batch_size=args.batch_size)
+    for f, rec in zip(files, recs):
+        save_image(rec, args.out / f.relative_to(args.input).with_suffix(".png"))
+    rows = [torch.cat([images[i:i + 8], recs[i:i + 8]]) for i in range(0, min(len(files), 64), 8)]
+    save_image(torch.cat(rows), args.out / "grid.png", nrow=min(8, len(files)))
+    print(f"introvae: reconstructed {len(files)} images into {args.out} (grid.png: originals above reconstructions)")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .images import load_image, save_image, to_float
+
+    use_images = args.a is not None or args.b is not None
+    use_seeds = args.seed_a is not None or args.seed_b is not None
+    if use_images == use_seeds or (use_images and (args.a is None or args.b is None)) or (
+            use_seeds and (args.seed_a is None or args.seed_b is None)):
+        raise UserError("give either --a IMAGE and --b IMAGE, or --seed-a S and --seed-b S.")
+    model = _load(args)
+    if use_images:
+        size, channels = model.config.image_size, model.config.channels
+        a, b = (to_float(load_image(p, size, channels)) for p in (args.a, args.b))
+        path = model.interpolate(a, b, args.steps, args.method)
+        row = torch.cat([a[None], path, b[None]])  # the originals frame the decoded path
+    else:
+        row = model.interpolate_seeds(args.seed_a, args.seed_b, args.steps, args.method)
+    save_image(row, args.out, nrow=len(row))
+    print(f"introvae: wrote {args.out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_dynamics, read_log
+
+    log = args.run_dir / "log.jsonl"
+    if not log.exists():
+        raise UserError(f"{log} does not exist: is {args.run_dir} a run directory written by `introvae train`?")
+    out = args.out or args.run_dir / "dynamics.png"
+    plot_dynamics(read_log(log), out, title=args.run_dir.name)
+    print(f"introvae: wrote {out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "calibrate": cmd_calibrate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
+            "interpolate": cmd_interpolate, "plot": cmd_plot}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"introvae: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

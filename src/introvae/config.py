@@ -1,0 +1,159 @@
+"""The single source of defaults: one dataclass feeds the Python API, the command line and the saved config.json.
+
+Every field carries its help text; `cli.py` builds its options from these fields, so an option, its type, its default
+and its documentation live in one place (the improved-diffusion pattern). Presets from the IntroVAE paper are
+named sets of overrides on top of the defaults.
+
+Loss conventions (they differ between IntroVAE code bases, and hyper-parameters do not transfer between them):
+
+* ``kl_per_sample``: KL(q(z|x) || N(0, I)) summed over the latent dimensions, one value per image. Eq. 9 of the
+  paper prints it without the leading minus sign; we use the correct, non-negative KL.
+* ``ae_per_image``: by default half the sum of squared errors over all pixels of an image (Eq. 10), images in [0, 1].
+* Losses are the batch mean of these per-image values, so the scale of every weight is independent of the batch size
+  (Eq. 9-10 sum over the batch instead; with Adam only the relative weights matter, which this keeps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+MIN_IMAGE_SIZE = 8
+MAX_IMAGE_SIZE = 1024
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training") -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "group": group})
+
+
+@dataclass
+class Config:
+    # ---- data
+    data: str = _opt("builtin", "image folder (searched recursively) or 'builtin' for the generated shapes", group="data")
+    image_size: int = _opt(32, "square training resolution, a power of two from 8 to 1024", group="data")
+    channels: int = _opt(0, "1 (grayscale) or 3 (RGB); 0 detects it from the images", group="data")
+    test_fraction: float = _opt(0.1, "share of the images held out as the test split (deterministic by file name)", group="data")
+    builtin_count: int = _opt(4096, "number of images in the built-in shapes data set", group="data")
+    hflip: bool = _opt(False, "randomly flip training images horizontally", group="data")
+
+    # ---- networks (App. B)
+    latent_dim: int = _opt(128, "size of the latent code z", group="model")
+    base_channels: int = _opt(32, "encoder width at full resolution; widths double at each halving (App. B)", group="model")
+    max_channels: int = _opt(256, "upper bound on any layer's width (512 in the paper)", group="model")
+
+    # ---- objective (Eq. 11-12)
+    model: str = _opt("introvae", "objective to train", choices=("introvae",), group="objective")
+    margin: float = _opt(60.0, "margin m of the hinge on the KL of generated images (Eq. 11)", group="objective")
+    alpha: float = _opt(0.25, "weight alpha of the adversarial KL terms of the encoder (Eq. 11)", group="objective")
+    alpha_generator: float = _opt(-1.0, "weight of the generator's KL terms (Eq. 12); negative means the same as --alpha", group="objective")
+    beta: float = _opt(0.5, "weight beta of the reconstruction loss L_AE (Eq. 11-12)", group="objective")
+    hinge: str = _opt("per_sample", "where the hinge [m - KL]+ is applied: to each image's KL (Eq. 5) or to the batch-mean KL (as the authors' code does)",
+                      choices=("per_sample", "batch_mean"), group="objective")
+    reconstruction: str = _opt("half_sse", "per-image reconstruction loss: half the sum of squared errors (Eq. 10), the full sum (the authors' code) or the per-pixel mean",
+                               choices=("half_sse", "sse", "mean"), group="objective")
+    adversarial_reduction: str = _opt("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) or their mean (the authors' code)",
+                                      choices=("sum", "mean"), group="objective")
+    warmup_steps: int = _opt(0, "steps of plain VAE training (alpha = 0) before the adversarial game starts (Sec. 4.1, App. D)", group="objective")
+
+    # ---- optimisation (Sec. 4.1)
+    steps: int = _opt(2000, "number of training steps (one encoder and one generator update each)")
+    batch_size: int = _opt(32, "images per step")
+    lr: float = _opt(2e-4, "Adam learning rate of both networks")
+    adam_beta1: float = _opt(0.9, "Adam beta1")
+    adam_beta2: float = _opt(0.999, "Adam beta2")
+    seed: int = _opt(0, "seed of initialisation, data order and noise")
+    device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    precision: str = _opt("fp32", "fp32 everywhere, or bf16 autocast on CUDA (slow on CPUs)", choices=("fp32", "bf16"))
+
+    # ---- run directory
+    log_every: int = _opt(10, "write losses to log.jsonl every N steps", group="run")
+    grid_every: int = _opt(500, "save a grid of real / reconstruction / sample images every N steps (0: only at the end)", group="run")
+    checkpoint_every: int = _opt(500, "save a checkpoint every N steps (0: only at the end)", group="run")
+    keep_checkpoints: int = _opt(3, "number of newest checkpoints to keep", group="run")
+
+    def validate(self) -> "Config":
+        size = self.image_size
+        if size < MIN_IMAGE_SIZE or size > MAX_IMAGE_SIZE or size & (size - 1):
+            raise UserError(f"--image-size {size} is not supported: use a power of two from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}.")
+        if self.channels not in (0, 1, 3):
+            raise UserError(f"--channels {self.channels} is not supported: use 1, 3 or 0 (detect).")
+        positive = {"steps": self.steps, "batch-size": self.batch_size, "latent-dim": self.latent_dim,
+                    "base-channels": self.base_channels, "max-channels": self.max_channels, "log-every": self.log_every}
+        for name, value in positive.items():
+            if value <= 0:
+                raise UserError(f"--{name} must be positive, got {value}.")
+        if self.lr <= 0:
+            raise UserError(f"--lr must be positive, got {self.lr}.")
+        if not 0 <= self.test_fraction < 1:
+            raise UserError(f"--test-fraction must be in [0, 1), got {self.test_fraction}.")
+        if self.margin < 0 or self.alpha < 0 or self.beta < 0:
+            raise UserError("--margin, --alpha and --beta must not be negative.")
+        if self.warmup_steps < 0 or self.grid_every < 0 or self.checkpoint_every < 0 or self.keep_checkpoints < 1:
+            raise UserError("--warmup-steps, --grid-every and --checkpoint-every must be >= 0 and --keep-checkpoints >= 1.")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise UserError(f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is not one of {', '.join(choices)}.")
+        return self
+
+    @property
+    def generator_alpha(self) -> float:
+        return self.alpha if self.alpha_generator < 0 else self.alpha_generator
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"config has unknown keys {', '.join(unknown)}: was it written by a newer introvae?")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def save(self, path: str | Path) -> None:
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path} does not exist: is this a run directory written by `introvae train`?") from None
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}).") from None
+        return cls.from_dict(values)
+
+
+# The paper's settings (Sec. 4.1, Table 1, App. B). Sec. 4.1 prints "128 x 128" for two settings; we read the first
+# (z=512, m=120, beta=0.05) as the 256 x 256 one, since App. D studies beta on 256 x 256 CelebA-HQ images and Table 1
+# lists 256 among the trained resolutions, and the second (z=256, m=110, beta=0.5) as 128 x 128. Batch sizes follow
+# Table 1 except 1024, where Sec. 4.1 and Table 1 agree on 8.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-1024": dict(image_size=1024, latent_dim=512, margin=90.0, alpha=0.25, beta=0.0025, batch_size=8,
+                       base_channels=16, max_channels=512),
+    "paper-256": dict(image_size=256, latent_dim=512, margin=120.0, alpha=0.25, beta=0.05, batch_size=32,
+                      base_channels=64, max_channels=512),
+    "paper-128": dict(image_size=128, latent_dim=256, margin=110.0, alpha=0.25, beta=0.5, batch_size=64,
+                      base_channels=64, max_channels=512),
+    # Small settings for the built-in shapes on a CPU; m measured with `introvae calibrate`.
+    "builtin-32": dict(image_size=32, latent_dim=128, margin=60.0, alpha=0.25, beta=0.5, batch_size=32,
+                       base_channels=32, max_channels=256),
+}
+
+
+def from_preset(name: str, **overrides: Any) -> Config:
+    if name not in PRESETS:
+        raise UserError(f"--preset {name!r} is unknown: choose one of {', '.join(PRESETS)}.")
+    return Config(**{**PRESETS[name], **overrides})

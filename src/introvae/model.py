@@ -1,0 +1,155 @@
+"""A trained (or training) model as users see it: encode, decode, sample, reconstruct, interpolate.
+
+Everything here runs the networks in eval mode (batch-norm running statistics) and without gradients, and puts the
+networks back in the mode they were in, so the trainer can draw its grids mid-training with the same code. In eval
+mode an image depends only on its own input, so the results do not depend on the batch size.
+
+Sampling is seeded per image: the latent code of image i under seed s is drawn from a generator seeded by (s, i) on
+the CPU, so image i is the same whatever the batch size and the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import latest_step, load_networks, model_path
+from .config import Config
+from .errors import UserError
+from .nets import build_networks, init_weights
+
+INTERPOLATIONS = ("lerp", "slerp")
+
+
+def stream_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (seed, stream, index): independent streams without collisions."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} asks for CUDA, but this torch build sees no GPU: use --device cpu.")
+    return device
+
+
+class Model:
+    """Encoder and generator of one configuration, with the operations a user needs."""
+
+    def __init__(self, config: Config, networks: nn.ModuleDict):
+        self.config = config
+        self.networks = networks
+
+    @classmethod
+    def build(cls, config: Config, device: str | torch.device = "cpu") -> "Model":
+        """Fresh networks, initialised from config.seed alone."""
+        if config.channels not in (1, 3):
+            raise UserError("the config's channels must be resolved to 1 or 3 before building a model.")
+        encoder, generator = build_networks(config)
+        networks = nn.ModuleDict({"encoder": encoder, "generator": generator})
+        init_weights(networks, torch.Generator().manual_seed(config.seed))
+        return cls(config, networks.to(device))
+
+    @classmethod
+    def load(cls, run_dir: str | Path, step: int | None = None, device: str = "auto") -> "Model":
+        """The model of a run directory at its newest (or the given) checkpoint."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir} is not a directory: pass a run directory written by `introvae train`.")
+        config = Config.load(run_dir / "config.json")
+        model = cls.build(config, resolve_device(device))
+        load_networks(model_path(run_dir, latest_step(run_dir) if step is None else step), model.networks)
+        return model
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.networks["encoder"]
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.networks["generator"]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.networks.parameters()).device
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        was_training = [m.training for m in self.networks.children()]
+        self.networks.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for module, mode in zip(self.networks.children(), was_training):
+                module.train(mode)
+
+    def _batched(self, fn, x: Tensor, batch_size: int) -> Tensor:
+        with self.evaluating():
+            return torch.cat([fn(chunk.to(self.device)).float().cpu() for chunk in x.split(batch_size)])
+
+    def encode(self, images: Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+        """Images in [0, 1], (N, C, S, S) -> (mu, logvar) of the posterior, each (N, latent_dim)."""
+        self._check_images(images)
+        both = self._batched(lambda x: torch.cat(self.encoder(x), dim=1), images, batch_size)
+        return both.chunk(2, dim=1)
+
+    def decode(self, z: Tensor, batch_size: int = 64) -> Tensor:
+        """Latent codes (N, latent_dim) -> images in [0, 1]."""
+        return self._batched(self.generator, z, batch_size).clamp(0, 1)
+
+    def reconstruct(self, images: Tensor, batch_size: int = 64) -> Tensor:
+        """Decode the posterior mean of each image (no sampling noise, so the result is deterministic)."""
+        mu, _ = self.encode(images, batch_size)
+        return self.decode(mu, batch_size)
+
+    def latents(self, num: int, seed: int = 0, start: int = 0) -> Tensor:
+        """Prior codes of images start .. start+num-1 under `seed`; code i depends only on (seed, i)."""
+        return torch.stack([
+            torch.randn(self.config.latent_dim, generator=torch.Generator().manual_seed(stream_seed(seed, 1, i)))
+            for i in range(start, start + num)
+        ])
+
+    def sample(self, num: int, seed: int = 0, batch_size: int = 64) -> Tensor:
+        return self.decode(self.latents(num, seed), batch_size)
+
+    def interpolate_latents(self, z_a: Tensor, z_b: Tensor, steps: int, method: str = "lerp") -> Tensor:
+        """`steps` codes from z_a to z_b inclusive, on a line (lerp) or a great circle (slerp)."""
+        if steps < 2:
+            raise UserError(f"--steps must be at least 2 to interpolate, got {steps}.")
+        t = torch.linspace(0, 1, steps).unsqueeze(1)
+        if method == "lerp":
+            return (1 - t) * z_a + t * z_b
+        if method == "slerp":
+            cos = torch.nn.functional.cosine_similarity(z_a, z_b, dim=0).clamp(-1, 1)
+            omega = torch.arccos(cos)
+            if omega.abs() < 1e-4:  # parallel codes: slerp degenerates to lerp
+                return (1 - t) * z_a + t * z_b
+            return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / torch.sin(omega)
+        raise UserError(f"--method {method!r} is not one of {', '.join(INTERPOLATIONS)}.")
+
+    def interpolate(self, image_a: Tensor, image_b: Tensor, steps: int, method: str = "lerp") -> Tensor:
+        """Decoded images along the path between the posterior means of two images (Fig. 6), (steps, C, S, S)."""
+        mu, _ = self.encode(torch.stack([image_a, image_b]))
+        return self.decode(self.interpolate_latents(mu[0], mu[1], steps, method))
+
+    def interpolate_seeds(self, seed_a: int, seed_b: int, steps: int, method: str = "lerp") -> Tensor:
+        """Decoded images between the first prior code of seed_a and that of seed_b."""
+        z_a, z_b = self.latents(1, seed_a)[0], self.latents(1, seed_b)[0]
+        return self.decode(self.interpolate_latents(z_a, z_b, steps, method))
+
+    def _check_images(self, images: Tensor) -> None:
+        c, s = self.config.channels, self.config.image_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
+            raise UserError(f"images of shape {tuple(images.shape)} do not fit this model, which takes (N, {c}, {s}, {s}).")
+

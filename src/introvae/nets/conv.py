@@ -1,0 +1,130 @@
+"""The encoder (inference model) and generator of IntroVAE, App. B of the paper, for any power-of-two resolution.
+
+App. B gives the 1024 x 1024 table and says smaller resolutions drop [Res-block + AvgPool] stages. We write the table
+as a rule over resolutions r = image_size, image_size/2, ..., 4:
+
+* encoder width at r:   min(max_channels, base_channels * image_size / r)
+  (5x5 conv at full resolution, then AvgPool + Res-block per halving down to 4 x 4, then FC to 2 * latent_dim);
+* generator width at r: min(max_channels, max(base_channels, base_channels * image_size / (2 r)))
+  (FC + ReLU to 4 x 4, Res-block, then Upsample + Res-block per doubling, then a 5x5 conv to the image).
+
+With base_channels=16, max_channels=512 at 1024 this reproduces Table 3 of the paper exactly (tests check it).
+A Res-block is two 3x3 conv + batch-norm layers with a LeakyReLU(0.2) between and after, plus a shortcut that is
+the identity, or a 1x1 conv where the width changes (the "1x1" rows of Table 3).
+
+Batch-norm mode: networks train in train mode (batch statistics). Sampling, reconstruction, interpolation and
+evaluation always run in eval mode (running statistics), so an image depends only on its own input and seed, never
+on the other images in its batch. `introvae.api` is the one place that switches the mode.
+
+The generator's last conv has no output non-linearity, as in the paper; images are clamped to [0, 1] only when
+they leave the model (see `introvae.images`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+LEAK = 0.2
+
+
+def _stage_resolutions(image_size: int) -> list[int]:
+    """Resolutions from image_size down to 4: [image_size, image_size/2, ..., 4]."""
+    return [image_size >> i for i in range(int(math.log2(image_size)) - 1)]
+
+
+def encoder_widths(image_size: int, base_channels: int, max_channels: int) -> dict[int, int]:
+    return {r: min(max_channels, base_channels * image_size // r) for r in _stage_resolutions(image_size)}
+
+
+def generator_widths(image_size: int, base_channels: int, max_channels: int) -> dict[int, int]:
+    return {r: min(max_channels, max(base_channels, base_channels * image_size // (2 * r)))
+            for r in _stage_resolutions(image_size)}
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.shortcut = (nn.Identity() if in_channels == out_channels
+                         else nn.Conv2d(in_channels, out_channels, 1, bias=False))
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.LeakyReLU(LEAK),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.out = nn.LeakyReLU(LEAK)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.body(x) + self.shortcut(x))
+
+
+class Encoder(nn.Module):
+    """x in [0, 1], (N, C, S, S) -> (mu, logvar), each (N, latent_dim)."""
+
+    def __init__(self, image_size: int, channels: int, latent_dim: int, base_channels: int, max_channels: int):
+        super().__init__()
+        widths = encoder_widths(image_size, base_channels, max_channels)
+        resolutions = list(widths)
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, widths[image_size], 5, padding=2, bias=False),
+            nn.BatchNorm2d(widths[image_size]),
+            nn.LeakyReLU(LEAK),
+        ]
+        for previous, r in zip(resolutions, resolutions[1:]):
+            layers += [nn.AvgPool2d(2), ResBlock(widths[previous], widths[r])]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(widths[4] * 16, 2 * latent_dim)
+        self.latent_dim = latent_dim
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.features(x).flatten(1)
+        mu, logvar = self.fc(h).chunk(2, dim=1)
+        return mu, logvar
+
+
+class Generator(nn.Module):
+    """z, (N, latent_dim) -> image (N, C, S, S), unbounded (trained towards [0, 1])."""
+
+    def __init__(self, image_size: int, channels: int, latent_dim: int, base_channels: int, max_channels: int):
+        super().__init__()
+        widths = generator_widths(image_size, base_channels, max_channels)
+        resolutions = sorted(widths)  # 4, 8, ..., image_size
+        self.fc = nn.Sequential(nn.Linear(latent_dim, widths[4] * 16), nn.ReLU())
+        self.start_channels = widths[4]
+        layers: list[nn.Module] = [ResBlock(widths[4], widths[4])]
+        for previous, r in zip(resolutions, resolutions[1:]):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), ResBlock(widths[previous], widths[r])]
+        layers.append(nn.Conv2d(widths[image_size], channels, 5, padding=2))
+        self.body = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.fc(z).view(z.shape[0], self.start_channels, 4, 4)
+        return self.body(h)
+
+
+def build_networks(config) -> tuple[Encoder, Generator]:
+    """The encoder and generator that a `Config` (with channels resolved) describes."""
+    args = (config.image_size, config.channels, config.latent_dim, config.base_channels, config.max_channels)
+    return Encoder(*args), Generator(*args)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def init_weights(module: nn.Module, generator: torch.Generator) -> None:
+    """Re-initialise every conv/linear layer from `generator`, so initial weights depend on the seed alone."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            # Kaiming-uniform for leaky ReLU, as PyTorch's default but drawn from our own generator.
+            bound = math.sqrt(6.0 / ((1 + LEAK**2) * fan_in))
+            with torch.no_grad():
+                m.weight.uniform_(-bound, bound, generator=generator)
+                if m.bias is not None:
+                    m.bias.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)

@@ -1,0 +1,159 @@
+"""The IntroVAE objective: loss terms against hand computations, and the stop-gradient order of Algorithm 1."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from introvae.config import Config
+from introvae.objectives import IntroVAE, kl_per_sample, reconstruction_per_image
+from introvae.objectives.base import prior_sample, reparameterize
+
+
+def test_kl_per_sample_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(5, 7), torch.ones(5, 7))
+    expected = torch.distributions.kl_divergence(q, p).sum(1)
+    torch.testing.assert_close(kl_per_sample(mu, logvar), expected)
+    # The prior itself has zero KL, and the KL is never negative (Eq. 9 prints the negative).
+    assert torch.equal(kl_per_sample(torch.zeros(3, 4), torch.zeros(3, 4)), torch.zeros(3))
+    assert (kl_per_sample(mu, logvar) > 0).all()
+
+
+def test_kl_by_hand():
+    # mu = 1, sigma^2 = e in one dimension: 0.5 * (1 + e - 1 - 1) = 0.5 * (e - 1)
+    value = kl_per_sample(torch.tensor([[1.0]]), torch.tensor([[1.0]]))
+    assert value.item() == pytest.approx(0.5 * (torch.e - 1))
+
+
+def test_reconstruction_by_hand():
+    x = torch.zeros(2, 1, 2, 2)
+    x_rec = torch.tensor([[[[1.0, 2.0], [0.0, 0.0]]], [[[0.5, 0.5], [0.5, 0.5]]]])
+    # image 0: squared errors 1 + 4 = 5; image 1: 4 * 0.25 = 1
+    assert reconstruction_per_image(x_rec, x, "half_sse").tolist() == [2.5, 0.5]
+    assert reconstruction_per_image(x_rec, x, "sse").tolist() == [5.0, 1.0]
+    assert reconstruction_per_image(x_rec, x, "mean").tolist() == [1.25, 0.25]
+
+
+@pytest.mark.parametrize("hinge, expected", [("per_sample", (3.0 + 0.0 + 0.0) / 3), ("batch_mean", 0.0)])
+def test_hinge_below_at_and_above_margin(hinge, expected):
+    objective = IntroVAE(Config(margin=10.0, hinge=hinge))
+    kl = torch.tensor([7.0, 10.0, 13.0])  # below, at and above m; batch mean exactly m
+    assert objective.hinge_loss(kl).item() == pytest.approx(expected)
+    assert objective.hinge_loss(torch.tensor([4.0])).item() == pytest.approx(6.0)
+    assert objective.hinge_loss(torch.tensor([12.0])).item() == 0.0
+
+
+class TinyEncoder(nn.Module):
+    def __init__(self, dim: int, latent: int):
+        super().__init__()
+        self.fc = nn.Linear(dim, 2 * latent)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)).chunk(2, dim=1)
+
+
+class TinyGenerator(nn.Module):
+    def __init__(self, latent: int, shape: tuple):
+        super().__init__()
+        self.shape = shape
+        self.fc = nn.Linear(latent, int(torch.tensor(shape).prod()))
+
+    def forward(self, z):
+        return self.fc(z).view(z.shape[0], *self.shape)
+
+
+def tiny_networks(seed=0, latent=3, shape=(1, 2, 2)):
+    torch.manual_seed(seed)
+    return nn.ModuleDict({"encoder": TinyEncoder(4, latent), "generator": TinyGenerator(latent, shape)})
+
+
+def by_hand_kl(mu, logvar):
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    return torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
+
+
+@pytest.mark.parametrize("adversarial_reduction, scale", [("sum", 1.0), ("mean", 0.5)])
+def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale):
+    config = Config(margin=4.0, alpha=0.3, alpha_generator=0.7, beta=0.2, adversarial_reduction=adversarial_reduction)
+    nets = tiny_networks()
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    objective = IntroVAE(config)
+    phases = objective.phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
+    encoder_phase = next(phases)
+
+    # The same computation written out from Eq. 10-12, with the same noise stream (eps first, then z_p).
+    noise = torch.Generator().manual_seed(5)
+    E, G = nets["encoder"], nets["generator"]
+    mu, logvar = E(x)
+    eps = torch.randn(mu.shape, generator=noise)
+    x_r = G(mu + (0.5 * logvar).exp() * eps)
+    x_p = G(torch.randn(mu.shape, generator=noise))
+    l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    kl_r, kl_p = by_hand_kl(*E(x_r)), by_hand_kl(*E(x_p))
+    hinge = torch.relu(4.0 - kl_r).mean() + torch.relu(4.0 - kl_p).mean()
+    expected_e = by_hand_kl(mu, logvar).mean() + 0.3 * scale * hinge + 0.2 * l_ae
+    assert encoder_phase.network == "encoder"
+    torch.testing.assert_close(encoder_phase.loss, expected_e)
+
+    generator_phase = next(phases)  # no encoder step taken: the same encoder
+    expected_g = 0.7 * scale * (kl_r.mean() + kl_p.mean()) + 0.2 * l_ae
+    assert generator_phase.network == "generator"
+    torch.testing.assert_close(generator_phase.loss, expected_g)
+    assert next(phases, None) is None
+
+
+def test_encoder_adversarial_terms_send_no_gradient_to_generator():
+    # With beta = 0 the encoder loss is KL(real) + hinge terms on ng(x_r), ng(x_p): nothing reaches the generator.
+    nets = tiny_networks()
+    x = torch.rand(4, 1, 2, 2)
+    objective = IntroVAE(Config(margin=1e3, alpha=1.0, beta=0.0))  # large m: the hinges are active
+    phase = next(objective.phases(nets, x, step=0, noise=torch.Generator().manual_seed(0)))
+    grads = torch.autograd.grad(phase.loss, list(nets["generator"].parameters()), allow_unused=True, retain_graph=True)
+    assert all(g is None or torch.count_nonzero(g) == 0 for g in grads)
+    # ...while the same terms do move the encoder.
+    grads = torch.autograd.grad(phase.loss, list(nets["encoder"].parameters()), allow_unused=True)
+    assert any(g is not None and torch.count_nonzero(g) > 0 for g in grads)
+
+
+def test_generator_loss_uses_the_updated_encoder():
+    config = Config(margin=50.0, alpha=0.5, beta=0.1)
+    nets = tiny_networks(seed=3)
+    x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(2))
+    before = copy.deepcopy(nets)
+    phases = IntroVAE(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(9))
+    encoder_phase = next(phases)
+    optimizer = torch.optim.SGD(nets["encoder"].parameters(), lr=0.5)
+    encoder_phase.loss.backward(inputs=list(nets["encoder"].parameters()), retain_graph=True)
+    optimizer.step()
+    generator_phase = next(phases)
+
+    def generator_loss(encoder):
+        noise = torch.Generator().manual_seed(9)
+        G = before["generator"]
+        mu, logvar = before["encoder"](x)  # L_AE uses the code from before the encoder's step (line 4-7)
+        x_r = G(reparameterize(mu, logvar, noise))
+        x_p = G(prior_sample(6, mu.shape[1], noise, mu))
+        l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+        return 0.5 * (by_hand_kl(*encoder(x_r)).mean() + by_hand_kl(*encoder(x_p)).mean()) + 0.1 * l_ae
+
+    torch.testing.assert_close(generator_phase.loss, generator_loss(nets["encoder"]))
+    assert not torch.allclose(generator_phase.loss, generator_loss(before["encoder"]))
+
+
+def test_warmup_is_the_plain_vae():
+    nets = tiny_networks()
+    x = torch.rand(4, 1, 2, 2)
+    objective = IntroVAE(Config(warmup_steps=5, alpha=0.25, beta=0.3))
+    noise = torch.Generator().manual_seed(0)
+    encoder_phase, generator_phase = list(objective.phases(nets, x, step=4, noise=noise))
+    logs = encoder_phase.logs
+    assert "kl_sample" not in logs and logs["margin"].item() == 0.0
+    torch.testing.assert_close(encoder_phase.loss, logs["kl_real"] + 0.3 * logs["ae"])
+    torch.testing.assert_close(generator_phase.loss, 0.3 * logs["ae"])
+    # From step warmup_steps on, the game is played.
+    logs = next(objective.phases(nets, x, step=5, noise=noise)).logs
+    assert "kl_sample" in logs and logs["margin"].item() == Config().margin
