@@ -78,7 +78,8 @@ def by_hand_kl(mu, logvar):
 
 @pytest.mark.parametrize("adversarial_reduction, scale", [("sum", 1.0), ("mean", 0.5)])
 def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale):
-    config = Config(margin=4.0, alpha=0.3, alpha_generator=0.7, beta=0.2, adversarial_reduction=adversarial_reduction)
+    config = Config(margin=4.0, alpha=0.3, alpha_generator=0.7, beta=0.2, adversarial_reduction=adversarial_reduction,
+                    warmup_steps=0)
     nets = tiny_networks()
     x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
     objective = IntroVAE(config)
@@ -110,7 +111,7 @@ def test_encoder_adversarial_terms_send_no_gradient_to_generator():
     # With beta = 0 the encoder loss is KL(real) + hinge terms on ng(x_r), ng(x_p): nothing reaches the generator.
     nets = tiny_networks()
     x = torch.rand(4, 1, 2, 2)
-    objective = IntroVAE(Config(margin=1e3, alpha=1.0, beta=0.0))  # large m: the hinges are active
+    objective = IntroVAE(Config(margin=1e3, alpha=1.0, beta=0.0, warmup_steps=0))  # large m: hinges active
     phase = next(objective.phases(nets, x, step=0, noise=torch.Generator().manual_seed(0)))
     grads = torch.autograd.grad(phase.loss, list(nets["generator"].parameters()), allow_unused=True, retain_graph=True)
     assert all(g is None or torch.count_nonzero(g) == 0 for g in grads)
@@ -120,7 +121,7 @@ def test_encoder_adversarial_terms_send_no_gradient_to_generator():
 
 
 def test_generator_loss_uses_the_updated_encoder():
-    config = Config(margin=50.0, alpha=0.5, beta=0.1)
+    config = Config(margin=50.0, alpha=0.5, beta=0.1, warmup_steps=0)
     nets = tiny_networks(seed=3)
     x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(2))
     before = copy.deepcopy(nets)

@@ -158,10 +158,10 @@ class Trainer:
                 self._check_divergence(phase.network)
                 return {}
             optimizer = self.optimizers[phase.network]
-            optimizer.zero_grad(set_to_none=True)
             # Gradients w.r.t. this phase's network only; the graph is kept for the phases still to come.
             phase.loss.backward(inputs=list(self.networks[phase.network].parameters()), retain_graph=True)
             optimizer.step()
+            optimizer.zero_grad(set_to_none=True)  # frees the gradients before the next phase runs
             logs.update(phase.logs)
         self.bad_steps = 0
         self.step += 1
@@ -232,7 +232,7 @@ class Trainer:
             # Row 1: image a, 8 decoded steps between their codes, image b (Fig. 6). Row 2: between two seeds.
             rows = [real[:1], model.interpolate(real[0], real[1], 8), real[1:2], model.interpolate_seeds(0, 1, 10)]
             save_image(torch.cat(rows), self.run_dir / "interpolation.png", nrow=10)
-        plot_dynamics(read_log(self.run_dir / "log.jsonl"), self.run_dir / "dynamics.png", title=f"{self.config.model} — {self.run_dir.name}")
+        plot_dynamics(read_log(self.run_dir / "log.jsonl"), self.run_dir / "dynamics.png", title=f"{self.config.model}: {self.run_dir.name}")
 
 
 def _prepare_run(config: Config, out: Path | None, resume: Path | None, overrides: dict[str, Any]) -> tuple[Config, Path]:

@@ -118,13 +118,16 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-initialise every conv/linear layer from `generator`, so initial weights depend on the seed alone."""
+    """Re-initialise every conv/linear layer from `generator`, so initial weights depend on the seed alone.
+
+    The scale is PyTorch's default (uniform in +-1/sqrt(fan_in) for weights and biases). Kaiming's larger scale for
+    leaky ReLU made the residual stacks start with outputs an order of magnitude off and trained several times
+    slower on the built-in data (L_AE 204 against 60 after 250 VAE steps).
+    """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            fan_in = m.weight[0].numel()
-            # Kaiming-uniform for leaky ReLU, as PyTorch's default but drawn from our own generator.
-            bound = math.sqrt(6.0 / ((1 + LEAK**2) * fan_in))
+            bound = 1 / math.sqrt(m.weight[0].numel())
             with torch.no_grad():
                 m.weight.uniform_(-bound, bound, generator=generator)
                 if m.bias is not None:
-                    m.bias.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)
+                    m.bias.uniform_(-bound, bound, generator=generator)

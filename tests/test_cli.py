@@ -1,0 +1,131 @@
+"""The command line end to end, on a folder that mixes RGB, grayscale, RGBA and palette images of different sizes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from introvae.checkpoint import checkpoint_steps
+from introvae.cli import main
+
+TRAIN = ["--image-size", "16", "--latent-dim", "8", "--base-channels", "4", "--max-channels", "16",
+         "--batch-size", "4", "--log-every", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i in range(12):
+        w, h = int(rng.integers(12, 40)), int(rng.integers(12, 40))
+        pixels = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        kind = i % 4
+        if kind == 0:
+            Image.fromarray(pixels[..., :3], "RGB").save(root / f"rgb{i}.png")
+        elif kind == 1:
+            Image.fromarray(pixels[..., 0], "L").save(root / "sub" / f"gray{i}.jpg")
+        elif kind == 2:
+            Image.fromarray(pixels, "RGBA").save(root / "sub" / "deeper" / f"rgba{i}.png")
+        else:
+            Image.fromarray(pixels[..., :3], "RGB").convert("P", palette=Image.Palette.ADAPTIVE).save(root / f"pal{i}.bmp")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(mixed_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "--data", str(mixed_folder), "--out", str(out), "--steps", "3", "--warmup-steps", "1",
+                 "--checkpoint-every", "2", *TRAIN]) == 0
+    return out
+
+
+def test_train_writes_a_run(run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["channels"] == 3 and config["image_size"] == 16  # RGB present: 3 channels detected
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["train"]) + len(split["test"]) == 12  # notes.txt skipped, subfolders searched
+    assert checkpoint_steps(run_dir) == [2, 3]
+    assert (run_dir / "dynamics.png").exists() and (run_dir / "interpolation.png").exists()
+
+
+def test_resume_from_the_command_line(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    assert main(["train", "--resume", str(copy), "--steps", "5", "--quiet"]) == 0
+    assert checkpoint_steps(copy)[-1] == 5
+    steps = [json.loads(line)["step"] for line in (copy / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_sample_to_folder_and_npz(run_dir, tmp_path):
+    assert main(["sample", str(run_dir), "--num", "5", "--out", str(tmp_path / "png"), "--seed", "3",
+                 "--batch-size", "2"]) == 0
+    files = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert files == ["000000.png", "000001.png", "000002.png", "000003.png", "000004.png", "grid.png"]
+    assert main(["sample", str(run_dir), "--num", "5", "--out", str(tmp_path / "s.npz"), "--seed", "3"]) == 0
+    images = np.load(tmp_path / "s.npz")["images"]
+    assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
+    # The same seed gives the same images whatever the batch size (up to rounding of one 8-bit level).
+    first = np.asarray(Image.open(tmp_path / "png" / "000000.png"))
+    assert np.abs(first.astype(int) - images[0].astype(int)).max() <= 1
+
+
+def test_reconstruct_a_folder(run_dir, mixed_folder, tmp_path):
+    assert main(["reconstruct", str(run_dir), "--input", str(mixed_folder), "--out", str(tmp_path / "rec")]) == 0
+    assert (tmp_path / "rec" / "sub" / "deeper" / "rgba2.png").exists()
+    assert Image.open(tmp_path / "rec" / "sub" / "gray1.png").size == (16, 16)
+    grid = Image.open(tmp_path / "rec" / "grid.png")
+    assert grid.size[1] > grid.size[0] / 8 * 2  # rows of originals and reconstructions
+
+
+def test_interpolate_images_and_seeds(run_dir, mixed_folder, tmp_path):
+    out = tmp_path / "i.png"
+    assert main(["interpolate", str(run_dir), "--a", str(mixed_folder / "rgb0.png"), "--b",
+                 str(mixed_folder / "pal3.bmp"), "--steps", "5", "--out", str(out)]) == 0
+    width, height = Image.open(out).size
+    assert width > 6 * 16 and height < 2 * 16 + 8  # one row: a, 5 steps, b
+    assert main(["interpolate", str(run_dir), "--seed-a", "0", "--seed-b", "1", "--steps", "4", "--method", "slerp",
+                 "--out", str(tmp_path / "s.png")]) == 0
+
+
+def test_plot_and_calibrate(run_dir, mixed_folder, tmp_path, capsys):
+    assert main(["plot", str(run_dir), "--out", str(tmp_path / "d.png")]) == 0
+    assert Image.open(tmp_path / "d.png").size[0] > 500
+    assert main(["calibrate", "--data", str(mixed_folder), "--steps", "4", *TRAIN]) == 0
+    out = capsys.readouterr().out
+    assert "KL(real)" in out and "proposed margin: --margin" in out
+
+
+def test_dry_run_prints_the_preset(capsys):
+    assert main(["train", "--preset", "paper-1024", "--dry-run", "--out", "x"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["image_size"], config["latent_dim"], config["margin"], config["beta"]) == (1024, 512, 90.0, 0.0025)
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["train", "--data", "/no/such/folder", "--out", "OUT", "--steps", "1"], "/no/such/folder"),
+    (["train", "--data", "builtin", "--out", "OUT", "--image-size", "48"], "--image-size"),
+    (["sample", "/no/such/run", "--num", "2", "--out", "x"], "/no/such/run"),
+    (["interpolate", "RUN", "--a", "x.png", "--steps", "3", "--out", "o.png"], "--seed-a"),
+])
+def test_bad_input_is_one_sentence_and_status_2(args, phrase, tmp_path, run_dir):
+    args = [a.replace("OUT", str(tmp_path / "o")).replace("RUN", str(run_dir)) for a in args]
+    result = subprocess.run([sys.executable, "-m", "introvae", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and phrase in lines[0], result.stderr
+
+
+def test_an_existing_run_is_never_overwritten(run_dir, capsys):
+    before = (run_dir / "config.json").read_text()
+    assert main(["train", "--data", "builtin", "--out", str(run_dir), "--steps", "1", *TRAIN]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (run_dir / "config.json").read_text() == before
