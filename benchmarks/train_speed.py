@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 CONFIG = dict(latent_dim=128, base_channels=32, max_channels=256, batch_size=32, margin=70.0, beta=0.5, alpha=0.25,
-              builtin_count=1024, test_fraction=0.0, grid_every=0, checkpoint_every=0)
+              builtin_count=1024, test_fraction=0.0, grid_every=0, checkpoint_every=0, warmup_steps=0)
 
 
 def _rss_mib() -> float:

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .config import PRESETS, Config
+from .config import PRESETS, Config, from_preset
 from .errors import UserError
 
 
@@ -52,8 +52,6 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _base_config(args: argparse.Namespace) -> Config:
     if getattr(args, "preset", None):
-        from .config import from_preset
-
         return from_preset(args.preset)
     return Config()
 
