@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
 from .errors import UserError
 
 MIN_IMAGE_SIZE = 8
@@ -120,8 +121,6 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: str | Path) -> None:
-        from .checkpoint import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod

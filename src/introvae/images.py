@@ -9,9 +9,8 @@ Every other module relies on this convention, so conversions between the two rep
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from introvae.atomic import atomic_write_bytes
 from introvae.errors import DataError, UserError
 
 __all__ = ["to_float", "to_uint8", "make_grid", "save_image", "load_image"]
@@ -80,18 +80,9 @@ def save_image(x: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
     arr = to_uint8(x).cpu().numpy()
     hwc = arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0))
     img = Image.fromarray(hwc)  # (H, W) uint8 becomes mode "L", (H, W, 3) becomes "RGB"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique hidden name in the target folder: os.replace is atomic only within one file system, and
-    # opening with "xb" (rather than mkstemp) keeps the usual umask-derived permissions on the result.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            options = {"quality": 95} if fmt == "JPEG" else {}
-            img.save(f, format=fmt, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 # Modes that hold a single gray channel at more than 8 bits; Pillow cannot convert them to "L" without clipping.

@@ -7,16 +7,16 @@ instead of matplotlib to keep the dependencies to torch, numpy, Pillow and safet
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from introvae.atomic import atomic_write_bytes
 from introvae.errors import UserError
 
 __all__ = ["plot_dynamics", "read_log"]
@@ -483,18 +483,7 @@ def plot_dynamics(records: list[dict], path: str | Path, title: str = "") -> Non
     for index, spec in enumerate(_panel_specs(list(records or []))):
         _draw_panel(image, (index * half, top, (index + 1) * half, _HEIGHT), spec, fonts)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as the target, so that os.replace is a rename on one file system: readers (a web page
-    # refreshing the figure during training) see the old or the new image, never half of one.
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            image.save(handle, format="PNG")
-        os.replace(handle.name, path)
-    except BaseException:
-        try:
-            os.unlink(handle.name)
-        except OSError:
-            pass
-        raise
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    # Atomic, so a reader (a page refreshing the figure during training) never sees half an image.
+    atomic_write_bytes(path, buffer.getvalue())

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import atomic_write_text, checkpoint_steps, load_networks, load_tree, model_path, save_checkpoint, train_state_path
+from .atomic import atomic_write_text
+from .checkpoint import checkpoint_steps, load_networks, load_tree, model_path, save_checkpoint, train_state_path
 from .config import Config
 from .data import DataSplit, open_data
 from .errors import UserError
@@ -212,7 +213,8 @@ class Trainer:
         finally:
             if progress:
                 progress.close()
-        if not checkpoint_steps(self.run_dir) or checkpoint_steps(self.run_dir)[-1] != self.step:
+        saved = checkpoint_steps(self.run_dir)
+        if not saved or saved[-1] != self.step:
             self.save()
         self.save_grid()
         self.write_summary_images()
