@@ -21,8 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-CONFIG = dict(latent_dim=128, base_channels=32, max_channels=256, batch_size=32, margin=70.0, beta=0.5, alpha=0.25,
-              builtin_count=1024, test_fraction=0.0, grid_every=0, checkpoint_every=0, warmup_steps=0)
+from introvae.config import PRESETS
+
+# The built-in preset's networks and objective, with the warm-up off so every timed step is a full IntroVAE step.
+CONFIG = {**PRESETS["builtin-32"], "builtin_count": 1024, "test_fraction": 0.0, "grid_every": 0, "checkpoint_every": 0,
+          "warmup_steps": 0}
+for key in ("image_size", "steps"):  # set per measurement
+    CONFIG.pop(key)
 
 
 def _rss_mib() -> float:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .atomic import atomic_write_text
-from .checkpoint import checkpoint_steps, load_networks, load_tree, model_path, save_checkpoint, train_state_path
+from .checkpoint import checkpoint_steps, latest_step, load_networks, load_tree, model_path, save_checkpoint, train_state_path
 from .config import Config
 from .data import DataSplit, open_data
 from .errors import UserError
@@ -111,10 +111,7 @@ class Trainer:
         save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints)
 
     def _load_latest(self) -> None:
-        steps = checkpoint_steps(self.run_dir)
-        if not steps:
-            raise UserError(f"{self.run_dir} has no complete checkpoint to resume from: start a new run instead.")
-        step = steps[-1]
+        step = latest_step(self.run_dir)
         load_networks(model_path(self.run_dir, step), self.networks)
         state = load_tree(train_state_path(self.run_dir, step))
         for name, opt in self.optimizers.items():
