@@ -6,6 +6,8 @@
     introvae reconstruct RUN_DIR --input DIR --out DIR
     introvae interpolate RUN_DIR (--a IMAGE --b IMAGE | --seed-a S --seed-b S) --steps K --out FILE.png
     introvae plot RUN_DIR [--out FILE.png]
+    introvae evaluate RUN_DIR [--data DIR] [--num-samples N] [--fid-weights PATH] [--out FILE.json]
+    introvae evaluate --samples DIR|FILE.npz --reference DIR|FILE.npz [--out FILE.json]
 
 Training options come from the fields of `introvae.config.Config`, with their help texts and defaults. Errors in the
 user's input print one sentence and exit with status 2.
@@ -17,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -105,6 +108,30 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="draw the training dynamics (the KLs against m, and L_AE) of a run, like Fig. 5")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/dynamics.png)")
+
+    p = sub.add_parser("evaluate", help="FID, KID, IS, precision/recall, MS-SSIM, SWD and reconstruction errors of a "
+                       "run (or of two image sets), offline", description="Evaluate a run against its held-out split "
+                       "(or --data), or compare --samples with --reference. Prints a table; writes JSON.")
+    p.add_argument("run_dir", type=Path, nargs="?", metavar="RUN_DIR", help="run directory to evaluate")
+    p.add_argument("--samples", type=Path, help="instead of a run: generated images (folder, .npz or .npy)")
+    p.add_argument("--reference", type=Path, help="with --samples: real images (folder, .npz or .npy), loaded at "
+                   "the samples' size")
+    p.add_argument("--data", type=Path, help="with RUN_DIR: compare with all images of this folder instead of the "
+                   "run's held-out split")
+    p.add_argument("--num-samples", type=int, default=10000, help="images sampled from the run (int, default: 10000; "
+                   "the papers' FID uses 50000)")
+    p.add_argument("--fid-weights", help="pt_inception-2015-12-05-6726825d.pth (default: $INTROVAE_FID_WEIGHTS, then "
+                   "the torch hub cache, then a download when a network is there)")
+    p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
+    p.add_argument("--out", type=Path, help="JSON report (default: RUN_DIR/eval/eval-STEP.json; with --samples: "
+                   "none unless given)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, also for random pairs, subsets and patches (int, default: 0)")
+    p.add_argument("--msssim-pairs", type=int, default=10000, help="random sample pairs for MS-SSIM (int, default: 10000)")
+    p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (int, default: 100)")
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (int, default: 1000)")
+    p.add_argument("--pr-k", type=int, default=3, help="k of the k-NN balls of precision/recall (int, default: 3)")
+    p.add_argument("--quiet", action="store_true", help="only the table")
+    _add_run_options(p)
     return parser
 
 
@@ -223,11 +250,44 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvalSettings, evaluate_run, evaluate_sets, format_table
+
+    two_sets = args.samples is not None or args.reference is not None
+    if two_sets == (args.run_dir is not None):
+        raise UserError("give either RUN_DIR, or --samples and --reference (not both).")
+    if two_sets and (args.samples is None or args.reference is None):
+        raise UserError("--samples and --reference go together: give both image sets.")
+    if two_sets and (args.data is not None or args.step is not None):
+        raise UserError("--data and --step apply to RUN_DIR; with --samples/--reference leave them out.")
+    settings = EvalSettings(num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
+                            fid_weights=args.fid_weights, download=not args.no_download, device=args.device,
+                            msssim_pairs=args.msssim_pairs, kid_subsets=args.kid_subsets,
+                            kid_subset_size=args.kid_subset_size, pr_k=args.pr_k).validate()
+    if two_sets:
+        report = evaluate_sets(args.samples, args.reference, settings, out=args.out, quiet=args.quiet)
+        where = args.out
+    else:
+        report = evaluate_run(args.run_dir, data=args.data, settings=settings, out=args.out, step=args.step,
+                              quiet=args.quiet)
+        where = args.out or args.run_dir / "eval" / f"eval-{report['step']:08d}.json"
+    print(format_table(report))
+    if where is not None and not args.quiet:
+        print(f"introvae: wrote {where}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "calibrate": cmd_calibrate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "plot": cmd_plot}
+            "interpolate": cmd_interpolate, "plot": cmd_plot, "evaluate": cmd_evaluate}
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    # Warnings are for the user (e.g. "these are not the published Inception weights"), not for a debugger.
+    return f"introvae: warning: {message}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     args = _build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -76,6 +76,11 @@ class Config:
     grid_every: int = _opt(500, "save a grid of real / reconstruction / sample images every N steps (0: only at the end)", group="run")
     checkpoint_every: int = _opt(500, "save a checkpoint every N steps (0: only at the end)", group="run")
     keep_checkpoints: int = _opt(3, "number of newest checkpoints to keep", group="run")
+    eval_every: int = _opt(0, "every N steps, log a light evaluation (MS-SSIM, SWD, held-out RMSE/PSNR/SSIM, FID/KID "
+                           "when the Inception weights are found) with the losses (0: never)", group="run")
+    eval_samples: int = _opt(500, "samples drawn for each light evaluation", group="run")
+    fid_weights: str = _opt("", "path of pt_inception-2015-12-05-6726825d.pth for FID/KID in --eval-every "
+                            "('': $INTROVAE_FID_WEIGHTS or the torch hub cache)", group="run")
 
     def validate(self) -> "Config":
         size = self.image_size
@@ -94,6 +99,8 @@ class Config:
             raise UserError(f"--test-fraction must be in [0, 1), got {self.test_fraction}.")
         if self.margin < 0 or self.alpha < 0 or self.beta < 0:
             raise UserError("--margin, --alpha and --beta must not be negative.")
+        if self.eval_every < 0 or self.eval_samples < 2:
+            raise UserError(f"--eval-every must be >= 0 and --eval-samples >= 2, got {self.eval_every} and {self.eval_samples}.")
         if self.warmup_steps < 0 or self.grid_every < 0 or self.checkpoint_every < 0 or self.keep_checkpoints < 1:
             raise UserError("--warmup-steps, --grid-every and --checkpoint-every must be >= 0 and --keep-checkpoints >= 1.")
         for f in dataclasses.fields(self):

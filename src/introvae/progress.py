@@ -108,6 +108,17 @@ class Progress:
         else:
             self._pending = line
 
+    def note(self, message: str) -> None:
+        """Print a line of its own (e.g. an evaluation result) above the progress line, which is redrawn next update."""
+        if self._closed:
+            return
+        if self._tty and self._last_line:
+            self.stream.write("\r" + " " * len(self._last_line) + "\r")
+            self._last_line = ""
+        self.stream.write(message + "\n")
+        self.stream.flush()
+        self._last_draw = None
+
     def _write(self, line: str) -> None:
         if self._tty:
             # Pad with spaces over the rest of a longer previous line; works on terminals without ANSI codes.

@@ -40,7 +40,8 @@ from .progress import Progress
 # Streams of randomness, mixed with the seed and an index by `stream_seed`.
 _DATA_ORDER, _STEP_NOISE, _FLIPS = 10, 11, 12
 # Options that may change when a run is resumed; the others define the run.
-RESUMABLE_OPTIONS = ("steps", "log_every", "grid_every", "checkpoint_every", "keep_checkpoints", "device")
+RESUMABLE_OPTIONS = ("steps", "log_every", "grid_every", "checkpoint_every", "keep_checkpoints", "device",
+                     "eval_every", "eval_samples", "fid_weights")
 MAX_BAD_STEPS = 10
 GRID_IMAGES = 8
 
@@ -78,6 +79,12 @@ def _progress_fields(record: dict[str, float]) -> dict[str, float]:
     return {label: record[key] for key, label in names.items() if key in record}
 
 
+def _eval_summary(record: dict[str, float]) -> str:
+    names = {"eval_fid": "FID", "eval_ms_ssim": "MS-SSIM", "eval_swd": "SWD", "eval_rmse": "RMSE", "eval_psnr": "PSNR"}
+    parts = [f"{label} {record[key]:.4g}" for key, label in names.items() if key in record]
+    return f"eval at step {record['step']}: " + ", ".join(parts)
+
+
 class Trainer:
     def __init__(self, config: Config, run_dir: Path, data: DataSplit, resume: bool, quiet: bool = False):
         self.config, self.run_dir, self.data, self.quiet = config, run_dir, data, quiet
@@ -97,6 +104,15 @@ class Trainer:
             self._load_latest()
         grid_source = data.test if data.test is not None and len(data.test) else data.train
         self.grid_real = to_float(grid_source.get(list(range(min(GRID_IMAGES, len(grid_source))))))
+        self._eval_reference: Tensor | None = None
+        self._eval_features = None
+        if config.eval_every:
+            if data.test is None or len(data.test) < 2:
+                raise UserError("--eval-every compares with held-out images, but this run has none: set "
+                                "--test-fraction above 0 (e.g. 0.1).")
+            from .data.source import cache_in_memory
+
+            self._eval_reference = cache_in_memory(data.test).images
 
     # ---- state
 
@@ -199,6 +215,12 @@ class Trainer:
                         counts.clear()
                         if progress:
                             progress.update(step, _progress_fields(record))
+                    if config.eval_every and step % config.eval_every == 0:
+                        record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
+                        if progress:
+                            progress.note(_eval_summary(record))
                     if config.grid_every and step % config.grid_every == 0:
                         self.save_grid()
                     if config.checkpoint_every and step % config.checkpoint_every == 0:
@@ -215,6 +237,18 @@ class Trainer:
             self.save()
         self.save_grid()
         self.write_summary_images()
+
+    def evaluate(self) -> dict[str, float]:
+        """The light evaluation of `--eval-every` (see introvae.evaluate), as eval_* numbers for the log."""
+        from .evaluate import EvalSettings, FeatureSpace, light_evaluation
+
+        if self._eval_features is None:
+            # Looked up once per run; without the weights the other metrics are still logged.
+            settings = EvalSettings(fid_weights=self.config.fid_weights or None, device=str(self.device))
+            self._eval_features = FeatureSpace(settings, quiet=True)
+            if self._eval_features.missing and not self.quiet:
+                print(f"introvae: --eval-every logs no FID/KID: {self._eval_features.missing}", file=sys.stderr)
+        return light_evaluation(self.model, self._eval_reference, self.config.eval_samples, self._eval_features)
 
     # ---- pictures
 

@@ -1,0 +1,515 @@
+"""Evaluation of a trained run, or of any two image sets: the numbers the papers report, computed offline.
+
+    evaluate_run(run_dir)                 samples (seeded) vs the run's held-out split (or another folder), the
+                                          reconstruction errors of held-out images, nearest-neighbour grids
+    evaluate_sets(samples, reference)     two sets of images, no model (like torch-fidelity with two inputs)
+    light_evaluation(...)                 the cheap subset that `train --eval-every` logs with the losses
+
+Metrics and their conventions (each module under `introvae.metrics` cites its reference):
+
+* FID, KID, Inception Score, precision/recall: on the FID Inception-v3 (pool3 features, 2048-d; unbiased logits
+  for IS), images given to it as uint8 like saved PNGs. They need the weights file; without it they are listed under
+  "skipped" with the reason, and everything else is still computed.
+* MS-SSIM diversity (IntroVAE Table 2, PGGAN): mean MS-SSIM of random pairs of samples, at 128x128 for larger
+  images; the same figure for the reference images is the point of comparison. Lower means more diverse.
+* SWD (PGGAN): sliced Wasserstein distance of 7x7 Laplacian-pyramid patches, x1e3, per level and averaged.
+* Reconstructions of held-out images (posterior mean): RMSE on the 0-255 scale (App. D), PSNR in dB, SSIM, each per
+  image and then averaged over images.
+* Nearest neighbours (App. E): the closest training images of a few samples by L1 in pixel space and by cosine
+  distance of Inception features, drawn as grids (a memorisation check).
+
+Inception features of a reference set are cached on disk under a hash of the images' bytes and of the weights
+file (EDM's `fid.py ref` idea, made automatic), so evaluating many runs against one data set pays for it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .atomic import atomic_write_bytes, atomic_write_text
+from .data import open_data, scan_folder
+from .data.source import ImageSource, cache_in_memory
+from .errors import DataError, UserError
+from .images import load_image, save_image, to_float, to_uint8
+from .metrics.fid import fid, inception_score, kid
+from .metrics.inception import WeightsMissing, find_weights, inception_features, load_inception
+from .metrics.prdc import precision_recall
+from .metrics.ssim import ms_ssim_diversity, ssim
+from .metrics.swd import swd
+
+__all__ = ["EvalSettings", "FeatureSpace", "evaluate_run", "evaluate_sets", "light_evaluation", "format_table",
+           "load_image_set", "reconstruction_errors"]
+
+CACHE_ENV = "INTROVAE_CACHE"
+# MS-SSIM needs 2**(scales - 1) pixels; SWD needs a 7x7 patch.
+_MIN_MSSSIM_SIZE, _MIN_SWD_SIZE = 16, 7
+_CHUNK = 500  # images generated, reconstructed or compared at a time
+
+
+@dataclass
+class EvalSettings:
+    """How much to sample and how each metric is estimated; the defaults follow the papers' protocols."""
+
+    num_samples: int = 10000  # IntroVAE's MS-SSIM uses 10K pairs; FID in the papers uses 50K samples
+    seed: int = 0  # sample i is drawn with seed (seed, i); the metrics' random pairs, subsets and patches also use it
+    batch_size: int = 64
+    fid_weights: str | None = None
+    download: bool = True  # fetch the Inception weights into the torch hub cache when a network is there
+    device: str = "auto"
+    msssim_pairs: int = 10000
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+    swd_descriptors: int = 128
+    max_reconstructions: int = 10000
+    neighbour_rows: int = 8  # samples shown in each nearest-neighbour grid (0: no grids)
+    neighbour_k: int = 5  # neighbours per sample
+    neighbour_pool: int = 5000  # training images searched in feature space (pixel space searches them all)
+
+    def validate(self) -> "EvalSettings":
+        for name in ("num_samples", "batch_size", "msssim_pairs", "kid_subsets", "kid_subset_size", "swd_descriptors"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        if self.pr_k < 1 or self.neighbour_k < 1 or self.neighbour_rows < 0:
+            raise UserError("--pr-k and --neighbour-k must be at least 1, and --neighbour-rows at least 0.")
+        return self
+
+
+def _device(name: str) -> torch.device:
+    from .model import resolve_device
+
+    return resolve_device(name)
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "introvae"
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(f"introvae: {message}", file=sys.stderr, flush=True)
+
+
+class FeatureSpace:
+    """The FID Inception network when its weights can be found, else the sentence that says why not."""
+
+    def __init__(self, settings: EvalSettings, quiet: bool = True):
+        self.batch_size, self.quiet = settings.batch_size, quiet
+        self.model: torch.nn.Module | None = None
+        self.missing: str | None = None
+        self.weights_id = ""
+        try:
+            self.model = load_inception(settings.fid_weights, device=_device(settings.device), download=settings.download)
+        except WeightsMissing as error:
+            self.missing = str(error)
+            return
+        path = find_weights(settings.fid_weights)
+        if path is not None:
+            stat = path.stat()
+            self.weights_id = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    @property
+    def available(self) -> bool:
+        return self.model is not None
+
+    def of(self, images_u8: Tensor) -> dict[str, Tensor]:
+        """pool (N, 2048) and logits (N, 1008) of uint8 images."""
+        assert self.model is not None
+        feats = inception_features(self.model, images_u8, batch_size=self.batch_size)
+        return {"pool": feats["pool"], "logits": feats["logits_unbiased"]}
+
+    def of_cached(self, images_u8: Tensor, what: str) -> dict[str, Tensor]:
+        """Like `of`, but read from / written to the on-disk cache keyed by the images' bytes and the weights."""
+        digest = hashlib.sha256()
+        digest.update(repr((tuple(images_u8.shape), self.weights_id, 1)).encode())
+        digest.update(images_u8.contiguous().numpy().tobytes())
+        path = _cache_dir() / "inception-features" / f"{digest.hexdigest()[:32]}.npz"
+        if path.exists():
+            try:
+                with np.load(path) as stored:
+                    return {"pool": torch.from_numpy(stored["pool"]), "logits": torch.from_numpy(stored["logits"])}
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache file is recomputed and replaced
+        _say(self.quiet, f"Inception features of {len(images_u8)} {what} (cached afterwards in {path.parent})")
+        feats = self.of(images_u8)
+        try:
+            import io
+
+            buffer = io.BytesIO()
+            np.savez(buffer, pool=feats["pool"].numpy(), logits=feats["logits"].numpy())
+            atomic_write_bytes(path, buffer.getvalue())
+        except OSError as error:  # a read-only home must not stop an evaluation
+            _say(self.quiet, f"could not cache Inception features in {path.parent} ({error.strerror}); set {CACHE_ENV}")
+        return feats
+
+
+# ---- metrics of two sets
+
+
+def reconstruction_errors(originals_u8: Tensor, reconstructions: Tensor) -> dict[str, float]:
+    """RMSE on the 0-255 scale, PSNR (dB, capped at 100 for identical images) and SSIM, each averaged over images.
+
+    `reconstructions` are float images in [0, 1] (not quantised), `originals_u8` the uint8 images they came from.
+    """
+    originals = to_float(originals_u8).double()
+    recs = reconstructions.detach().double().clamp(0, 1).cpu()
+    mse_per_image = (originals - recs).pow(2).flatten(1).mean(1)
+    rmse_255 = mse_per_image.sqrt() * 255.0
+    psnr = 10.0 * torch.log10(1.0 / mse_per_image.clamp_min(1e-10))
+    ssim_per_image = torch.cat([ssim(o, r, data_range=1.0).double() for o, r in
+                                zip(originals.split(_CHUNK), recs.split(_CHUNK))])
+    return {"rmse": float(rmse_255.mean()), "psnr": float(psnr.mean()), "ssim": float(ssim_per_image.mean()),
+            "count": int(len(originals))}
+
+
+def compare_sets(samples_u8: Tensor, reference_u8: Tensor, settings: EvalSettings,
+                 features: FeatureSpace | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every metric between generated and reference images; returns (results, skipped metric -> reason)."""
+    results: dict[str, Any] = {"num_samples": len(samples_u8), "num_reference": len(reference_u8)}
+    skipped: dict[str, str] = {}
+    size = samples_u8.shape[-1]
+    if size >= _MIN_MSSSIM_SIZE and min(len(samples_u8), len(reference_u8)) >= 2:
+        results["ms_ssim"] = {
+            "samples": ms_ssim_diversity(samples_u8, settings.msssim_pairs, seed=settings.seed),
+            "reference": ms_ssim_diversity(reference_u8, settings.msssim_pairs, seed=settings.seed),
+            "pairs": settings.msssim_pairs,
+        }
+    else:
+        skipped["ms_ssim"] = f"needs at least 2 images of at least {_MIN_MSSSIM_SIZE} px"
+    if size >= _MIN_SWD_SIZE and samples_u8.shape[1:] == reference_u8.shape[1:]:
+        results["swd"] = swd(to_float(samples_u8), to_float(reference_u8), settings.swd_descriptors, seed=settings.seed)
+    else:
+        skipped["swd"] = "needs images of the same shape, at least 7 px"
+    if features is None or not features.available:
+        reason = features.missing if features is not None else "the Inception network was not requested"
+        for name in ("fid", "kid", "inception_score", "precision_recall"):
+            skipped[name] = reason or ""
+        return results, skipped
+    fake = features.of(samples_u8)
+    real = features.of_cached(reference_u8, "reference images")
+    results["fid"] = fid(fake["pool"], real["pool"])
+    results["kid"] = kid(fake["pool"], real["pool"], settings.kid_subsets, settings.kid_subset_size, seed=settings.seed)
+    if min(len(samples_u8), len(reference_u8)) >= 10:
+        results["inception_score"] = {"samples": inception_score(fake["logits"]),
+                                      "reference": inception_score(real["logits"])}
+    else:
+        skipped["inception_score"] = "needs at least 10 images in each set (10 splits)"
+    if min(len(samples_u8), len(reference_u8)) > settings.pr_k:
+        results["precision_recall"] = {**precision_recall(real["pool"], fake["pool"], k=settings.pr_k),
+                                       "k": settings.pr_k}
+    else:
+        skipped["precision_recall"] = f"needs more than k = {settings.pr_k} images in each set"
+    return results, skipped
+
+
+# ---- nearest neighbours (App. E)
+
+
+def _top_k(scores_chunks: Callable[[], Any], num_rows: int, k: int, largest: bool) -> Tensor:
+    """Indices of the k best candidates per row, from a stream of (offset, scores (rows, chunk)) pairs."""
+    best_scores = torch.full((num_rows, 0), 0.0, dtype=torch.float64)
+    best_index = torch.zeros((num_rows, 0), dtype=torch.long)
+    for offset, scores in scores_chunks():
+        index = torch.arange(offset, offset + scores.shape[1]).expand(num_rows, -1)
+        all_scores = torch.cat([best_scores, scores.double()], dim=1)
+        all_index = torch.cat([best_index, index], dim=1)
+        keep = all_scores.topk(min(k, all_scores.shape[1]), dim=1, largest=largest).indices
+        best_scores, best_index = all_scores.gather(1, keep), all_index.gather(1, keep)
+    return best_index
+
+
+def nearest_by_pixels(queries_u8: Tensor, train: ImageSource, k: int) -> Tensor:
+    """For each query image, the indices of its k training images with the smallest L1 distance in pixel space."""
+    queries = queries_u8.flatten(1).float()
+
+    def chunks():
+        for start in range(0, len(train), _CHUNK):
+            block = train.get(list(range(start, min(len(train), start + _CHUNK)))).flatten(1).float()
+            yield start, torch.cdist(queries, block, p=1)
+
+    return _top_k(chunks, len(queries), k, largest=False)
+
+
+def nearest_by_features(query_features: Tensor, train_features: Tensor, k: int) -> Tensor:
+    """Indices of the k training feature vectors with the highest cosine similarity to each query."""
+    q = torch.nn.functional.normalize(query_features.double(), dim=1)
+    t = torch.nn.functional.normalize(train_features.double(), dim=1)
+    return (q @ t.T).topk(min(k, len(t)), dim=1).indices
+
+
+def _neighbour_grid(queries_u8: Tensor, neighbours_u8: Tensor, path: Path) -> None:
+    """Row r: query r, then its neighbours, nearest first."""
+    rows = [torch.cat([queries_u8[r:r + 1], neighbours_u8[r]]) for r in range(len(queries_u8))]
+    save_image(to_float(torch.cat(rows)), path, nrow=1 + neighbours_u8.shape[1])
+
+
+def write_nearest_neighbours(samples_u8: Tensor, train: ImageSource, settings: EvalSettings,
+                             features: FeatureSpace | None, out_dir: Path) -> dict[str, str]:
+    """Draw nearest_pixels.png (and nearest_features.png with Inception features) into `out_dir`."""
+    queries = samples_u8[:settings.neighbour_rows]
+    k = min(settings.neighbour_k, len(train))
+    written = {}
+    index = nearest_by_pixels(queries, train, k)
+    _neighbour_grid(queries, torch.stack([train.get(row.tolist()) for row in index]), out_dir / "nearest_pixels.png")
+    written["pixels_l1"] = str(out_dir / "nearest_pixels.png")
+    if features is not None and features.available:
+        g = torch.Generator().manual_seed(settings.seed)
+        pool_index = torch.randperm(len(train), generator=g)[:settings.neighbour_pool].sort().values
+        pool_images = train.get(pool_index)
+        train_feats = features.of_cached(pool_images, "training images for nearest neighbours")["pool"]
+        index = nearest_by_features(features.of(queries)["pool"], train_feats, k)
+        _neighbour_grid(queries, torch.stack([pool_images[row] for row in index]), out_dir / "nearest_features.png")
+        written["features_cosine"] = str(out_dir / "nearest_features.png")
+    return written
+
+
+# ---- loading image sets
+
+
+def load_image_set(path: str | Path, size: int | None = None, channels: int | None = None) -> Tensor:
+    """uint8 (N, C, S, S) images from a folder (recursively), a .npz (key 'images' or the only array) or a .npy.
+
+    Arrays may be NHWC (as `introvae sample` writes) or NCHW. Folder images are resized and centre-cropped to
+    `size` (default: the shorter side of the first file); a top-level grid.png (written by `introvae sample`
+    beside the samples) is not an image of the set and is left out.
+    """
+    path = Path(path)
+    if path.suffix in (".npz", ".npy"):
+        return _load_array(path, size)
+    files = [f for f in scan_folder(path) if f.relative_to(path).as_posix() != "grid.png"]
+    if not files:
+        raise DataError(f"{path} holds no images besides grid.png; pass the folder of individual images.")
+    if size is None:
+        from PIL import Image
+
+        try:
+            with Image.open(files[0]) as first:
+                size = min(first.size)
+        except OSError:
+            raise DataError(f"{files[0]} cannot be read as an image; remove it or fix it.") from None
+    if channels is None:
+        from .data.folder import detect_channels
+
+        channels = detect_channels(files)
+    return torch.stack([load_image(f, size, channels) for f in files])
+
+
+def _load_array(path: Path, size: int | None) -> Tensor:
+    if not path.exists():
+        raise DataError(f"{path} does not exist; pass a folder of images or an .npz/.npy file of uint8 images.")
+    try:
+        loaded = np.load(path, allow_pickle=False)  # no pickles: an array file must not run code
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path} cannot be read as a NumPy array file ({error}).") from None
+    if isinstance(loaded, np.ndarray):
+        array = loaded
+    else:
+        with loaded:
+            keys = list(loaded.keys())
+            key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise DataError(f"{path} holds the arrays {', '.join(keys)}; name the images array 'images'.")
+            try:
+                array = loaded[key]
+            except (OSError, ValueError) as error:
+                raise DataError(f"{path} cannot be read as a NumPy array file ({error}).") from None
+    if array.dtype != np.uint8 or array.ndim != 4:
+        raise DataError(f"{path} must hold uint8 images of shape (N, H, W, C) or (N, C, H, W), "
+                        f"got {array.dtype} {array.shape}.")
+    images = torch.from_numpy(np.ascontiguousarray(array))
+    if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.permute(0, 3, 1, 2).contiguous()
+    if images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
+        raise DataError(f"{path} must hold square images with 1 or 3 channels, got shape {tuple(array.shape)}.")
+    if size is not None and images.shape[-1] != size:
+        images = to_uint8(torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="area"
+                                                          if images.shape[-1] > size else "bilinear"))
+    return images
+
+
+# ---- reports
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.1f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A plain-text table of a report from evaluate_run / evaluate_sets."""
+    m = report["metrics"]
+    rows: list[tuple[str, str, str]] = []
+    if "fid" in m:
+        rows.append(("FID", _fmt(m["fid"]), f"lower is better; {m['num_samples']} samples vs {m['num_reference']} reference"))
+    if "kid" in m:
+        rows.append(("KID x 1e3", f"{m['kid']['mean'] * 1e3:.3f} +- {m['kid']['std'] * 1e3:.3f}",
+                     f"{m['kid']['num_subsets']} subsets of {m['kid']['subset_size']}"))
+    if "inception_score" in m:
+        s, r = m["inception_score"]["samples"], m["inception_score"]["reference"]
+        rows.append(("Inception Score", f"{s['mean']:.3f} +- {s['std']:.3f}", f"reference images: {r['mean']:.3f}; 10 splits"))
+    if "precision_recall" in m:
+        pr = m["precision_recall"]
+        rows.append(("precision / recall", f"{pr['precision']:.3f} / {pr['recall']:.3f}", f"k = {pr['k']} in Inception features"))
+    if "ms_ssim" in m:
+        rows.append(("MS-SSIM (samples)", f"{m['ms_ssim']['samples']:.4f}",
+                     f"reference images: {m['ms_ssim']['reference']:.4f}; {m['ms_ssim']['pairs']} pairs; lower = more diverse"))
+    if "swd" in m:
+        levels = ", ".join(f"{k}: {v:.1f}" for k, v in m["swd"]["levels"].items())
+        rows.append(("SWD x 1e3", f"{m['swd']['mean']:.2f}", f"per level {levels}"))
+    rec = report.get("reconstruction")
+    if rec:
+        rows.append(("RMSE (0-255)", f"{rec['rmse']:.2f}", f"reconstructions of {rec['count']} held-out images"))
+        rows.append(("PSNR (dB)", f"{rec['psnr']:.2f}", "higher is better"))
+        rows.append(("SSIM", f"{rec['ssim']:.4f}", "higher is better"))
+    width = [max(len(r[i]) for r in rows + [("metric", "value", "")]) for i in range(2)]
+    lines = [f"{'metric':<{width[0]}}  {'value':<{width[1]}}  notes"]
+    lines += [f"{a:<{width[0]}}  {b:<{width[1]}}  {c}" for a, b, c in rows]
+    for name, reason in report.get("skipped", {}).items():
+        lines.append(f"{name:<{width[0]}}  {'skipped':<{width[1]}}  {reason}")
+    return "\n".join(lines)
+
+
+def _write_report(report: dict[str, Any], path: Path) -> None:
+    atomic_write_text(path, json.dumps(report, indent=2, allow_nan=True) + "\n")
+
+
+# ---- entry points
+
+
+def evaluate_sets(samples: str | Path | Tensor, reference: str | Path | Tensor, settings: EvalSettings | None = None,
+                  out: str | Path | None = None, quiet: bool = True) -> dict[str, Any]:
+    """Compare two image sets (folders, .npz/.npy files or uint8 tensors); the reference is loaded at the samples' size."""
+    settings = (settings or EvalSettings()).validate()
+    started = time.time()
+    samples_u8 = samples if isinstance(samples, Tensor) else load_image_set(samples)
+    if isinstance(reference, Tensor):
+        reference_u8 = reference
+    else:
+        reference_u8 = load_image_set(reference, size=samples_u8.shape[-1], channels=samples_u8.shape[1])
+    _check_sets(samples_u8, reference_u8)
+    features = FeatureSpace(settings, quiet)
+    if features.missing:
+        _say(quiet, features.missing)
+    metrics, skipped = compare_sets(samples_u8, reference_u8, settings, features)
+    report = {"mode": "sets", "samples": str(samples) if not isinstance(samples, Tensor) else "tensor",
+              "reference": str(reference) if not isinstance(reference, Tensor) else "tensor",
+              "metrics": metrics, "skipped": skipped, "settings": dataclasses.asdict(settings),
+              "seconds": round(time.time() - started, 1)}
+    if out is not None:
+        _write_report(report, Path(out))
+    return report
+
+
+def _check_sets(samples_u8: Tensor, reference_u8: Tensor) -> None:
+    for name, images in (("samples", samples_u8), ("reference", reference_u8)):
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+            raise UserError(f"the {name} must be uint8 images (N, 1 or 3, S, S), got {images.dtype} {tuple(images.shape)}.")
+        if len(images) < 2:
+            raise UserError(f"the {name} set has {len(images)} image; at least 2 are needed to compare distributions.")
+
+
+def generate_samples(model, num: int, seed: int, batch_size: int) -> Tensor:
+    """uint8 samples 0 .. num-1 of `seed`, generated in chunks so memory holds only the uint8 results."""
+    chunks = []
+    for start in range(0, num, _CHUNK):
+        count = min(_CHUNK, num - start)
+        chunks.append(to_uint8(model.decode(model.latents(count, seed, start=start), batch_size)))
+    return torch.cat(chunks)
+
+
+def reconstruct_set(model, images_u8: Tensor, batch_size: int) -> Tensor:
+    return torch.cat([model.reconstruct(to_float(chunk), batch_size) for chunk in images_u8.split(_CHUNK)])
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: EvalSettings | None = None,
+                 out: str | Path | None = None, step: int | None = None, quiet: bool = True) -> dict[str, Any]:
+    """Evaluate a run's newest (or `step`) checkpoint and write the report into RUN_DIR/eval/ (or `out`).
+
+    The reference set is the run's held-out split, or all images of the folder `data`. Reconstructions are of the
+    reference images; nearest neighbours are searched in the run's training split.
+    """
+    from .checkpoint import latest_step
+    from .model import Model
+
+    settings = (settings or EvalSettings()).validate()
+    started = time.time()
+    run_dir = Path(run_dir)
+    model = Model.load(run_dir, step=step, device=settings.device)
+    step = latest_step(run_dir) if step is None else step
+    config = model.config
+    try:
+        split = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
+                          config.builtin_count)
+    except DataError:
+        if data is None:
+            raise
+        split = None  # the training images are gone: compare with --data, but no nearest neighbours
+    if data is not None:
+        reference_source = open_data(str(data), config.image_size, config.channels, test_fraction=0.0).train
+        reference_name = str(data)
+    elif split is not None and split.test is not None and len(split.test) >= 2:
+        reference_source, reference_name = split.test, f"held-out split of {config.data}"
+    else:
+        raise UserError(f"{run_dir} has no held-out images to compare with (it was trained with --test-fraction "
+                        f"{config.test_fraction}); pass --data DIR with reference images.")
+    reference_u8 = cache_in_memory(reference_source).images
+    out_dir = run_dir / "eval"
+    _say(quiet, f"sampling {settings.num_samples} images (seed {settings.seed}) from {run_dir} at step {step}")
+    samples_u8 = generate_samples(model, settings.num_samples, settings.seed, settings.batch_size)
+    features = FeatureSpace(settings, quiet)
+    if features.missing:
+        _say(quiet, features.missing)
+    metrics, skipped = compare_sets(samples_u8, reference_u8, settings, features)
+    held_out = reference_u8[:settings.max_reconstructions]
+    _say(quiet, f"reconstructing {len(held_out)} reference images")
+    reconstruction = reconstruction_errors(held_out, reconstruct_set(model, held_out, settings.batch_size))
+    neighbours = {}
+    if settings.neighbour_rows and split is None:
+        skipped["nearest_neighbours"] = f"the training images ({config.data}) cannot be opened"
+    elif settings.neighbour_rows:
+        neighbours = write_nearest_neighbours(samples_u8, split.train, settings, features, out_dir)
+        if not features.available:
+            skipped["nearest_features"] = features.missing or ""
+    report = {"mode": "run", "run_dir": str(run_dir), "step": step, "reference": reference_name,
+              "metrics": metrics, "reconstruction": reconstruction, "nearest_neighbours": neighbours,
+              "skipped": skipped, "settings": dataclasses.asdict(settings), "seconds": round(time.time() - started, 1)}
+    _write_report(report, Path(out) if out is not None else out_dir / f"eval-{step:08d}.json")
+    return report
+
+
+# ---- during training
+
+
+LIGHT_SETTINGS = dict(msssim_pairs=1000, kid_subsets=10, kid_subset_size=500, max_reconstructions=256, neighbour_rows=0)
+
+
+def light_evaluation(model, reference_u8: Tensor, num_samples: int, features: FeatureSpace | None,
+                     seed: int = 0) -> dict[str, float]:
+    """The cheap metrics for `train --eval-every`, as flat `eval_*` numbers for the log."""
+    settings = EvalSettings(num_samples=num_samples, seed=seed, **LIGHT_SETTINGS)
+    samples_u8 = generate_samples(model, num_samples, seed, settings.batch_size)
+    metrics, _ = compare_sets(samples_u8, reference_u8, settings, features)
+    held_out = reference_u8[:settings.max_reconstructions]
+    rec = reconstruction_errors(held_out, reconstruct_set(model, held_out, settings.batch_size))
+    flat = {"eval_rmse": rec["rmse"], "eval_psnr": rec["psnr"], "eval_ssim": rec["ssim"]}
+    if "ms_ssim" in metrics:
+        flat["eval_ms_ssim"] = metrics["ms_ssim"]["samples"]
+    if "swd" in metrics:
+        flat["eval_swd"] = metrics["swd"]["mean"]
+    if "fid" in metrics:
+        flat["eval_fid"] = metrics["fid"]
+        flat["eval_kid"] = metrics["kid"]["mean"]
+    return {k: (v if math.isfinite(v) else float("nan")) for k, v in flat.items()}
