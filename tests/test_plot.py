@@ -272,3 +272,17 @@ def test_progress_tty_pads_over_a_longer_previous_line():
     progress.update(2, {})
     first, second = stream.getvalue().split("\r")[1:]
     assert len(second) >= len(first)
+
+
+def test_progress_note_prints_its_own_line_and_the_bar_comes_back():
+    stream, clock = _FakeTTY(), _Clock()
+    progress = Progress(total=10, stream=stream, clock=clock)
+    progress.update(1, {"m": 35.0})
+    progress.note("eval at step 1: FID 12.5")
+    clock.now += 0.01  # well inside the throttle interval: the bar is still redrawn after a note
+    progress.update(2, {"m": 35.0})
+    progress.close()
+    lines = stream.getvalue().split("\n")
+    assert lines[0].rstrip().endswith("eval at step 1: FID 12.5")
+    assert lines[0].startswith("\r") and "step 1/10" not in lines[0].split("\r")[-1]
+    assert "step 2/10" in lines[1]

@@ -170,6 +170,21 @@ def test_sliced_wasserstein_of_two_samples_of_one_gaussian_is_small():
     assert same < different / 5
 
 
+def test_sliced_wasserstein_sees_a_set_that_covers_half_the_modes():
+    # Four separated modes against two of them (same number of points): a large distance, unlike a second
+    # sample of all four modes; for 1-D projections the dropped modes must be transported across the gap.
+    generator = torch.Generator().manual_seed(8)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]], dtype=torch.float64)
+
+    def mixture(modes, per_mode):
+        return torch.cat([c + torch.randn(per_mode, 2, generator=generator, dtype=torch.float64) for c in modes])
+
+    full_a, full_b, half = mixture(centres, 300), mixture(centres, 300), mixture(centres[:2], 600)
+    same = sliced_wasserstein(full_a, full_b, generator=torch.Generator().manual_seed(0))
+    dropped = sliced_wasserstein(full_a, half, generator=torch.Generator().manual_seed(0))
+    assert dropped > 10 * same and dropped > 1.0
+
+
 def test_sliced_wasserstein_does_not_depend_on_projection_blocks(monkeypatch):
     points_a = _gaussian_points(200, 5, seed=6)
     points_b = _gaussian_points(200, 5, seed=7) * 1.5

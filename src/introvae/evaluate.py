@@ -377,8 +377,12 @@ def format_table(report: dict[str, Any]) -> str:
     width = [max(len(r[i]) for r in rows + [("metric", "value", "")]) for i in range(2)]
     lines = [f"{'metric':<{width[0]}}  {'value':<{width[1]}}  notes"]
     lines += [f"{a:<{width[0]}}  {b:<{width[1]}}  {c}" for a, b, c in rows]
+    # Metrics skipped for the same reason (typically: no Inception weights) share one line.
+    by_reason: dict[str, list[str]] = {}
     for name, reason in report.get("skipped", {}).items():
-        lines.append(f"{name:<{width[0]}}  {'skipped':<{width[1]}}  {reason}")
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        lines.append(f"skipped: {', '.join(names)}: {reason}")
     return "\n".join(lines)
 
 
