@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,22 +34,24 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .atomic import atomic_write_bytes, atomic_write_text
+from .checkpoint import latest_step
 from .data import open_data, scan_folder
 from .data.source import ImageSource, cache_in_memory
 from .errors import DataError, UserError
 from .images import load_image, save_image, to_float, to_uint8
 from .metrics.fid import fid, inception_score, kid
-from .metrics.inception import WeightsMissing, find_weights, inception_features, load_inception
+from .metrics.inception import WeightsMissing, inception_features, load_inception
 from .metrics.prdc import precision_recall
 from .metrics.ssim import ms_ssim_diversity, ssim
 from .metrics.swd import swd
+from .model import Model, resolve_device
 
 __all__ = ["EvalSettings", "FeatureSpace", "evaluate_run", "evaluate_sets", "light_evaluation", "format_table",
            "load_image_set", "reconstruction_errors"]
@@ -88,12 +91,6 @@ class EvalSettings:
         return self
 
 
-def _device(name: str) -> torch.device:
-    from .model import resolve_device
-
-    return resolve_device(name)
-
-
 def _cache_dir() -> Path:
     root = os.environ.get(CACHE_ENV)
     return Path(root).expanduser() if root else Path.home() / ".cache" / "introvae"
@@ -111,16 +108,11 @@ class FeatureSpace:
         self.batch_size, self.quiet = settings.batch_size, quiet
         self.model: torch.nn.Module | None = None
         self.missing: str | None = None
-        self.weights_id = ""
         try:
-            self.model = load_inception(settings.fid_weights, device=_device(settings.device), download=settings.download)
+            self.model = load_inception(settings.fid_weights, device=resolve_device(settings.device),
+                                        download=settings.download)
         except WeightsMissing as error:
             self.missing = str(error)
-            return
-        path = find_weights(settings.fid_weights)
-        if path is not None:
-            stat = path.stat()
-            self.weights_id = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
     @property
     def available(self) -> bool:
@@ -134,8 +126,9 @@ class FeatureSpace:
 
     def of_cached(self, images_u8: Tensor, what: str) -> dict[str, Tensor]:
         """Like `of`, but read from / written to the on-disk cache keyed by the images' bytes and the weights."""
+        assert self.model is not None
         digest = hashlib.sha256()
-        digest.update(repr((tuple(images_u8.shape), self.weights_id, 1)).encode())
+        digest.update(repr((tuple(images_u8.shape), self.model.weights_sha256, 1)).encode())
         digest.update(images_u8.contiguous().numpy().tobytes())
         path = _cache_dir() / "inception-features" / f"{digest.hexdigest()[:32]}.npz"
         if path.exists():
@@ -147,8 +140,6 @@ class FeatureSpace:
         _say(self.quiet, f"Inception features of {len(images_u8)} {what} (cached afterwards in {path.parent})")
         feats = self.of(images_u8)
         try:
-            import io
-
             buffer = io.BytesIO()
             np.savez(buffer, pool=feats["pool"].numpy(), logits=feats["logits"].numpy())
             atomic_write_bytes(path, buffer.getvalue())
@@ -176,18 +167,21 @@ def reconstruction_errors(originals_u8: Tensor, reconstructions: Tensor) -> dict
             "count": int(len(originals))}
 
 
-def compare_sets(samples_u8: Tensor, reference_u8: Tensor, settings: EvalSettings,
-                 features: FeatureSpace | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Every metric between generated and reference images; returns (results, skipped metric -> reason)."""
+def compare_sets(samples_u8: Tensor, reference_u8: Tensor, settings: EvalSettings, features: FeatureSpace | None,
+                 reference_figures: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every metric between generated and reference images; returns (results, skipped metric -> reason).
+
+    `reference_figures` adds the reference set's own MS-SSIM and Inception Score, the points of comparison for
+    the samples' values (the light evaluation during training leaves them out: they do not change).
+    """
     results: dict[str, Any] = {"num_samples": len(samples_u8), "num_reference": len(reference_u8)}
     skipped: dict[str, str] = {}
     size = samples_u8.shape[-1]
     if size >= _MIN_MSSSIM_SIZE and min(len(samples_u8), len(reference_u8)) >= 2:
-        results["ms_ssim"] = {
-            "samples": ms_ssim_diversity(samples_u8, settings.msssim_pairs, seed=settings.seed),
-            "reference": ms_ssim_diversity(reference_u8, settings.msssim_pairs, seed=settings.seed),
-            "pairs": settings.msssim_pairs,
-        }
+        results["ms_ssim"] = {"samples": ms_ssim_diversity(samples_u8, settings.msssim_pairs, seed=settings.seed),
+                              "pairs": settings.msssim_pairs}
+        if reference_figures:
+            results["ms_ssim"]["reference"] = ms_ssim_diversity(reference_u8, settings.msssim_pairs, seed=settings.seed)
     else:
         skipped["ms_ssim"] = f"needs at least 2 images of at least {_MIN_MSSSIM_SIZE} px"
     if size >= _MIN_SWD_SIZE and samples_u8.shape[1:] == reference_u8.shape[1:]:
@@ -195,17 +189,18 @@ def compare_sets(samples_u8: Tensor, reference_u8: Tensor, settings: EvalSetting
     else:
         skipped["swd"] = "needs images of the same shape, at least 7 px"
     if features is None or not features.available:
-        reason = features.missing if features is not None else "the Inception network was not requested"
+        reason = features.missing if features is not None else None
         for name in ("fid", "kid", "inception_score", "precision_recall"):
-            skipped[name] = reason or ""
+            skipped[name] = reason or "the Inception network was not requested"
         return results, skipped
     fake = features.of(samples_u8)
     real = features.of_cached(reference_u8, "reference images")
     results["fid"] = fid(fake["pool"], real["pool"])
     results["kid"] = kid(fake["pool"], real["pool"], settings.kid_subsets, settings.kid_subset_size, seed=settings.seed)
     if min(len(samples_u8), len(reference_u8)) >= 10:
-        results["inception_score"] = {"samples": inception_score(fake["logits"]),
-                                      "reference": inception_score(real["logits"])}
+        results["inception_score"] = {"samples": inception_score(fake["logits"])}
+        if reference_figures:
+            results["inception_score"]["reference"] = inception_score(real["logits"])
     else:
         skipped["inception_score"] = "needs at least 10 images in each set (10 splits)"
     if min(len(samples_u8), len(reference_u8)) > settings.pr_k:
@@ -219,29 +214,22 @@ def compare_sets(samples_u8: Tensor, reference_u8: Tensor, settings: EvalSetting
 # ---- nearest neighbours (App. E)
 
 
-def _top_k(scores_chunks: Callable[[], Any], num_rows: int, k: int, largest: bool) -> Tensor:
-    """Indices of the k best candidates per row, from a stream of (offset, scores (rows, chunk)) pairs."""
-    best_scores = torch.full((num_rows, 0), 0.0, dtype=torch.float64)
-    best_index = torch.zeros((num_rows, 0), dtype=torch.long)
-    for offset, scores in scores_chunks():
-        index = torch.arange(offset, offset + scores.shape[1]).expand(num_rows, -1)
-        all_scores = torch.cat([best_scores, scores.double()], dim=1)
-        all_index = torch.cat([best_index, index], dim=1)
-        keep = all_scores.topk(min(k, all_scores.shape[1]), dim=1, largest=largest).indices
-        best_scores, best_index = all_scores.gather(1, keep), all_index.gather(1, keep)
-    return best_index
-
-
 def nearest_by_pixels(queries_u8: Tensor, train: ImageSource, k: int) -> Tensor:
-    """For each query image, the indices of its k training images with the smallest L1 distance in pixel space."""
-    queries = queries_u8.flatten(1).float()
+    """For each query image, the indices of its k training images with the smallest L1 distance in pixel space.
 
-    def chunks():
-        for start in range(0, len(train), _CHUNK):
-            block = train.get(list(range(start, min(len(train), start + _CHUNK)))).flatten(1).float()
-            yield start, torch.cdist(queries, block, p=1)
-
-    return _top_k(chunks, len(queries), k, largest=False)
+    The training images are read a chunk at a time (a folder source decodes them), keeping the k best so far.
+    """
+    queries = queries_u8.flatten(1).double()
+    best_l1 = torch.empty((len(queries), 0), dtype=torch.float64)
+    best_index = torch.empty((len(queries), 0), dtype=torch.long)
+    for start in range(0, len(train), _CHUNK):
+        stop = min(len(train), start + _CHUNK)
+        l1 = torch.cdist(queries, train.get(list(range(start, stop))).flatten(1).double(), p=1)
+        l1 = torch.cat([best_l1, l1], dim=1)
+        index = torch.cat([best_index, torch.arange(start, stop).expand(len(queries), -1)], dim=1)
+        keep = l1.topk(min(k, l1.shape[1]), dim=1, largest=False).indices
+        best_l1, best_index = l1.gather(1, keep), index.gather(1, keep)
+    return best_index
 
 
 def nearest_by_features(query_features: Tensor, train_features: Tensor, k: int) -> Tensor:
@@ -445,9 +433,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
     The reference set is the run's held-out split, or all images of the folder `data`. Reconstructions are of the
     reference images; nearest neighbours are searched in the run's training split.
     """
-    from .checkpoint import latest_step
-    from .model import Model
-
     settings = (settings or EvalSettings()).validate()
     started = time.time()
     run_dir = Path(run_dir)
@@ -505,7 +490,7 @@ def light_evaluation(model, reference_u8: Tensor, num_samples: int, features: Fe
     """The cheap metrics for `train --eval-every`, as flat `eval_*` numbers for the log."""
     settings = EvalSettings(num_samples=num_samples, seed=seed, **LIGHT_SETTINGS)
     samples_u8 = generate_samples(model, num_samples, seed, settings.batch_size)
-    metrics, _ = compare_sets(samples_u8, reference_u8, settings, features)
+    metrics, _ = compare_sets(samples_u8, reference_u8, settings, features, reference_figures=False)
     held_out = reference_u8[:settings.max_reconstructions]
     rec = reconstruction_errors(held_out, reconstruct_set(model, held_out, settings.batch_size))
     flat = {"eval_rmse": rec["rmse"], "eval_psnr": rec["psnr"], "eval_ssim": rec["ssim"]}

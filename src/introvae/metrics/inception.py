@@ -283,6 +283,8 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7b = _BlockE(1280, max_pool=False)
         self.Mixed_7c = _BlockE(2048, max_pool=True)
         self.fc = nn.Linear(POOL_DIM, NUM_LOGITS)
+        # sha256 of the weights file it was loaded from (set by load_inception): identifies the features in caches.
+        self.weights_sha256 = ""
         self.eval()
 
     def train(self, mode: bool = True) -> FIDInceptionV3:
@@ -472,6 +474,7 @@ def load_inception(path: str | os.PathLike[str] | None = None, device: str | tor
     if not digest.startswith(WEIGHTS_SHA256_PREFIX):
         warnings.warn(f"{found} (sha256 {digest[:8]}...) is not the published {WEIGHTS_FILENAME}, so FID values "
                       f"computed with it are not comparable with published ones.", stacklevel=2)
+    model.weights_sha256 = digest
     model.requires_grad_(False)
     return model.to(device).eval()
 
