@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 
+from introvae.objectives import OBJECTIVES
+
 from introvae import Config, Model, train
 from introvae.checkpoint import checkpoint_steps, load_networks, model_path, save_networks
 from introvae.errors import UserError
@@ -83,45 +85,50 @@ def test_interpolation_ends_at_the_codes():
     assert model.interpolate(x[0], x[1], 6).shape == (6, 3, 16, 16)
 
 
-def test_each_phase_moves_only_its_own_network(tmp_path):
-    config = Config(**{**TINY, "steps": 1})
+@pytest.mark.parametrize("model", sorted(OBJECTIVES))
+def test_each_phase_moves_only_its_own_network(tmp_path, model):
+    config = Config(**{**TINY, "steps": 1, "warmup_steps": 0, "model": model})
     data = open_data("builtin", 16, 3, 0.1, 0, builtin_count=64)
     trainer = Trainer(config, tmp_path, data, resume=False, quiet=True)
-    snapshots = {}
+    roles = OBJECTIVES[model].roles
+    order, seen = [], {}
 
-    def params(name):
-        return [p.detach().clone() for p in trainer.networks[name].parameters()]
+    def params():
+        return {n: [p.detach().clone() for p in trainer.networks[n].parameters()] for n in roles}
 
     def wrap(name):
         original = trainer.optimizers[name].step
 
         def step(*args, **kwargs):
-            snapshots[f"{name}_before"] = {n: params(n) for n in ("encoder", "generator")}
-            other = "generator" if name == "encoder" else "encoder"
-            # backward(inputs=...) gave gradients to this phase's network only.
-            snapshots[f"{name}_other_grads"] = [p.grad for p in trainer.networks[other].parameters()]
+            order.append(name)
+            # backward(inputs=...) gave gradients to this phase's network only, and they are finite.
+            seen[name] = {"before": params(),
+                          "own_grads_finite": all(torch.isfinite(p.grad).all() for p in trainer.networks[name].parameters()
+                                                  if p.grad is not None),
+                          "other_grads": [p.grad for n in roles if n != name for p in trainer.networks[n].parameters()]}
             result = original(*args, **kwargs)
-            snapshots[f"{name}_after"] = {n: params(n) for n in ("encoder", "generator")}
+            seen[name]["after"] = params()
             return result
         trainer.optimizers[name].step = step
 
-    wrap("encoder"), wrap("generator")
-    start = {n: params(n) for n in ("encoder", "generator")}
-    trainer.train_step()
+    for name in roles:
+        wrap(name)
+    start = params()
+    logs = trainer.train_step()
+    assert logs and all(torch.isfinite(v).all() for v in logs.values())
+    assert order == list(roles)  # each network steps once, in the objective's order
 
     def same(a, b):
         return all(torch.equal(x, y) for x, y in zip(a, b))
 
-    enc_before, enc_after = snapshots["encoder_before"], snapshots["encoder_after"]
-    assert same(enc_before["generator"], start["generator"]) and same(enc_before["encoder"], start["encoder"])
-    assert not same(enc_after["encoder"], start["encoder"])  # the encoder moved...
-    assert same(enc_after["generator"], start["generator"])  # ...and the generator did not
-    assert all(g is None for g in snapshots["encoder_other_grads"])
-    gen_before, gen_after = snapshots["generator_before"], snapshots["generator_after"]
-    assert same(gen_before["encoder"], enc_after["encoder"])  # the generator phase saw the updated encoder
-    assert not same(gen_after["generator"], start["generator"])
-    assert same(gen_after["encoder"], enc_after["encoder"])
-    assert all(g is None for g in snapshots["generator_other_grads"])
+    previous = start
+    for name in roles:
+        before, after = seen[name]["before"], seen[name]["after"]
+        assert all(same(before[n], previous[n]) for n in roles)  # a phase sees the networks as the last one left them
+        assert not same(after[name], before[name])  # its own network moved...
+        assert all(same(after[n], before[n]) for n in roles if n != name)  # ...and no other
+        assert all(g is None for g in seen[name]["other_grads"]) and seen[name]["own_grads_finite"]
+        previous = after
 
 
 def _weights(run_dir):
@@ -129,8 +136,10 @@ def _weights(run_dir):
     return model.networks.state_dict()
 
 
-def test_resume_continues_exactly(tmp_path):
-    config = Config(**{**TINY, "hflip": True, "warmup_steps": 2})
+@pytest.mark.parametrize("model", sorted(OBJECTIVES))
+def test_resume_continues_exactly(tmp_path, model):
+    # With the EMA generator and (for avae) the PID controller's state in the checkpoint.
+    config = Config(**{**TINY, "hflip": True, "warmup_steps": 2, "model": model, "ema": 0.9})
     straight = train(config.replace(steps=6), out=tmp_path / "straight", quiet=True)
     stopped = train(config.replace(steps=3), out=tmp_path / "stopped", quiet=True)
     train(resume=stopped, steps=6, quiet=True)

@@ -47,8 +47,10 @@ class Config:
     base_channels: int = _opt(32, "encoder width at full resolution; widths double at each halving (App. B)", group="model")
     max_channels: int = _opt(256, "upper bound on any layer's width (512 in the paper)", group="model")
 
-    # ---- objective (Eq. 11-12)
-    model: str = _opt("introvae", "objective to train", choices=("introvae",), group="objective")
+    # ---- objective (IntroVAE: Eq. 11-12; the other models' options follow in their own groups)
+    model: str = _opt("introvae", "objective to train: IntroVAE (Huang et al. 2018), Soft-IntroVAE (Daniel & Tamar "
+                      "2021), the PID-balanced adversarial VAE of Khan et al. (avae), or the plain VAE",
+                      choices=("introvae", "soft-introvae", "avae", "vae"), group="objective")
     margin: float = _opt(35.0, "margin m of the hinge on the KL of generated images (Eq. 11)", group="objective")
     alpha: float = _opt(0.25, "weight alpha of the adversarial KL terms of the encoder (Eq. 11)", group="objective")
     alpha_generator: float = _opt(-1.0, "weight of the generator's KL terms (Eq. 12); negative means the same as --alpha", group="objective")
@@ -60,11 +62,30 @@ class Config:
     adversarial_reduction: str = _opt("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) or their mean (the authors' code)",
                                       choices=("sum", "mean"), group="objective")
     warmup_steps: int = _opt(200, "steps of plain VAE training (alpha = 0) before the adversarial game starts (Sec. 4.1, App. D)", group="objective")
+    beta_kl: float = _opt(1.0, "weight of the KL of real images (soft-introvae: beta_kl; vae: the KL weight)", group="objective")
+
+    # ---- Soft-IntroVAE (Daniel & Tamar 2021): losses scaled by s = 1 / (C H W), per-image sums of squared errors
+    beta_rec: float = _opt(1.0, "soft-introvae: weight of the reconstruction error", group="soft-introvae")
+    beta_neg: float = _opt(256.0, "soft-introvae: weight of the KL of generated images inside the exponential penalty", group="soft-introvae")
+    gamma_r: float = _opt(1e-8, "soft-introvae: weight of the reconstruction error of generated images in the decoder loss", group="soft-introvae")
+
+    # ---- adversarial VAE of Khan et al. (Eq. 10-15, Sec. 4)
+    avae_alpha: float = _opt(0.3, "avae: weight alpha of the discriminator's error on VAE reconstructions L_v", group="avae")
+    avae_beta: float = _opt(0.1, "avae: weight beta of the latent similarity loss L_s", group="avae")
+    avae_gamma: float = _opt(0.1, "avae: weight gamma of the VAE data loss L_e", group="avae")
+    avae_eta: float = _opt(0.5, "avae: diversity ratio eta (Eq. 10)", group="avae")
+    pid_integral: float = _opt(1e-3, "avae: gain lambda_1 on e_t in the k_t update (Eq. 12)", group="avae")
+    pid_proportional: float = _opt(1e-5, "avae: gain lambda_2 on e_t - e_(t-1) (Eq. 12)", group="avae")
+    pid_derivative: float = _opt(1e-5, "avae: gain lambda_3 on e_t + e_(t-2) - 2 e_(t-1) (Eq. 12)", group="avae")
+    disc_channels: int = _opt(64, "avae: width n of the BEGAN-style auto-encoder discriminator", group="avae")
+    disc_latent: int = _opt(64, "avae: size of the discriminator's code", group="avae")
 
     # ---- optimisation (Sec. 4.1)
     steps: int = _opt(1000, "number of training steps (one encoder and one generator update each)")
     batch_size: int = _opt(32, "images per step")
-    lr: float = _opt(2e-4, "Adam learning rate of both networks")
+    lr: float = _opt(-1.0, "Adam learning rate of every network; negative means the model's default (2e-4; avae 5e-5)")
+    ema: float = _opt(0.0, "decay of an exponential moving average of the generator, used by sample and evaluate "
+                      "(0: none; e.g. 0.999)")
     adam_beta1: float = _opt(0.9, "Adam beta1")
     adam_beta2: float = _opt(0.999, "Adam beta2")
     seed: int = _opt(0, "seed of initialisation, data order and noise")
@@ -93,8 +114,15 @@ class Config:
         for name, value in positive.items():
             if value <= 0:
                 raise UserError(f"--{name} must be positive, got {value}.")
-        if self.lr <= 0:
-            raise UserError(f"--lr must be positive, got {self.lr}.")
+        if self.lr == 0:
+            raise UserError(f"--lr must be positive (or negative for the model's default), got {self.lr}.")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"--ema must be in [0, 1) (e.g. 0.999; 0 turns it off), got {self.ema}.")
+        if min(self.beta_kl, self.beta_rec, self.beta_neg, self.gamma_r, self.avae_alpha, self.avae_beta,
+               self.avae_gamma, self.avae_eta) < 0:
+            raise UserError("the loss weights (--beta-kl, --beta-rec, --beta-neg, --gamma-r, --avae-*) must not be negative.")
+        if self.disc_channels <= 0 or self.disc_latent <= 0:
+            raise UserError("--disc-channels and --disc-latent must be positive.")
         if not 0 <= self.test_fraction < 1:
             raise UserError(f"--test-fraction must be in [0, 1), got {self.test_fraction}.")
         if self.margin < 0 or self.alpha < 0 or self.beta < 0:
@@ -157,6 +185,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     # --steps 400` measured KL(real) = 20.7 for the VAE and proposed m = 35.
     "builtin-32": dict(image_size=32, latent_dim=128, margin=35.0, alpha=0.25, beta=2.0, batch_size=32,
                        base_channels=32, max_channels=256, warmup_steps=200, steps=1000),
+    # Soft-IntroVAE's recommended settings (Daniel & Tamar 2021, App. and their code): CIFAR-10-like 32 x 32,
+    # MNIST-like (z = 32, batch 128) and CelebA-HQ 256 x 256.
+    "soft-introvae-32": dict(model="soft-introvae", image_size=32, latent_dim=128, beta_kl=1.0, beta_rec=1.0,
+                             beta_neg=256.0, batch_size=32, base_channels=32, max_channels=256, steps=1000),
+    "soft-introvae-mnist": dict(model="soft-introvae", image_size=32, channels=1, latent_dim=32, beta_kl=1.0,
+                                beta_rec=1.0, beta_neg=256.0, batch_size=128, base_channels=32, max_channels=256),
+    "soft-introvae-256": dict(model="soft-introvae", image_size=256, latent_dim=256, beta_kl=0.5, beta_rec=1.0,
+                              beta_neg=1024.0, batch_size=8, base_channels=64, max_channels=512),
+    # Khan et al. Sec. 4: alpha, beta, gamma, eta = 0.3, 0.1, 0.1, 0.5, PID gains 1e-3, 1e-5, 1e-5, Adam 5e-5.
+    "avae-32": dict(model="avae", image_size=32, latent_dim=128, lr=5e-5, batch_size=32, base_channels=32,
+                    max_channels=256, steps=1000),
+    "vae-32": dict(model="vae", image_size=32, latent_dim=128, beta=2.0, beta_kl=1.0, batch_size=32,
+                   base_channels=32, max_channels=256, steps=1000),
 }
 
 

@@ -11,6 +11,7 @@ the CPU, so image i is the same whatever the batch size and the device.
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +22,8 @@ from torch import Tensor, nn
 from .checkpoint import latest_step, load_networks, model_path
 from .config import Config
 from .errors import UserError
-from .nets import build_networks, init_weights
+from .nets import build_image_networks, init_weights
+from .objectives import OBJECTIVES
 
 INTERPOLATIONS = ("lerp", "slerp")
 
@@ -52,12 +54,17 @@ class Model:
 
     @classmethod
     def build(cls, config: Config, device: str | torch.device = "cpu") -> "Model":
-        """Fresh networks, initialised from config.seed alone."""
+        """Fresh networks of the config's model, initialised from config.seed alone.
+
+        With `config.ema` > 0 there is also "generator_ema", a copy of the generator that the trainer moves towards
+        it after every step and that decoding uses.
+        """
         if config.channels not in (1, 3):
             raise UserError("the config's channels must be resolved to 1 or 3 before building a model.")
-        encoder, generator = build_networks(config)
-        networks = nn.ModuleDict({"encoder": encoder, "generator": generator})
+        networks = nn.ModuleDict(build_image_networks(config, OBJECTIVES[config.model].roles))
         init_weights(networks, torch.Generator().manual_seed(config.seed))
+        if config.ema > 0:
+            networks["generator_ema"] = copy.deepcopy(networks["generator"]).requires_grad_(False)
         return cls(config, networks.to(device))
 
     @classmethod
@@ -77,7 +84,8 @@ class Model:
 
     @property
     def generator(self) -> nn.Module:
-        return self.networks["generator"]
+        """The generator that decodes: the EMA copy when the run keeps one (what the successors sample from)."""
+        return self.networks["generator_ema"] if "generator_ema" in self.networks else self.networks["generator"]
 
     @property
     def device(self) -> torch.device:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .atomic import atomic_write_text
 from .checkpoint import checkpoint_steps, latest_step, load_networks, load_tree, model_path, save_checkpoint, train_state_path
@@ -33,7 +33,8 @@ from .data import DataSplit, open_data
 from .errors import UserError
 from .images import save_image, to_float
 from .model import Model, resolve_device, stream_seed
-from .objectives import build_objective
+from .objectives import build_objective, learning_rate
+from .objectives.base import Objective
 from .plot import plot_dynamics, read_log
 from .progress import Progress
 
@@ -74,6 +75,47 @@ class DataOrder:
         return torch.cat(out)
 
 
+def step_phases(objective: Objective, networks: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer],
+                x: Tensor, step: int, noise: torch.Generator, bf16: bool = False) -> tuple[dict[str, Tensor], str | None]:
+    """Run the phases of one training step: each phase's loss is differentiated with respect to its own network only
+    and that network's optimizer steps before the next phase is computed.
+
+    Returns (logs, None), or ({}, name) when the loss of network `name` was not finite; the phases after it are
+    then not run, so a bad batch changes no weights after that point. The 2-D benchmark uses this too.
+    """
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
+    logs: dict[str, Tensor] = {}
+    phases = objective.phases(networks, x, step, noise)
+    while True:
+        with autocast:
+            phase = next(phases, None)
+        if phase is None:
+            return logs, None
+        if not torch.isfinite(phase.loss):
+            phases.close()
+            return {}, phase.network
+        optimizer = optimizers[phase.network]
+        # Gradients w.r.t. this phase's network only; the graph is kept for the phases still to come.
+        phase.loss.backward(inputs=list(networks[phase.network].parameters()), retain_graph=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # frees the gradients before the next phase runs
+        logs.update(phase.logs)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, source: nn.Module, decay: float, step: int) -> None:
+    """Move `ema`'s parameters towards `source`'s; copy the buffers (batch-norm statistics).
+
+    The decay ramps up as min(decay, (1 + step) / (10 + step)), so the average is not dominated by the random
+    initial weights during the first thousands of steps.
+    """
+    rate = 1.0 - min(decay, (1.0 + step) / (10.0 + step))
+    for averaged, current in zip(ema.parameters(), source.parameters()):
+        averaged.lerp_(current, rate)
+    for averaged, current in zip(ema.buffers(), source.buffers()):
+        averaged.copy_(current)
+
+
 def _progress_fields(record: dict[str, float]) -> dict[str, float]:
     names = {"kl_real": "KL(real)", "kl_rec": "KL(rec)", "kl_sample": "KL(sample)", "ae": "L_AE", "margin": "m"}
     return {label: record[key] for key, label in names.items() if key in record}
@@ -95,8 +137,9 @@ class Trainer:
         self.networks = self.model.networks
         self.objective = build_objective(config)
         self.optimizers = {
-            name: torch.optim.Adam(net.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))
-            for name, net in self.networks.items()
+            name: torch.optim.Adam(self.networks[name].parameters(), lr=learning_rate(config),
+                                   betas=(config.adam_beta1, config.adam_beta2))
+            for name in self.objective.roles
         }
         self.order = DataOrder(len(data.train), config.seed)
         self.step, self.images_seen, self.bad_steps = 0, 0, 0
@@ -117,11 +160,14 @@ class Trainer:
     # ---- state
 
     def train_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "step": self.step,
             "images_seen": self.images_seen,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
         }
+        if hasattr(self.objective, "state_dict"):  # e.g. the PID controller of avae
+            state["objective"] = self.objective.state_dict()
+        return state
 
     def save(self) -> None:
         save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints)
@@ -132,6 +178,8 @@ class Trainer:
         state = load_tree(train_state_path(self.run_dir, step))
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        if hasattr(self.objective, "load_state_dict"):
+            self.objective.load_state_dict(state["objective"])
         self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
         self._truncate_log(self.step)
 
@@ -158,25 +206,14 @@ class Trainer:
         """One step of every phase of the objective; returns the phases' detached logs."""
         x = self._batch()
         noise = torch.Generator(self.device).manual_seed(stream_seed(self.config.seed, _STEP_NOISE, self.step))
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
-        logs: dict[str, Tensor] = {}
-        phases = self.objective.phases(self.networks, x, self.step, noise)
-        while True:
-            with autocast:
-                phase = next(phases, None)
-            if phase is None:
-                break
-            if not torch.isfinite(phase.loss):
-                phases.close()
-                self.bad_steps += 1
-                self._check_divergence(phase.network)
-                return {}
-            optimizer = self.optimizers[phase.network]
-            # Gradients w.r.t. this phase's network only; the graph is kept for the phases still to come.
-            phase.loss.backward(inputs=list(self.networks[phase.network].parameters()), retain_graph=True)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)  # frees the gradients before the next phase runs
-            logs.update(phase.logs)
+        logs, bad_network = step_phases(self.objective, self.networks, self.optimizers, x, self.step, noise,
+                                        bf16=self.config.precision == "bf16")
+        if bad_network is not None:
+            self.bad_steps += 1
+            self._check_divergence(bad_network)
+            return {}
+        if "generator_ema" in self.networks:
+            update_ema(self.networks["generator_ema"], self.networks["generator"], self.config.ema, self.step)
         self.bad_steps = 0
         self.step += 1
         return logs
@@ -284,7 +321,9 @@ def _prepare_run(config: Config, out: Path | None, resume: Path | None, override
         raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out.")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file, not a directory.")
-    return config.replace(**overrides).validate(), run_dir
+    config = config.replace(**overrides).validate()
+    # The run records the learning rate it trains with, not "the model's default".
+    return config.replace(lr=learning_rate(config)), run_dir
 
 
 def train(config: Config | None = None, out: str | Path | None = None, resume: str | Path | None = None,

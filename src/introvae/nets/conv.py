@@ -113,6 +113,25 @@ def build_networks(config) -> tuple[Encoder, Generator]:
     return Encoder(*args), Generator(*args)
 
 
+def build_image_networks(config, roles: tuple[str, ...]) -> dict[str, nn.Module]:
+    """The networks an objective names in `roles`, for images of a `Config`:
+
+    encoder (x -> mu, logvar) and generator (z -> x) of App. B; discriminator: the BEGAN-style auto-encoder of
+    Khan et al. (x -> reconstruction, code).
+    """
+    encoder, generator = build_networks(config)
+    networks: dict[str, nn.Module] = {"encoder": encoder, "generator": generator}
+    if "discriminator" in roles:
+        from .began import BEGANAutoencoder
+
+        networks["discriminator"] = BEGANAutoencoder(config.image_size, config.channels, config.disc_channels,
+                                                     config.disc_latent)
+    unknown = set(roles) - set(networks)
+    if unknown:
+        raise ValueError(f"no image network for the roles {sorted(unknown)}")
+    return {role: networks[role] for role in roles}
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

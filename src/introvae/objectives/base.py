@@ -25,9 +25,15 @@ class Phase:
 
 class Objective(Protocol):
     name: str
+    roles: tuple[str, ...]  # the networks it trains, each with its own optimizer: ("encoder", "generator", ...)
+    default_lr: float  # the Adam learning rate of its paper, used when --lr is not given
 
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
-        """Yield the phases of one training step on the batch x (images in [0, 1])."""
+        """Yield the phases of one training step on the batch x (images in [0, 1], or points (N, D))."""
+
+    # An objective with state of its own (the PID controller of avae) also has
+    #     state_dict() -> dict[str, Tensor | float | list]  and  load_state_dict(state)
+    # which the trainer saves with each checkpoint, so that resuming continues exactly.
 
 
 def kl_per_sample(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -31,10 +31,13 @@ from torch import Tensor, nn
 
 from ..config import Config
 from .base import Phase, kl_per_sample, prior_sample, reconstruction_per_image, reparameterize
+from .vae import vae_phases
 
 
 class IntroVAE:
     name = "introvae"
+    roles = ("encoder", "generator")
+    default_lr = 2e-4  # Sec. 4.1
 
     def __init__(self, config: Config):
         self.margin = config.margin
@@ -53,21 +56,19 @@ class IntroVAE:
         return torch.relu(self.margin - kl.mean())
 
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
+        if step < self.warmup_steps:
+            for phase in vae_phases(networks, x, noise, 1.0, self.beta, self.reconstruction):
+                if phase.network == "encoder":
+                    phase.logs["margin"] = torch.zeros(())  # alpha = 0: no game yet; the dynamics plot shows m = 0
+                yield phase
+            return
+
         encoder, generator = networks["encoder"], networks["generator"]
         mu, logvar = encoder(x)
         x_rec = generator(reparameterize(mu, logvar, noise))
         kl_real = kl_per_sample(mu, logvar).mean()
         ae = reconstruction_per_image(x_rec, x, self.reconstruction).mean()
         logs = {"kl_real": kl_real.detach(), "ae": ae.detach()}
-
-        if step < self.warmup_steps:
-            logs["margin"] = torch.zeros(())  # alpha = 0: no game yet, which the dynamics plot shows as m = 0
-            loss_encoder = kl_real + self.beta * ae
-            yield Phase("encoder", loss_encoder, {**logs, "loss_encoder": loss_encoder.detach()})
-            loss_generator = self.beta * ae
-            yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()})
-            return
-
         x_prior = generator(prior_sample(x.shape[0], mu.shape[1], noise, mu))
         kl_rec = kl_per_sample(*encoder(x_rec.detach()))
         kl_sample = kl_per_sample(*encoder(x_prior.detach()))

@@ -1,0 +1,76 @@
+"""Soft-IntroVAE: Daniel & Tamar, "Soft-IntroVAE: Analyzing and Improving the Introspective Variational
+Autoencoder", CVPR 2021 (arXiv 2012.13253), Eq. 6-7 and Algorithm 1 of that paper.
+
+IntroVAE's hinge [m - KL]^+ gives the encoder no signal once a generated image's KL passes m, which makes the game
+hard to balance. Soft-IntroVAE replaces it with a smooth exponential of the ELBO of generated images. With
+s = 1 / (C H W) (one over the data dimension), per-image sums of squared errors SSE and per-sample KLs:
+
+    encoder:  L_E = s * (beta_rec * SSE(x, x_r) + beta_kl * KL(x))
+                  + 1/4 * sum_{f = r, p} mean_batch exp(-2 s * (beta_rec * SSE(x_f, Dec(Enc(x_f))) + beta_neg * KL(x_f)))
+              with the generated images x_r = Dec(z), z ~ q(z|x), and x_p = Dec(z_p), z_p ~ N(0, I), as constants;
+    decoder:  L_D = s * (beta_rec * SSE(x, x_r) + beta_kl / 2 * (KL(x_r) + KL(x_p))
+                  + gamma_r * beta_rec / 2 * (SSE(x_r, Dec(z_r)) + SSE(x_p, Dec(z_p'))))
+              with the *updated* encoder frozen, z_r and z_p' the re-encoded codes of x_r and x_p taken as constants,
+              and gamma_r small (1e-8): the last term only keeps the decoder's reconstructions of its own images sane.
+
+Each loss is the batch mean of per-image terms. The encoder steps first; the decoder's KLs are computed with the
+encoder as updated (as in the authors' training loop). The decoder has not moved between the phases, so x_r and x_p
+from before the encoder step are the images it would produce again.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ..config import Config
+from .base import Phase, kl_per_sample, prior_sample, reconstruction_per_image, reparameterize
+
+
+class SoftIntroVAE:
+    name = "soft-introvae"
+    roles = ("encoder", "generator")
+    default_lr = 2e-4  # the authors' Adam learning rate for images and 2-D data
+
+    def __init__(self, config: Config):
+        self.beta_kl = config.beta_kl
+        self.beta_rec = config.beta_rec
+        self.beta_neg = config.beta_neg
+        self.gamma_r = config.gamma_r
+
+    def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
+        encoder, generator = networks["encoder"], networks["generator"]
+        scale = 1.0 / x[0].numel()
+        mu, logvar = encoder(x)
+        x_rec = generator(reparameterize(mu, logvar, noise))
+        x_prior = generator(prior_sample(x.shape[0], mu.shape[1], noise, mu))
+        sse_real = reconstruction_per_image(x_rec, x, "sse").mean()
+        kl_real = kl_per_sample(mu, logvar).mean()
+
+        # Encoder: the ELBO of the (detached) generated images through the whole auto-encoder, inside exp(.).
+        exp_elbo, kl_fake = [], []
+        for fake in (x_rec.detach(), x_prior.detach()):
+            mu_f, logvar_f = encoder(fake)
+            sse_f = reconstruction_per_image(generator(reparameterize(mu_f, logvar_f, noise)), fake, "sse")
+            kl_f = kl_per_sample(mu_f, logvar_f)
+            exp_elbo.append(torch.exp(-2.0 * scale * (self.beta_rec * sse_f + self.beta_neg * kl_f)).mean())
+            kl_fake.append(kl_f.mean().detach())
+        loss_encoder = scale * (self.beta_rec * sse_real + self.beta_kl * kl_real) + 0.25 * (exp_elbo[0] + exp_elbo[1])
+        yield Phase("encoder", loss_encoder, {
+            "kl_real": kl_real.detach(), "kl_rec": kl_fake[0], "kl_sample": kl_fake[1], "ae": sse_real.detach(),
+            "exp_elbo_rec": exp_elbo[0].detach(), "exp_elbo_sample": exp_elbo[1].detach(),
+            "loss_encoder": loss_encoder.detach()})
+
+        # Decoder, with the encoder's new weights: make generated images look real to it (low KL), and keep
+        # reconstructing real images.
+        kl_generated, sse_generated = [], []
+        for fake in (x_rec, x_prior):
+            mu_f, logvar_f = encoder(fake)
+            z_f = reparameterize(mu_f, logvar_f, noise).detach()
+            kl_generated.append(kl_per_sample(mu_f, logvar_f).mean())
+            sse_generated.append(reconstruction_per_image(generator(z_f), fake.detach(), "sse").mean())
+        loss_generator = scale * (self.beta_rec * sse_real + 0.5 * self.beta_kl * (kl_generated[0] + kl_generated[1])
+                                  + 0.5 * self.gamma_r * self.beta_rec * (sse_generated[0] + sse_generated[1]))
+        yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()})

@@ -1,0 +1,166 @@
+"""The registry of objectives: the soft-introvae and vae losses against plain hand computations, EMA of the
+generator, and every model through the command line (train, sample, evaluate). The IntroVAE objective has its own
+file (test_objective.py), avae too (test_avae.py); tests that hold for every model are parametrised over OBJECTIVES
+here and in test_train.py."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from introvae.cli import main
+from introvae.config import PRESETS, Config
+from introvae.model import Model
+from introvae.objectives import OBJECTIVES, SoftIntroVAE, VAE, learning_rate
+from introvae.train import train, update_ema
+
+
+class _TinyEncoder(nn.Module):
+    def __init__(self, data_dim, latent_dim):
+        super().__init__()
+        self.linear = nn.Linear(data_dim, 2 * latent_dim)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1)).chunk(2, dim=1)
+
+
+class _TinyGenerator(nn.Module):
+    def __init__(self, latent_dim, shape):
+        super().__init__()
+        self.linear, self.shape = nn.Linear(latent_dim, int(torch.tensor(shape).prod())), shape
+
+    def forward(self, z):
+        return self.linear(z).view(z.shape[0], *self.shape)
+
+
+def _tiny(seed=0, latent=3, shape=(1, 2, 2)):
+    torch.manual_seed(seed)
+    return nn.ModuleDict({"encoder": _TinyEncoder(4, latent), "generator": _TinyGenerator(latent, shape)})
+
+
+def _kl(mu, logvar):
+    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
+
+
+def _sse(a, b):
+    return ((a - b) ** 2).flatten(1).sum(1)
+
+
+def test_soft_introvae_losses_by_hand():
+    nets = _tiny()
+    x = torch.rand(5, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    config = Config(model="soft-introvae", beta_kl=0.7, beta_rec=1.3, beta_neg=5.0, gamma_r=0.2)
+    phases = SoftIntroVAE(config).phases(nets, x, 0, torch.Generator().manual_seed(2))
+    loss_encoder = next(phases).loss
+    loss_decoder = next(phases).loss  # no optimizer step in between: both use the same weights
+
+    # The same computation written out, drawing the noise in the objective's order.
+    g = torch.Generator().manual_seed(2)
+    enc, dec = nets["encoder"], nets["generator"]
+    s = 1 / 4
+    with torch.no_grad():
+        mu, logvar = enc(x)
+        x_r = dec(mu + (0.5 * logvar).exp() * torch.randn(5, 3, generator=g))
+        x_p = dec(torch.randn(5, 3, generator=g))
+        real = s * (1.3 * _sse(x_r, x).mean() + 0.7 * _kl(mu, logvar).mean())
+        penalty = 0
+        for fake in (x_r, x_p):
+            m, lv = enc(fake)
+            rec = dec(m + (0.5 * lv).exp() * torch.randn(5, 3, generator=g))
+            penalty = penalty + torch.exp(-2 * s * (1.3 * _sse(rec, fake) + 5.0 * _kl(m, lv))).mean()
+        expected_encoder = real + 0.25 * penalty
+        kls, sses = [], []
+        for fake in (x_r, x_p):
+            m, lv = enc(fake)
+            kls.append(_kl(m, lv).mean())
+            sses.append(_sse(dec(m + (0.5 * lv).exp() * torch.randn(5, 3, generator=g)), fake).mean())
+        expected_decoder = s * (1.3 * _sse(x_r, x).mean() + 0.7 / 2 * (kls[0] + kls[1]) + 0.2 * 1.3 / 2 * (sses[0] + sses[1]))
+    torch.testing.assert_close(loss_encoder, expected_encoder)
+    torch.testing.assert_close(loss_decoder, expected_decoder)
+
+
+def test_vae_loss_by_hand():
+    nets = _tiny()
+    x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(3))
+    config = Config(model="vae", beta_kl=0.5, beta=2.0, reconstruction="half_sse")
+    phases = VAE(config).phases(nets, x, 0, torch.Generator().manual_seed(4))
+    encoder_phase, generator_phase = next(phases), next(phases)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        mu, logvar = nets["encoder"](x)
+        x_r = nets["generator"](mu + (0.5 * logvar).exp() * torch.randn(6, 3, generator=g))
+        ae = 0.5 * _sse(x_r, x).mean()
+    torch.testing.assert_close(encoder_phase.loss, 0.5 * _kl(mu, logvar).mean() + 2.0 * ae)
+    torch.testing.assert_close(generator_phase.loss, 2.0 * ae)
+
+
+def test_learning_rate_defaults_per_model():
+    assert learning_rate(Config(model="introvae")) == 2e-4
+    assert learning_rate(Config(model="introvae", lr=1e-3)) == 1e-3
+    for name, cls in OBJECTIVES.items():
+        assert learning_rate(Config(model=name)) == cls.default_lr
+
+
+# ---- EMA of the generator
+
+
+def test_update_ema_moves_parameters_and_copies_buffers():
+    source, ema = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    with torch.no_grad():
+        source.weight.fill_(1.0), ema.weight.fill_(0.0)
+        source.running_mean.fill_(5.0)
+    update_ema(ema, source, decay=0.9, step=1000)  # the ramp (1 + t) / (10 + t) is above 0.9 here
+    torch.testing.assert_close(ema.weight, torch.full((3,), 0.1))
+    torch.testing.assert_close(ema.running_mean, torch.full((3,), 5.0))
+    update_ema(ema, source, decay=0.9, step=0)  # early on the ramp wins: rate 1 - 1/10
+    torch.testing.assert_close(ema.weight, torch.full((3,), 0.1 + 0.9 * 0.9))
+
+
+def test_sampling_uses_the_ema_generator(tmp_path):
+    config = Config(image_size=16, latent_dim=8, base_channels=4, max_channels=16, batch_size=8, steps=3,
+                    warmup_steps=1, builtin_count=32, grid_every=0, ema=0.5)
+    run = train(config, out=tmp_path / "run", quiet=True)
+    model = Model.load(run)
+    assert model.generator is model.networks["generator_ema"]
+    raw = model.networks["generator"]
+    assert any(not torch.equal(a, b) for a, b in zip(raw.parameters(), model.generator.parameters()))
+    z = model.latents(4, seed=0)
+    torch.testing.assert_close(model.sample(4, seed=0), model.decode(z))
+    with model.evaluating():
+        assert not torch.allclose(raw(z).clamp(0, 1), model.sample(4, seed=0))
+
+
+# ---- every model through the command line
+
+
+TINY_CLI = ["--image-size", "16", "--latent-dim", "8", "--base-channels", "4", "--max-channels", "16",
+            "--batch-size", "8", "--builtin-count", "64", "--test-fraction", "0.25", "--grid-every", "0", "--quiet"]
+
+
+@pytest.mark.parametrize("model", sorted(OBJECTIVES))
+def test_every_model_trains_samples_and_evaluates_from_the_command_line(model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INTROVAE_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("INTROVAE_FID_WEIGHTS", raising=False)
+    run = tmp_path / "run"
+    assert main(["train", "--model", model, "--out", str(run), "--steps", "3", "--warmup-steps", "1", "--ema", "0.9",
+                 *TINY_CLI]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == model and config["lr"] == OBJECTIVES[model].default_lr  # the resolved default
+    assert main(["sample", str(run), "--num", "5", "--out", str(tmp_path / "s.npz")]) == 0
+    import numpy as np
+
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["images"].shape == (5, 16, 16, 3)
+    assert main(["evaluate", str(run), "--num-samples", "8", "--msssim-pairs", "20", "--quiet"]) == 0
+    report = json.loads((run / "eval" / "eval-00000003.json").read_text())
+    assert report["reconstruction"]["count"] == 16 and "ms_ssim" in report["metrics"]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_are_valid_configs(preset):
+    from introvae.config import from_preset
+
+    config = from_preset(preset).validate()
+    assert config.model in OBJECTIVES
