@@ -117,7 +117,8 @@ def update_ema(ema: nn.Module, source: nn.Module, decay: float, step: int) -> No
 
 
 def _progress_fields(record: dict[str, float]) -> dict[str, float]:
-    names = {"kl_real": "KL(real)", "kl_rec": "KL(rec)", "kl_sample": "KL(sample)", "ae": "L_AE", "margin": "m"}
+    names = {"kl_real": "KL(real)", "kl_rec": "KL(rec)", "kl_sample": "KL(sample)", "ae": "L_AE", "margin": "m",
+             "k": "k", "convergence": "M"}  # the last two: avae's PID-controlled k_t and convergence measure
     return {label: record[key] for key, label in names.items() if key in record}
 
 
