@@ -30,6 +30,7 @@ from .atomic import atomic_write_text
 from .checkpoint import checkpoint_steps, latest_step, load_networks, load_tree, model_path, save_checkpoint, train_state_path
 from .config import Config
 from .data import DataSplit, open_data
+from .data.source import cache_in_memory
 from .errors import UserError
 from .images import save_image, to_float
 from .model import Model, resolve_device, stream_seed
@@ -154,8 +155,6 @@ class Trainer:
             if data.test is None or len(data.test) < 2:
                 raise UserError("--eval-every compares with held-out images, but this run has none: set "
                                 "--test-fraction above 0 (e.g. 0.1).")
-            from .data.source import cache_in_memory
-
             self._eval_reference = cache_in_memory(data.test).images
 
     # ---- state
