@@ -52,7 +52,8 @@ def calibrate(config: Config, out: str | Path | None = None, quiet: bool = False
     warmup = config.replace(warmup_steps=config.steps, grid_every=0, checkpoint_every=0)
     with tempfile.TemporaryDirectory(prefix="introvae-calibrate-") as scratch:
         run_dir = train(warmup, out=Path(out) if out else Path(scratch) / "run", quiet=quiet)
-        records = read_log(run_dir / "log.jsonl")
+        # Loss records only: a divergence roll-back adds event records without losses.
+        records = [r for r in read_log(run_dir / "log.jsonl") if "kl_real" in r]
     tail = records[-max(1, len(records) // 4):]
     kls = [r["kl_real"] for r in tail]
     kl_mean = statistics.fmean(kls)

@@ -4,32 +4,50 @@ A checkpoint at step S is two files in RUN_DIR/checkpoints/:
 
 * ``model-SSSSSSSS.safetensors``: the networks' parameters and buffers, keys ``encoder.*`` and ``generator.*``;
   this is all that sampling needs.
-* ``train-SSSSSSSS.safetensors``: everything else that exact resumption needs (both optimizers, the step, the
-  random-number generators, the data order), as a tree of tensors whose structure is stored as JSON in the file's
-  metadata. Nothing in either file is unpickled on loading.
+* ``train-SSSSSSSS.safetensors``: everything else that exact resumption needs (the optimizers, the step, the images
+  consumed, the objective's own state, the learning-rate scale after divergence roll-backs), as a tree of tensors
+  whose structure is stored as JSON in the file's metadata. Nothing in either file is unpickled on loading: a file
+  that is not safetensors (a pickle, a torch.save archive) is refused as unreadable, and nothing in it runs.
 
-Every file is written to a temporary name in the same directory, flushed to disk and renamed, so a reader sees
-either the previous file or the complete new one. The training-state file is written first, the model file last, and
-a checkpoint counts only when both exist.
+Crash safety. Every file is written to a temporary name in the same directory, fsynced and renamed (see
+`introvae.atomic`), so a reader sees either the previous file or the complete new one. The training-state file is
+written first and the model file last, and a checkpoint counts only when both exist (`checkpoint_steps`). A process
+killed at any moment therefore leaves the newest complete checkpoint untouched, at worst an orphaned training-state
+file or a temporary file, which the next save deletes. Readers take the newest checkpoint that can be read
+(`latest_step`, `load_newest`), falling back to an older one with a one-line warning if the newest is damaged.
+A write that fails (a full disk) removes what it wrote and raises `CheckpointWriteError`, leaving the previous
+checkpoint intact.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, remove_stale_temporaries
 from .errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
-_MODEL_RE = re.compile(r"^model-(\d{8})\.safetensors$")
+_CHECKPOINT_RE = re.compile(r"^(model|train)-(\d{8})\.safetensors$")
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+T = TypeVar("T")
+
+
+class CheckpointMismatch(UserError):
+    """A readable checkpoint that does not fit the networks of the run's config (another size or model)."""
+
+
+class CheckpointWriteError(UserError):
+    """Writing a checkpoint failed (a full disk...); the previous checkpoint is intact."""
 
 
 # ---- a tree of tensors and JSON values <-> one safetensors file
@@ -65,7 +83,12 @@ def save_tree(path: Path, tree: Any) -> None:
     atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata={"tree": json.dumps(skeleton)}))
 
 
+def _unreadable(path: Path, reason: str) -> UserError:
+    return UserError(f"{path} is not a readable safetensors file ({reason}); it may be damaged or not a checkpoint.")
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; anything else (a pickle included) is refused unread."""
     try:
         data = path.read_bytes()
         tensors = load_safetensors_bytes(data)
@@ -73,16 +96,46 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
     except FileNotFoundError:
         raise UserError(f"{path} does not exist.") from None
-    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not a readable safetensors file ({error}); it may be damaged or not a checkpoint.") from None
+    except IsADirectoryError:
+        raise _unreadable(path, "a directory") from None
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as error:
+        raise _unreadable(path, str(error)) from None
     return tensors, metadata
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise UserError unless `path` is a whole safetensors file, reading only its header (cheap for big files)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise _unreadable(path, f"{size} bytes, shorter than a header")
+            header_len = int.from_bytes(head, "little")
+            if header_len > min(size - 8, _MAX_HEADER):
+                raise _unreadable(path, "no safetensors header at its start")
+            header = json.loads(f.read(header_len))
+        if not isinstance(header, dict):
+            raise _unreadable(path, "its header is not a JSON object")
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist.") from None
+    except IsADirectoryError:
+        raise _unreadable(path, "a directory") from None
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError) as error:
+        raise _unreadable(path, f"bad header: {error}") from None
+    if 8 + header_len + end != size:
+        raise _unreadable(path, f"{size} bytes where the header promises {8 + header_len + end}: truncated?")
 
 
 def load_tree(path: Path) -> Any:
     tensors, metadata = _read_safetensors(path)
     if "tree" not in metadata:
         raise UserError(f"{path} holds no training state (no 'tree' metadata).")
-    return _unflatten(json.loads(metadata["tree"]), tensors)
+    try:
+        return _unflatten(json.loads(metadata["tree"]), tensors)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path} holds a damaged training state ({type(error).__name__}: {error}).") from None
 
 
 # ---- checkpoints of a run
@@ -95,13 +148,20 @@ def train_state_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"train-{step:08d}.safetensors"
 
 
-def checkpoint_steps(run_dir: Path) -> list[int]:
-    """Steps of the complete checkpoints in a run, oldest first."""
+def _files_by_step(run_dir: Path) -> dict[int, set[str]]:
+    """{step: {"model", "train"}} of the checkpoint files present under their final names."""
     directory = Path(run_dir) / CHECKPOINT_DIR
-    if not directory.is_dir():
-        return []
-    steps = [int(m.group(1)) for p in directory.iterdir() if (m := _MODEL_RE.match(p.name))]
-    return sorted(s for s in steps if train_state_path(run_dir, s).exists())
+    found: dict[int, set[str]] = {}
+    if directory.is_dir():
+        for p in directory.iterdir():
+            if m := _CHECKPOINT_RE.match(p.name):
+                found.setdefault(int(m.group(2)), set()).add(m.group(1))
+    return found
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of the complete checkpoints in a run (both files present), oldest first."""
+    return sorted(step for step, kinds in _files_by_step(run_dir).items() if kinds == {"model", "train"})
 
 
 def save_networks(path: Path, networks: nn.ModuleDict) -> None:
@@ -117,21 +177,93 @@ def load_networks(path: Path, networks: nn.ModuleDict) -> None:
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
     if missing or unexpected or wrong:
         detail = (missing or unexpected or wrong)[0]
-        raise UserError(f"{path} does not fit the networks of this run's config.json (first mismatch: {detail}); "
-                        "was it written by a run with another image size, latent size or width?")
+        raise CheckpointMismatch(f"{path} does not fit the networks of this run's config.json (first mismatch: "
+                                 f"{detail}); was it written by a run with another model, image size, latent size or "
+                                 "width?")
     networks.load_state_dict(tensors)
 
 
+def _describe_os_error(error: OSError) -> str:
+    if error.errno == errno.ENOSPC:
+        return "the disk is full (no space left on the device)"
+    if error.errno == getattr(errno, "EDQUOT", None):
+        return "the disk quota is exceeded"
+    if error.errno == errno.EROFS:
+        return "the file system is read-only"
+    return error.strerror or str(error)
+
+
 def save_checkpoint(run_dir: Path, step: int, networks: nn.ModuleDict, train_state: dict[str, Any], keep: int) -> None:
-    save_tree(train_state_path(run_dir, step), train_state)
-    save_networks(model_path(run_dir, step), networks)
-    for old in checkpoint_steps(run_dir)[:-keep]:
-        model_path(run_dir, old).unlink(missing_ok=True)
-        train_state_path(run_dir, old).unlink(missing_ok=True)
+    """Write the checkpoint of `step`, then keep only the newest `keep` complete checkpoints.
+
+    Also deleted: temporary files and orphaned halves left by killed writes, and checkpoints of steps after `step`
+    (a run that resumed from an older checkpoint because the newer ones were unreadable, or rolled back after
+    diverging, has abandoned them). A failed write raises CheckpointWriteError and leaves the previous checkpoints
+    as they were.
+    """
+    run_dir = Path(run_dir)
+    directory = run_dir / CHECKPOINT_DIR
+    remove_stale_temporaries(directory)
+    before = checkpoint_steps(run_dir)
+    train_file, model_file = train_state_path(run_dir, step), model_path(run_dir, step)
+    had_model = model_file.exists()
+    target = train_file
+    try:
+        save_tree(train_file, train_state)
+        target = model_file
+        save_networks(model_file, networks)
+    except OSError as error:
+        if not had_model:  # a training state without its weights is no checkpoint: do not leave it behind
+            train_file.unlink(missing_ok=True)
+        intact = (f"the previous checkpoint, at step {before[-1]}, is intact" if before
+                  else "no checkpoint was written before")
+        raise CheckpointWriteError(f"writing {target} failed: {_describe_os_error(error)}; {intact}.") from None
+    # Oldest first, each checkpoint losing its model file before its training state, so that a process killed
+    # halfway leaves only an orphaned training state, which does not count and is deleted next time.
+    complete = [s for s in checkpoint_steps(run_dir) if s <= step]
+    doomed = set(complete[:-keep])
+    for other, kinds in _files_by_step(run_dir).items():
+        if other > step or other in doomed or (other != step and kinds != {"model", "train"}):
+            model_path(run_dir, other).unlink(missing_ok=True)
+            train_state_path(run_dir, other).unlink(missing_ok=True)
 
 
-def latest_step(run_dir: Path) -> int:
+def load_newest(run_dir: Path, load: Callable[[int], T]) -> tuple[int, T]:
+    """(step, load(step)) for the newest complete checkpoint that `load` accepts.
+
+    `load` raises UserError for a checkpoint it cannot read; the next older one is then tried, and a one-line
+    warning names what was skipped. CheckpointMismatch (a readable checkpoint of another model) is raised at once:
+    an older checkpoint of the same run would not fit either.
+    """
     steps = checkpoint_steps(run_dir)
     if not steps:
         raise UserError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/: train it first, or check the path.")
-    return steps[-1]
+    skipped: list[tuple[int, UserError]] = []
+    for step in reversed(steps):
+        try:
+            result = load(step)
+        except CheckpointMismatch:
+            raise
+        except UserError as error:
+            skipped.append((step, error))
+            continue
+        if skipped:
+            first_step, first_error = skipped[0]
+            more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+            warnings.warn(f"the checkpoint at step {first_step} cannot be used{more}: {first_error} "
+                          f"Using the one at step {step}.", stacklevel=2)
+        return step, result
+    first_step, first_error = skipped[0]
+    raise UserError(f"{run_dir} has no readable checkpoint: the newest, at step {first_step}, cannot be used: "
+                    f"{first_error}")
+
+
+def check_checkpoint(run_dir: Path, step: int) -> None:
+    """Raise UserError unless both files of the checkpoint at `step` are whole safetensors files (headers only)."""
+    check_safetensors(train_state_path(run_dir, step))
+    check_safetensors(model_path(run_dir, step))
+
+
+def latest_step(run_dir: Path) -> int:
+    """The newest step whose two files exist and are whole safetensors files (with a warning if newer are not)."""
+    return load_newest(run_dir, lambda step: check_checkpoint(run_dir, step))[0]

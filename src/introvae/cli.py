@@ -6,6 +6,7 @@
     introvae reconstruct RUN_DIR --input DIR --out DIR
     introvae interpolate RUN_DIR (--a IMAGE --b IMAGE | --seed-a S --seed-b S) --steps K --out FILE.png
     introvae plot RUN_DIR [--out FILE.png]
+    introvae check-data DATA [--image-size N]
     introvae evaluate RUN_DIR [--data DIR] [--num-samples N] [--fid-weights PATH] [--out FILE.json]
     introvae evaluate --samples DIR|FILE.npz --reference DIR|FILE.npz [--out FILE.json]
     introvae toy2d --dataset NAME --model NAME --steps N --out DIR [--seed S] [--batch-size N] [--lr LR]
@@ -110,6 +111,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="draw the training dynamics (the KLs against m, and L_AE) of a run, like Fig. 5")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/dynamics.png)")
+
+    p = sub.add_parser("check-data", help="verify a data set (folder, LMDB, .npz/.npy) and report what training would "
+                       "skip, without training", description="Open and decode every image of DATA once, as training "
+                       "does, and print what is usable, what would be skipped and why, and what would be upscaled. "
+                       "Exits with status 2 when fewer than 2 usable images remain.")
+    p.add_argument("data", metavar="DATA", help="a folder of images, lmdb:PATH or a folder holding data.mdb, or a "
+                   ".npz/.npy file of uint8 images")
+    p.add_argument("--image-size", type=int, default=Config().image_size,
+                   help=f"training resolution the images are checked for (int, default: {Config().image_size})")
 
     p = sub.add_parser("evaluate", help="FID, KID, IS, precision/recall, MS-SSIM, SWD and reconstruction errors of a "
                        "run (or of two image sets), offline", description="Evaluate a run against its held-out split "
@@ -283,6 +293,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from .data import check_data
+
+    print(check_data(args.data, args.image_size).format())
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalSettings, evaluate_run, evaluate_sets, format_table
 
@@ -327,7 +344,8 @@ def cmd_toy2d(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "calibrate": cmd_calibrate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "plot": cmd_plot, "evaluate": cmd_evaluate, "toy2d": cmd_toy2d}
+            "interpolate": cmd_interpolate, "plot": cmd_plot, "evaluate": cmd_evaluate,
+            "check-data": cmd_check_data, "toy2d": cmd_toy2d}
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from PIL import Image, ImageOps
 from introvae.atomic import atomic_write_bytes
 from introvae.errors import DataError, UserError
 
-__all__ = ["to_float", "to_uint8", "make_grid", "save_image", "load_image"]
+__all__ = ["to_float", "to_uint8", "make_grid", "save_image", "load_image", "load_image_raw", "prepare_image",
+           "fit_image"]
 
 
 def to_float(u8: torch.Tensor) -> torch.Tensor:
@@ -124,26 +126,24 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
-def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
-    """Decode an image file to uint8 (C, size, size): shorter side resized to `size`, then centre-cropped.
+def prepare_image(img: Image.Image, size: int) -> Image.Image:
+    """Decode an opened image's pixels (a JPEG at a reduced scale still >= `size`) and apply its EXIF rotation.
 
-    EXIF orientation is applied, transparency is composited onto white, and 16-bit gray is scaled (not
-    clipped) to 8 bits. Raises DataError naming the file if it cannot be decoded.
+    Raises Pillow's own exceptions (OSError for truncated data, ...); `load_image` turns them into DataError.
     """
+    if img.format == "JPEG":
+        # Let libjpeg decode at a reduced scale (still >= size on both sides): large photos load far faster.
+        img.draft(None, (size, size))
+    img.load()
+    return ImageOps.exif_transpose(img)
+
+
+def fit_image(img: Image.Image, size: int, channels: int) -> torch.Tensor:
+    """A decoded image as uint8 (C, size, size): converted to gray or RGB, shorter side resized to `size`
+    (LANCZOS down, BICUBIC up), then centre-cropped. Every data source goes through this one function."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            if img.format == "JPEG":
-                # Let libjpeg decode at a reduced scale (still >= size on both sides): large photos load far faster.
-                img.draft(None, (size, size))
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            img = _to_mode(img, channels)
-    except Exception as e:  # Pillow raises many types for broken files (OSError, ValueError, SyntaxError, ...).
-        raise DataError(f"Cannot decode image {path} ({type(e).__name__}: {e}); remove or replace the file.") from e
-
+    img = _to_mode(img, channels)
     w, h = img.size
     scale = size / min(w, h)
     if scale != 1.0:
@@ -157,3 +157,27 @@ def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
     arr = np.array(img, dtype=np.uint8)  # a writable copy, so torch.from_numpy does not warn
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def load_image_raw(source: str | Path | bytes | BinaryIO, size: int, channels: int) -> torch.Tensor:
+    """`load_image` without the DataError wrapping: for callers that sort failures by their Pillow exception."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    with Image.open(source) as img:
+        return fit_image(prepare_image(img, size), size, channels)
+
+
+def load_image(path: str | Path | bytes | BinaryIO, size: int, channels: int, name: str | None = None) -> torch.Tensor:
+    """Decode an image (a file, or its encoded bytes) to uint8 (C, size, size): shorter side resized to `size`,
+    then centre-cropped.
+
+    EXIF orientation is applied, transparency is composited onto white, and 16-bit gray is scaled (not
+    clipped) to 8 bits. Raises DataError naming the file (or `name`) if it cannot be decoded.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    try:
+        return load_image_raw(path, size, channels)
+    except Exception as e:  # Pillow raises many types for broken files (OSError, ValueError, SyntaxError, ...).
+        what = name if name is not None else path
+        raise DataError(f"Cannot decode image {what} ({type(e).__name__}: {e}); remove or replace the file.") from e

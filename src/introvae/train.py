@@ -13,12 +13,24 @@ Randomness is a function of (seed, step): the data order of epoch e is a permuta
 noise (reparameterisation, prior samples, flips) of step s comes from a generator seeded by (seed, s). So the
 training state is the weights, the optimizers, the step and the number of images consumed, and a resumed run
 continues bit for bit (on CPU; CUDA kernels may be non-deterministic).
+
+Faults. Every file is written atomically (see `introvae.atomic` and `introvae.checkpoint`), so a run killed at any
+moment, even with SIGKILL while writing a checkpoint, resumes from its newest complete checkpoint. SIGTERM (a
+scheduler's pre-emption) and Ctrl-C stop the loop after the current step, save a checkpoint and raise
+`TrainingInterrupted`; a second Ctrl-C stops at once. A write that fails (a full disk) leaves the previous
+checkpoint intact and stops with a UserError that says so. A step whose loss or gradients are not finite is skipped
+before its optimizer steps; after MAX_BAD_STEPS such steps in a row the trainer rolls back to its newest checkpoint
+(or to its initial weights when none was written yet), halves the learning rate and carries on, at most
+MAX_ROLLBACKS times, then stops with `TrainingDiverged`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +38,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .atomic import atomic_write_text
-from .checkpoint import checkpoint_steps, latest_step, load_networks, load_tree, model_path, save_checkpoint, train_state_path
+from .atomic import atomic_write_text, remove_stale_temporaries
+from .checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, checkpoint_steps, load_networks, load_newest, load_tree,
+                         model_path, save_checkpoint, train_state_path)
 from .config import Config
 from .data import DataSplit, open_data
 from .data.source import cache_in_memory
@@ -38,18 +51,34 @@ from .objectives import build_objective, learning_rate
 from .objectives.base import Objective
 from .plot import plot_dynamics, read_log
 from .progress import Progress
+from . import distributed
+from .distributed import Distributed
 
 # Streams of randomness, mixed with the seed and an index by `stream_seed`.
 _DATA_ORDER, _STEP_NOISE, _FLIPS = 10, 11, 12
 # Options that may change when a run is resumed; the others define the run.
 RESUMABLE_OPTIONS = ("steps", "log_every", "grid_every", "checkpoint_every", "keep_checkpoints", "device",
                      "eval_every", "eval_samples", "fid_weights")
-MAX_BAD_STEPS = 10
+MAX_BAD_STEPS = 10  # non-finite steps in a row before rolling back
+MAX_ROLLBACKS = 3  # roll-backs per run before giving up
+ROLLBACK_LR_FACTOR = 0.5  # each roll-back multiplies every learning rate by this
 GRID_IMAGES = 8
 
 
 class TrainingDiverged(UserError):
-    pass
+    """The losses or gradients stayed non-finite after MAX_ROLLBACKS roll-backs with smaller learning rates."""
+
+
+class TrainingInterrupted(UserError):
+    """Training stopped on SIGTERM or Ctrl-C; `checkpoint_saved` says whether the state at `step` was saved.
+
+    The CLI prints the message and exits with status 2, like every stop that the user continues with another
+    command (here `introvae train --resume RUN_DIR`); see the README for why that is not 0.
+    """
+
+    def __init__(self, message: str, step: int, signal_number: int, checkpoint_saved: bool):
+        super().__init__(message)
+        self.step, self.signal_number, self.checkpoint_saved = step, signal_number, checkpoint_saved
 
 
 class DataOrder:
@@ -77,12 +106,18 @@ class DataOrder:
 
 
 def step_phases(objective: Objective, networks: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer],
-                x: Tensor, step: int, noise: torch.Generator, bf16: bool = False) -> tuple[dict[str, Tensor], str | None]:
+                x: Tensor, step: int, noise: torch.Generator, bf16: bool = False,
+                world_size: int = 1) -> tuple[dict[str, Tensor], str | None]:
     """Run the phases of one training step: each phase's loss is differentiated with respect to its own network only
     and that network's optimizer steps before the next phase is computed.
 
-    Returns (logs, None), or ({}, name) when the loss of network `name` was not finite; the phases after it are
-    then not run, so a bad batch changes no weights after that point. The 2-D benchmark uses this too.
+    Returns (logs, None), or ({}, name) when the loss of network `name`, or its gradient, was not finite: that
+    network's gradients are then dropped and its optimizer does not step, and the phases after it are not run, so a
+    bad batch changes no weights from that phase on (the networks of earlier phases have stepped). Both checks cost
+    one synchronisation per phase. The 2-D benchmark uses this too.
+
+    With `world_size` > 1 (torchrun), each phase's gradients are averaged over the ranks before the check, and the
+    ranks agree on it, so they skip or step together (see `introvae.distributed`).
     """
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
     logs: dict[str, Tensor] = {}
@@ -92,15 +127,26 @@ def step_phases(objective: Objective, networks: nn.ModuleDict, optimizers: dict[
             phase = next(phases, None)
         if phase is None:
             return logs, None
-        if not torch.isfinite(phase.loss):
+        optimizer = optimizers[phase.network]
+        params = [p for p in networks[phase.network].parameters() if p.requires_grad]
+        # Gradients w.r.t. this phase's network only; the graph is kept for the phases still to come.
+        phase.loss.backward(inputs=params, retain_graph=True)
+        distributed.average_gradients(networks[phase.network], world_size)
+        if not distributed.all_true(_all_finite(phase.loss, params), world_size, x.device):
+            for p in params:
+                p.grad = None
             phases.close()
             return {}, phase.network
-        optimizer = optimizers[phase.network]
-        # Gradients w.r.t. this phase's network only; the graph is kept for the phases still to come.
-        phase.loss.backward(inputs=list(networks[phase.network].parameters()), retain_graph=True)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)  # frees the gradients before the next phase runs
         logs.update(phase.logs)
+
+
+def _all_finite(loss: Tensor, params: list[nn.Parameter]) -> bool:
+    """Whether the loss and every gradient of `params` are finite, with one synchronisation."""
+    checks = [torch.isfinite(loss.detach()).all()]
+    checks += [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    return bool(torch.stack(checks).all())
 
 
 @torch.no_grad()
@@ -130,23 +176,36 @@ def _eval_summary(record: dict[str, float]) -> str:
 
 
 class Trainer:
-    def __init__(self, config: Config, run_dir: Path, data: DataSplit, resume: bool, quiet: bool = False):
-        self.config, self.run_dir, self.data, self.quiet = config, run_dir, data, quiet
+    def __init__(self, config: Config, run_dir: Path, data: DataSplit, resume: bool, quiet: bool = False,
+                 dist: Distributed = Distributed()):
+        # Only rank 0 prints, writes logs, grids and checkpoints (all ranks hold the same model).
+        self.dist = dist
+        self.config, self.run_dir, self.data, self.quiet = config, Path(run_dir), data, quiet or not dist.is_main
+        if config.batch_size % dist.world_size:
+            raise UserError(f"--batch-size {config.batch_size} is the global batch and must split evenly over the "
+                            f"{dist.world_size} processes: use a multiple of {dist.world_size}.")
         self.device = resolve_device(config.device)
         if config.precision == "bf16" and self.device.type != "cuda":
             raise UserError("--precision bf16 is for CUDA devices; on a CPU use --precision fp32.")
         self.model = Model.build(config, self.device)
         self.networks = self.model.networks
         self.objective = build_objective(config)
-        self.optimizers = {
-            name: torch.optim.Adam(self.networks[name].parameters(), lr=learning_rate(config),
-                                   betas=(config.adam_beta1, config.adam_beta2))
-            for name in self.objective.roles
-        }
+        self._initial_objective_state = self.objective.state_dict() if hasattr(self.objective, "state_dict") else None
+        self.optimizers = self._new_optimizers()
         self.order = DataOrder(len(data.train), config.seed)
         self.step, self.images_seen, self.bad_steps = 0, 0, 0
+        self.lr_scale, self.rollbacks = 1.0, 0  # changed by divergence roll-backs; saved with each checkpoint
+        self._stop_signal: int | None = None  # set by SIGTERM / Ctrl-C during fit
+        self._progress: Progress | None = None
+        if dist.is_main:
+            for directory in (self.run_dir, self.run_dir / CHECKPOINT_DIR, self.run_dir / "grids"):
+                remove_stale_temporaries(directory)  # what writes killed mid-way left behind
         if resume:
             self._load_latest()
+            if not self.quiet:
+                how = "from its newest checkpoint" if self.step else "from the start: no checkpoint was written yet"
+                print(f"introvae: resuming at step {self.step} ({how})", file=sys.stderr)
+        distributed.broadcast_parameters(self.networks, dist.world_size)  # one model on every rank, whatever happened
         grid_source = data.test if data.test is not None and len(data.test) else data.train
         self.grid_real = to_float(grid_source.get(list(range(min(GRID_IMAGES, len(grid_source))))))
         self._eval_reference: Tensor | None = None
@@ -157,6 +216,18 @@ class Trainer:
                                 "--test-fraction above 0 (e.g. 0.1).")
             self._eval_reference = cache_in_memory(data.test).images
 
+    def _new_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        config = self.config
+        return {name: torch.optim.Adam(self.networks[name].parameters(), lr=learning_rate(config),
+                                       betas=(config.adam_beta1, config.adam_beta2))
+                for name in self.objective.roles}
+
+    def _set_learning_rates(self) -> None:
+        lr = learning_rate(self.config) * self.lr_scale
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
     # ---- state
 
     def train_state(self) -> dict[str, Any]:
@@ -164,116 +235,281 @@ class Trainer:
             "step": self.step,
             "images_seen": self.images_seen,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
         }
         if hasattr(self.objective, "state_dict"):  # e.g. the PID controller of avae
             state["objective"] = self.objective.state_dict()
         return state
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints)
+        if not self.dist.is_main:
+            return
+        try:
+            save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints)
+        except CheckpointWriteError as error:
+            raise CheckpointWriteError(f"{str(error).rstrip('.')}: make room, then continue with "
+                                       f"`introvae train --resume {self.run_dir}`.") from None
+
+    def _save_unless_saved(self) -> None:
+        if not self.dist.is_main:
+            return
+        saved = checkpoint_steps(self.run_dir)
+        if not saved or saved[-1] != self.step:
+            self.save()
+
+    def _load_checkpoint(self, step: int) -> None:
+        """Load the weights and training state of the checkpoint at `step` (UserError if it cannot be read)."""
+        load_networks(model_path(self.run_dir, step), self.networks)
+        path = train_state_path(self.run_dir, step)
+        state = load_tree(path)
+        try:
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            if hasattr(self.objective, "load_state_dict"):
+                self.objective.load_state_dict(state["objective"])
+            self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
+            self.lr_scale, self.rollbacks = float(state.get("lr_scale", 1.0)), int(state.get("rollbacks", 0))
+        except (KeyError, ValueError, TypeError, IndexError) as error:
+            raise UserError(f"{path} does not hold the training state of this run ({type(error).__name__}: "
+                            f"{error}).") from None
+        self._set_learning_rates()
+        self.bad_steps = 0
 
     def _load_latest(self) -> None:
-        step = latest_step(self.run_dir)
-        load_networks(model_path(self.run_dir, step), self.networks)
-        state = load_tree(train_state_path(self.run_dir, step))
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        if hasattr(self.objective, "load_state_dict"):
-            self.objective.load_state_dict(state["objective"])
-        self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
+        if checkpoint_steps(self.run_dir):
+            load_newest(self.run_dir, self._load_checkpoint)
+        # else: stopped before its first checkpoint; the initial state is a function of the config, start there.
         self._truncate_log(self.step)
 
+    def _reset_to_initial_state(self) -> None:
+        """The state before step 1: the initial weights (a function of the seed alone), fresh optimizers."""
+        initial = Model.build(self.config, self.device).networks.state_dict()
+        self.networks.load_state_dict(initial)
+        if self._initial_objective_state is not None:
+            self.objective.load_state_dict(self._initial_objective_state)
+        self.optimizers = self._new_optimizers()
+        self.step, self.images_seen, self.bad_steps = 0, 0, 0
+
     def _truncate_log(self, step: int) -> None:
-        """Drop log records written after the checkpoint we resume from: those steps are trained again."""
+        """Drop log records written after the checkpoint we resume from: those steps are trained again.
+
+        read_log already leaves out a half-written last line, which the rewrite drops."""
         log = self.run_dir / "log.jsonl"
-        if log.exists():
-            kept = [r for r in read_log(log) if r["step"] <= step]
+        if log.exists() and self.dist.is_main:
+            kept = [r for r in read_log(log) if r.get("step", 0) <= step]
             atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def _append_log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        # Opened per record: a roll-back rewrites the file (a new inode) mid-run.
+        with (self.run_dir / "log.jsonl").open("a") as log:
+            log.write(json.dumps(record) + "\n")
 
     # ---- one step
 
     def _batch(self) -> Tensor:
-        bs = self.config.batch_size
-        x = to_float(self.data.train.get(self.order.indices(self.images_seen, bs)))
+        """This rank's share of the global batch: every world_size-th image of it, flips decided globally."""
+        bs, rank, world = self.config.batch_size, self.dist.rank, self.dist.world_size
+        x = to_float(self.data.train.get(self.order.indices(self.images_seen, bs)[rank::world]))
         self.images_seen += bs
         if self.config.hflip:
             g = torch.Generator().manual_seed(stream_seed(self.config.seed, _FLIPS, self.step))
-            flip = torch.rand(bs, generator=g) < 0.5
+            flip = (torch.rand(bs, generator=g) < 0.5)[rank::world]
             x[flip] = x[flip].flip(-1)
         return x.to(self.device, non_blocking=True)
 
     def train_step(self) -> dict[str, Tensor]:
-        """One step of every phase of the objective; returns the phases' detached logs."""
+        """One step of every phase of the objective; returns the phases' detached logs.
+
+        A step whose loss or gradients are not finite is skipped: its batch is consumed, the step counter does not
+        advance, the batch-norm statistics its forward passes moved are put back (a NaN batch would leave them NaN
+        for good) and {} is returned. Networks whose phases came before the bad one have stepped (see
+        `step_phases`); when the first phase is the bad one, nothing changes. After MAX_BAD_STEPS bad steps in a row
+        the trainer rolls back (`roll_back`).
+        """
         x = self._batch()
-        noise = torch.Generator(self.device).manual_seed(stream_seed(self.config.seed, _STEP_NOISE, self.step))
+        # Rank 0 draws what a single process draws; the other ranks' streams add their rank to the seed.
+        parts = (self.config.seed, _STEP_NOISE, self.step) + ((self.dist.rank,) if self.dist.rank else ())
+        noise = torch.Generator(self.device).manual_seed(stream_seed(*parts))
+        buffers = [b for b in self.networks.buffers()]
+        saved_buffers = [b.clone() for b in buffers]
         logs, bad_network = step_phases(self.objective, self.networks, self.optimizers, x, self.step, noise,
-                                        bf16=self.config.precision == "bf16")
+                                        bf16=self.config.precision == "bf16", world_size=self.dist.world_size)
         if bad_network is not None:
+            with torch.no_grad():
+                for buffer, saved in zip(buffers, saved_buffers):
+                    buffer.copy_(saved)
             self.bad_steps += 1
-            self._check_divergence(bad_network)
+            if self.bad_steps >= MAX_BAD_STEPS:
+                self.roll_back(bad_network)
             return {}
+        distributed.broadcast_buffers(self.networks, self.dist.world_size)  # rank 0's batch-norm statistics
         if "generator_ema" in self.networks:
             update_ema(self.networks["generator_ema"], self.networks["generator"], self.config.ema, self.step)
         self.bad_steps = 0
         self.step += 1
         return logs
 
-    def _check_divergence(self, network: str) -> None:
-        if self.bad_steps >= MAX_BAD_STEPS:
-            last = checkpoint_steps(self.run_dir)
-            where = f"the newest checkpoint is at step {last[-1]}" if last else "no checkpoint was written yet"
+    def roll_back(self, network: str) -> dict[str, Any]:
+        """Return to the newest complete checkpoint (or the initial state if there is none) with every learning rate
+        multiplied by ROLLBACK_LR_FACTOR; log the event, and save it with that checkpoint so that it persists.
+
+        Raises TrainingDiverged after MAX_ROLLBACKS roll-backs.
+        """
+        diverged_at = self.step
+        if self.rollbacks >= MAX_ROLLBACKS:
             raise TrainingDiverged(
-                f"training diverged at step {self.step}: the {network} loss was not finite {MAX_BAD_STEPS} steps in a "
-                f"row ({where}); lower --lr, raise --margin or lower --beta, or add --warmup-steps.")
+                f"training diverged at step {diverged_at}: the {network} loss or its gradients were not finite "
+                f"{MAX_BAD_STEPS} steps in a row, even after {self.rollbacks} roll-backs to the newest checkpoint "
+                f"with the learning rate halved each time (now x{self.lr_scale:g}); lower --lr, raise --margin or "
+                "lower --beta, or add --warmup-steps.")
+        rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * ROLLBACK_LR_FACTOR
+        if checkpoint_steps(self.run_dir):
+            load_newest(self.run_dir, self._load_checkpoint)
+        else:
+            self._reset_to_initial_state()
+        self.rollbacks, self.lr_scale = rollbacks, lr_scale
+        self._set_learning_rates()
+        self._truncate_log(self.step)
+        record = {"step": self.step, "event": "rollback", "to_step": self.step, "diverged_at": diverged_at,
+                  "network": network, "lr_scale": lr_scale, "rollbacks": rollbacks}
+        self._append_log(record)
+        self.save()
+        self._note(f"introvae: warning: the {network} loss or its gradients were not finite {MAX_BAD_STEPS} steps in "
+                   f"a row at step {diverged_at}: rolled back to step {self.step} with the learning rate x{lr_scale:g} "
+                   f"(roll-back {rollbacks} of at most {MAX_ROLLBACKS}).")
+        return record
+
+    def _note(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.note(message)
+        elif not self.quiet:
+            print(message, file=sys.stderr)
+
+    # ---- signals
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_signal is None:
+            self._stop_signal = signum  # the loop stops after the current step and saves
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """Catch SIGTERM and SIGINT while training (only the main thread can); return the handlers replaced."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        replaced = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_IGN, None):  # ignored on purpose (nohup, a background job), or set from C
+                continue
+            replaced[signum] = current
+            signal.signal(signum, self._on_signal)
+        return replaced
+
+    def _stopped_message(self, signum: int) -> str:
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        return (f"{how} at step {self.step}; a checkpoint was saved: continue with "
+                f"`introvae train --resume {self.run_dir}`.")
 
     # ---- the loop
 
     def fit(self) -> None:
         config = self.config
-        log_path = self.run_dir / "log.jsonl"
-        progress = None if self.quiet else Progress(config.steps, initial=self.step)
+        self._progress = progress = None if self.quiet else Progress(config.steps, initial=self.step)
         # Sums stay on the device between log steps, so logging costs one synchronisation per record.
         sums: dict[str, Tensor] = {}
         counts: dict[str, int] = {}
         started = time.time()
+        self._stop_signal = None
+        in_step = False
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        replaced = self._install_signal_handlers()
         try:
-            with log_path.open("a") as log:
-                while self.step < config.steps:
-                    for key, value in self.train_step().items():
-                        sums[key] = sums.get(key, 0) + value.float()
-                        counts[key] = counts.get(key, 0) + 1
-                    step = self.step
-                    if step % config.log_every == 0 or step == config.steps:
-                        record = {"step": step, **{k: float(v) / counts[k] for k, v in sums.items()},
-                                  "time": round(time.time() - started, 3)}
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
-                        sums.clear()
-                        counts.clear()
-                        if progress:
-                            progress.update(step, _progress_fields(record))
-                    if config.eval_every and step % config.eval_every == 0:
-                        record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
-                        if progress:
-                            progress.note(_eval_summary(record))
-                    if config.grid_every and step % config.grid_every == 0:
-                        self.save_grid()
-                    if config.checkpoint_every and step % config.checkpoint_every == 0:
-                        self.save()
+            while self.step < config.steps and self._keep_going():
+                before, rollbacks = self.step, self.rollbacks
+                in_step = True
+                logs = self.train_step()
+                in_step = False
+                if self.rollbacks != rollbacks:  # the sums are of steps that were undone
+                    sums.clear()
+                    counts.clear()
+                    if progress:
+                        progress.close()
+                        self._progress = progress = Progress(config.steps, initial=self.step)
+                    continue
+                if self.step == before:  # a skipped (non-finite) step: nothing to log or save
+                    continue
+                for key, value in logs.items():
+                    sums[key] = sums.get(key, 0) + value.float()
+                    counts[key] = counts.get(key, 0) + 1
+                step = self.step
+                if step % config.log_every == 0 or step == config.steps:
+                    record = {"step": step, **{k: float(v) / counts[k] for k, v in sums.items()},
+                              "time": round(time.time() - started, 3)}
+                    self._append_log(record)
+                    sums.clear()
+                    counts.clear()
+                    if progress:
+                        progress.update(step, _progress_fields(record))
+                if config.eval_every and step % config.eval_every == 0 and self.dist.is_main:
+                    record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
+                    self._append_log(record)
+                    if progress:
+                        progress.note(_eval_summary(record))
+                if config.grid_every and step % config.grid_every == 0:
+                    self.save_grid()
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    self.save()
         except KeyboardInterrupt:
-            self.save()
-            raise UserError(f"interrupted at step {self.step}; a checkpoint was saved: continue with "
-                            f"`introvae train --resume {self.run_dir}`.") from None
+            # A second Ctrl-C. Between steps the state is whole and is saved; within a step some networks may have
+            # stepped and others not, so the newest checkpoint is left as the place to continue from.
+            self._restore_signal_handlers(replaced)
+            if not in_step:
+                self._save_unless_saved()
+                raise TrainingInterrupted(self._stopped_message(signal.SIGINT), self.step, signal.SIGINT,
+                                          True) from None
+            saved = checkpoint_steps(self.run_dir)
+            where = (f"continue from the newest checkpoint, at step {saved[-1]}, with `introvae train --resume "
+                     f"{self.run_dir}`" if saved else "no checkpoint was written yet, so start it again")
+            raise TrainingInterrupted(f"interrupted during step {self.step + 1}, so its state was not saved; {where}.",
+                                      self.step, signal.SIGINT, False) from None
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise
+            saved = checkpoint_steps(self.run_dir)
+            intact = f"the newest checkpoint, at step {saved[-1]}, is intact" if saved else "no checkpoint was written"
+            raise UserError(f"writing {getattr(error, 'filename', None) or self.run_dir} failed: the disk is full; "
+                            f"{intact}: make room, then continue with `introvae train --resume {self.run_dir}`.") from None
         finally:
+            self._restore_signal_handlers(replaced)
+            self._progress = None
             if progress:
                 progress.close()
-        saved = checkpoint_steps(self.run_dir)
-        if not saved or saved[-1] != self.step:
-            self.save()
+        if self._stop_signal is not None:
+            signum, self._stop_signal = self._stop_signal, None
+            if sums:  # the steps since the last record, so that the log reaches the checkpoint
+                self._append_log({"step": self.step, **{k: float(v) / counts[k] for k, v in sums.items()},
+                                  "time": round(time.time() - started, 3)})
+            self._save_unless_saved()
+            raise TrainingInterrupted(self._stopped_message(signum), self.step, signum, True)
+        self._save_unless_saved()
         self.save_grid()
         self.write_summary_images()
+
+    def _keep_going(self) -> bool:
+        """No stop signal here, nor (under torchrun, which signals every rank) on any other rank."""
+        if self.dist.enabled and not distributed.all_true(self._stop_signal is None, self.dist.world_size, self.device):
+            self._stop_signal = self._stop_signal or signal.SIGTERM
+        return self._stop_signal is None
+
+    @staticmethod
+    def _restore_signal_handlers(replaced: dict[int, Any]) -> None:
+        while replaced:
+            signum, handler = replaced.popitem()
+            signal.signal(signum, handler)
 
     def evaluate(self) -> dict[str, float]:
         """The light evaluation of `--eval-every` (see introvae.evaluate), as eval_* numbers for the log."""
@@ -290,11 +526,15 @@ class Trainer:
     # ---- pictures
 
     def save_grid(self) -> None:
+        if not self.dist.is_main:
+            return
         real = self.grid_real
         rows = [real, self.model.reconstruct(real), self.model.sample(len(real), seed=0)]
         save_image(torch.cat(rows), self.run_dir / "grids" / f"step-{self.step:08d}.png", nrow=len(real))
 
     def write_summary_images(self) -> None:
+        if not self.dist.is_main:
+            return
         model, real = self.model, self.grid_real
         save_image(model.sample(64, seed=0), self.run_dir / "samples.png", nrow=8)
         save_image(torch.cat([real, model.reconstruct(real)]), self.run_dir / "reconstructions.png", nrow=len(real))
@@ -333,22 +573,51 @@ def train(config: Config | None = None, out: str | Path | None = None, resume: s
     `train(Config(...), out="runs/x")` starts a run; `train(resume="runs/x", steps=4000)` continues one (only the
     options in RESUMABLE_OPTIONS may change on resuming). Keyword overrides replace fields of `config`.
     """
+    # Under torchrun every rank runs this function and checks the run directory before joining the process group
+    # (a rendezvous of all ranks), so rank 0 cannot have created the run yet; after that rank 0 alone writes.
     config, run_dir = _prepare_run(config or Config(), Path(out) if out else None,
                                    Path(resume) if resume else None, overrides)
+    joined_here = not torch.distributed.is_initialized()
+    dist, device = distributed.setup(config.device)
+    try:
+        return _train(config, run_dir, resume, quiet or not dist.is_main, dist, device)
+    finally:
+        if joined_here:
+            distributed.teardown()
+
+
+def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool, dist: Distributed,
+           device: str) -> Path:
+    if config.batch_size % dist.world_size:
+        raise UserError(f"--batch-size {config.batch_size} is the global batch and must split evenly over the "
+                        f"{dist.world_size} processes: use a multiple of {dist.world_size}.")
     data = open_data(config.data, config.image_size, config.channels or None, config.test_fraction, config.seed,
                      config.builtin_count)
     if resume is not None:
-        recorded = json.loads((run_dir / "split.json").read_text())
+        try:
+            recorded = json.loads((run_dir / "split.json").read_text())
+        except (FileNotFoundError, ValueError):
+            raise UserError(f"{run_dir / 'split.json'} is missing or damaged: is {run_dir} a run directory written by "
+                            "`introvae train`?") from None
         if recorded["train"] != data.train.names:
             raise UserError(f"the images of {config.data} changed since {run_dir} started ({len(recorded['train'])} "
                             f"training images then, {len(data.train)} now); resume needs the same data.")
+    elif dist.is_main:
+        config = config.replace(channels=data.channels)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            # config.json last: it is what marks the directory as a run that --resume can continue.
+            atomic_write_text(run_dir / "split.json", json.dumps(data.split_record(), indent=1) + "\n")
+            config.save(run_dir / "config.json")
+        except OSError as error:
+            raise UserError(f"cannot write the run directory {run_dir}: {error.strerror or error}.") from None
     else:
         config = config.replace(channels=data.channels)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / "config.json")
-        atomic_write_text(run_dir / "split.json", json.dumps(data.split_record(), indent=1) + "\n")
+    distributed.barrier(dist.world_size)
     if not quiet:
         print(f"introvae: {data.description}; run directory {run_dir}", file=sys.stderr)
-    trainer = Trainer(config, run_dir, data, resume=resume is not None, quiet=quiet)
+    if dist.enabled and config.device != device:
+        config = config.replace(device=device)  # this rank's GPU; config.json keeps what the user asked for
+    trainer = Trainer(config, run_dir, data, resume=resume is not None, quiet=quiet, dist=dist)
     trainer.fit()
     return run_dir

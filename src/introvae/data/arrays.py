@@ -1,0 +1,156 @@
+"""Images stored as one uint8 array in a .npy or .npz file: (N, H, W, C) or (N, C, H, W) with C in {1, 3, 4},
+or (N, H, W) gray.
+
+Each image goes through the same conversion as an image file (`introvae.images.fit_image`: shorter side
+resized to the training size, centre crop; an alpha channel composited onto white), so an array gives
+exactly the images its PNG files would. Items are named "array/000123" for the train/test split. Files are
+loaded with allow_pickle=False always; a .npy is memory-mapped (only the images asked for are read), a .npz
+(a zip) is read into memory.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from introvae.data.scan import MIN_IMAGE_SIDE, ScanReport, ScanResult, require_usable
+from introvae.data.source import DataSplit, DecodingSource, ImageSource, cache_in_memory, describe, split_scanned
+from introvae.errors import DataError
+from introvae.images import fit_image
+
+__all__ = ["ArraySource", "load_array", "open_array"]
+
+_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def load_array(path: Path) -> tuple[np.ndarray, bool]:
+    """The image array of a .npy/.npz file and whether it is channels-first; DataError if it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Data file {path} does not exist; pass an existing .npz or .npy file of images.")
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.keys())
+                if "images" in keys:
+                    key = "images"
+                elif len(keys) == 1:
+                    key = keys[0]
+                else:
+                    raise DataError(
+                        f"{path} holds the arrays {', '.join(keys) or '(none)'}; name the image array 'images' "
+                        "or store only that array."
+                    )
+                array = archive[key]
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"Cannot read the array file {path} ({type(e).__name__}: {e}); pass a .npz or .npy file of "
+                        "uint8 images saved by numpy without pickling.") from e
+    if array.dtype != np.uint8:
+        raise DataError(f"The images in {path} are {array.dtype}, not uint8; convert them to uint8 in [0, 255].")
+    if array.ndim == 3:
+        return array[..., None], False
+    if array.ndim == 4:
+        if array.shape[-1] in _PIL_MODES:
+            return array, False
+        if array.shape[1] in _PIL_MODES:
+            return array, True
+    raise DataError(
+        f"The images in {path} have the shape {tuple(array.shape)}; expected (N, H, W, C) or (N, C, H, W) with C "
+        "1, 3 or 4, or (N, H, W)."
+    )
+
+
+class ArraySource(DecodingSource):
+    """Images of an array (memory-mapped or in memory) converted to the training size on every `get`."""
+
+    def __init__(self, array: np.ndarray, channels_first: bool, items: list[int], names: list[str], size: int,
+                 channels: int, where: str, num_threads: int = 4, path: Path | None = None) -> None:
+        super().__init__()
+        self.array = array
+        self.path = path  # where a memory-mapped array is mapped from again after pickling
+        self.channels_first = channels_first
+        self.items = list(items)
+        self.names = list(names)
+        self.size = size
+        self.channels = channels
+        self.num_threads = max(1, num_threads)
+        self.where = where
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        if isinstance(self.array, np.memmap) and self.path is not None:
+            state["array"] = None  # pickling a memory map would copy the whole file
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if self.array is None:
+            self.array = load_array(self.path)[0]
+
+    def _payloads(self, indices: list[int]) -> list[np.ndarray]:
+        images = [self.array[self.items[i]] for i in indices]
+        return [np.moveaxis(x, 0, -1) if self.channels_first else x for x in images]
+
+    def _decode(self, payload: np.ndarray, index: int) -> torch.Tensor:
+        try:
+            hwc = np.asarray(payload)  # reads the image from a memory map
+            h, w, c = hwc.shape
+            if h == w == self.size and c == self.channels:
+                # Already what fit_image would return (no resize, a full crop, no mode change).
+                return torch.from_numpy(np.array(hwc.transpose(2, 0, 1), order="C"))  # a writable copy
+            img = Image.fromarray(np.ascontiguousarray(hwc[..., 0] if c == 1 else hwc), _PIL_MODES[c])
+            return fit_image(img, self.size, self.channels)
+        except (OSError, ValueError) as e:
+            raise DataError(f"Cannot read image {self.names[index]} of {self.where} ({type(e).__name__}: {e}).") from e
+
+
+def open_array(path: Path, size: int, channels: int | None, test_fraction: float, seed: int,
+               cache_limit_bytes: int) -> DataSplit:
+    """Open a .npy/.npz file of uint8 images as a train/test split (see `open_data`)."""
+    started = time.perf_counter()
+    path = Path(path)
+    array, channels_first = load_array(path)
+    n = int(array.shape[0])
+    if channels_first:
+        c, h, w = int(array.shape[1]), int(array.shape[2]), int(array.shape[3])
+    else:
+        h, w, c = int(array.shape[1]), int(array.shape[2]), int(array.shape[3])
+    width = max(6, len(str(max(n - 1, 0))))
+    names = [f"array/{i:0{width}d}" for i in range(n)]
+    report = ScanReport(f"array {path} ({n} images of {w}x{h}, {c} channels)", size, kind="array image")
+    report.examined = n
+    report.channels = channels or (1 if c == 1 else 3)
+    report.detected_gray = c == 1
+    if min(h, w) < MIN_IMAGE_SIDE:
+        report.skipped["too small"] = list(names)
+    else:
+        report.usable = n
+        if min(h, w) < size:
+            report.upscaled = n
+            report.upscaled_examples = names[:64]
+    channels = report.channels
+    where = f"Array file {path}"
+    require_usable(report, where)
+    cached = n * channels * size * size <= cache_limit_bytes
+    images = None
+    if cached:
+        everything = ArraySource(array, channels_first, list(range(n)), names, size, channels, where)
+        images = cache_in_memory(everything).images
+    result = ScanResult(list(range(n)), report, channels, images)
+    report.seconds = time.perf_counter() - started
+
+    def lazy(items: list[int]) -> ImageSource:
+        return ArraySource(array, channels_first, items, [names[i] for i in items], size, channels, where, path=path)
+
+    train, test = split_scanned(result, names, lazy, test_fraction, seed, where)
+    description = describe(f"array {path}", train, test, channels, size, report)
+    return DataSplit(train, test, channels, size, description, source=str(path), report=report)

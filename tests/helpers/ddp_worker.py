@@ -1,0 +1,29 @@
+"""Run by tests/test_distributed.py under torchrun: train a tiny model and save this rank's weights.
+
+    torchrun --nproc_per_node 2 tests/helpers/ddp_worker.py OUT_DIR STEPS
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from introvae import Config
+from introvae.data import open_data
+from introvae.distributed import setup, teardown
+from introvae.train import Trainer
+
+out, steps = Path(sys.argv[1]), int(sys.argv[2])
+torch.set_num_threads(1)
+config = Config(image_size=16, channels=3, latent_dim=8, base_channels=4, max_channels=16, batch_size=8, steps=steps,
+                builtin_count=64, log_every=1, grid_every=0, checkpoint_every=0, warmup_steps=1)
+info, device = setup("cpu")
+data = open_data("builtin", 16, 3, 0.1, 0, builtin_count=64)
+run = out / "run"
+run.mkdir(parents=True, exist_ok=True)
+trainer = Trainer(config.replace(device=device), run, data, resume=False, quiet=True, dist=info)
+trainer.fit()
+state = {k: v.detach().contiguous() for k, v in trainer.networks.state_dict().items()}
+save_file(state, str(out / f"rank{info.rank}.safetensors"))
+teardown()

@@ -1,0 +1,473 @@
+"""Training through faults: SIGKILL at random moments (checkpoint writes included), SIGTERM and Ctrl-C, a full disk,
+non-finite losses and gradients (skip, roll back, give up), and files that are not what they claim to be."""
+
+import ast
+import errno
+import json
+import os
+import pickle
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import introvae
+import introvae.atomic as atomic
+from introvae import Config, Model, train
+from introvae.atomic import SLOW_WRITE_ENV
+from introvae.checkpoint import (check_safetensors, checkpoint_steps, load_networks, load_tree, model_path,
+                                 save_checkpoint, train_state_path)
+from introvae.data import open_data
+from introvae.errors import UserError
+from introvae.objectives import Phase, build_objective, learning_rate
+from introvae.plot import plot_dynamics, read_log
+from introvae.train import MAX_BAD_STEPS, MAX_ROLLBACKS, Trainer, TrainingDiverged, TrainingInterrupted, step_phases
+
+TINY = dict(image_size=16, channels=3, latent_dim=8, base_channels=4, max_channels=16, batch_size=4,
+            builtin_count=32, log_every=1, grid_every=0, checkpoint_every=0, warmup_steps=0)
+TINY_CLI = ["--data", "builtin", "--image-size", "16", "--latent-dim", "8", "--base-channels", "4",
+            "--max-channels", "16", "--batch-size", "4", "--builtin-count", "32", "--warmup-steps", "0",
+            "--log-every", "1", "--grid-every", "0"]
+SRC = Path(introvae.__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One thread here and in the children: the same arithmetic everywhere, and on a busy machine two threads spin
+    against other jobs and make these tiny steps ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _no_pictures(monkeypatch):
+    """The end-of-run pictures cost seconds on a busy CPU and are not what these tests are about."""
+    monkeypatch.setattr(Trainer, "save_grid", lambda self: None)
+    monkeypatch.setattr(Trainer, "write_summary_images", lambda self: None)
+
+
+def _env(**extra):
+    # One thread in the children and in the in-process reference: the same arithmetic, and kind to a shared machine.
+    env = {k: v for k, v in os.environ.items() if k != SLOW_WRITE_ENV}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC.parent), **extra}
+
+
+def _logged_steps(run):
+    return [r["step"] for r in read_log(run / "log.jsonl") if "event" not in r] if (run / "log.jsonl").exists() else []
+
+
+def _resumed_at(text):
+    return int(re.search(r"introvae: resuming at step (\d+)", text).group(1))
+
+
+def _wait_for_progress(run, proc, after, stderr=None, timeout=90.0):
+    """Wait until the process has logged a step beyond `after` (training is under way), or has exited.
+
+    With `stderr`, first wait for the resume line, so that log records of the previous process are truncated."""
+    deadline = time.time() + timeout
+    while stderr is not None and time.time() < deadline and proc.poll() is None:
+        if "introvae: resuming at step" in stderr.read_text():
+            break
+        time.sleep(0.02)
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            steps = _logged_steps(run)
+        except UserError:
+            steps = []
+        if steps and steps[-1] > after:
+            return
+        time.sleep(0.02)
+    assert proc.poll() is not None or time.time() < deadline, "the training process made no progress"
+
+
+def _assert_no_partial_files(run):
+    """Every file under a final name is whole: checkpoints are whole safetensors, the JSON files parse."""
+    json.loads((run / "config.json").read_text())
+    json.loads((run / "split.json").read_text())
+    for path in (run / "checkpoints").glob("*.safetensors"):
+        check_safetensors(path)
+        if path.name.startswith("train-"):
+            assert load_tree(path)["step"] == int(path.stem.split("-")[1])
+
+
+def _temporaries(run):
+    return sorted(p.relative_to(run).as_posix() for p in run.rglob("*.tmp"))
+
+
+# ---------------------------------------------------------------- SIGKILL at random moments
+
+def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path):
+    run, steps = tmp_path / "run", 30
+    rng = random.Random(20240611)
+    slow = _env(**{SLOW_WRITE_ENV: "0.08"})  # each file written sits 0.08 s as a temporary before its rename
+    base = [sys.executable, "-m", "introvae", "train", "--steps", str(steps), "--checkpoint-every", "1",
+            "--keep-checkpoints", "2"]
+    trials, resumed_from, finished = [], [], False
+    for trial in range(6):
+        before = checkpoint_steps(run)[-1] if checkpoint_steps(run) else 0
+        command = base + (["--out", str(run), "--quiet", *TINY_CLI] if trial == 0 else ["--resume", str(run)])
+        stderr_path = tmp_path / f"stderr-{trial}.txt"
+        with open(stderr_path, "w") as err:
+            proc = subprocess.Popen(command, env=slow, stdout=subprocess.DEVNULL, stderr=err)
+            _wait_for_progress(run, proc, after=before, stderr=stderr_path if trial else None)
+            delay = rng.uniform(0.0, 1.0)
+            time.sleep(delay)
+            proc.kill()
+            proc.wait()
+        stderr = stderr_path.read_text()
+        if trial:
+            resumed_from.append(_resumed_at(stderr))
+        if proc.returncode == 0:  # a slow kill on a fast machine: the run had finished
+            finished = True
+            break
+        assert proc.returncode == -signal.SIGKILL, stderr[-2000:]
+        files = sorted(p.name for p in (run / "checkpoints").iterdir())
+        complete = checkpoint_steps(run)
+        _assert_no_partial_files(run)
+        trials.append({"delay_s": round(delay, 3), "logged": _logged_steps(run)[-1], "complete": complete,
+                       "temporaries": [f for f in files if f.endswith(".tmp")],
+                       "orphans": [f for f in files if f.startswith("train-") and
+                                   not (run / "checkpoints" / f.replace("train-", "model-")).exists()]})
+    if not finished:  # the last resume runs to the end, without slow writes
+        last = subprocess.run(base + ["--resume", str(run)], env=_env(), capture_output=True, text=True, timeout=300)
+        assert last.returncode == 0, last.stderr[-2000:]
+        resumed_from.append(_resumed_at(last.stderr))
+
+    print("\nSIGKILL trials (delay after the process logged its first new step):")
+    for t, start in zip(trials, resumed_from):
+        where = ("mid-write: " + ", ".join(t["temporaries"]) if t["temporaries"] else "between writes") + \
+                (f"; orphan {t['orphans']}" if t["orphans"] else "")
+        print(f"  killed {t['delay_s']:.3f} s in, last logged step {t['logged']}, complete checkpoints "
+              f"{t['complete']} ({where}) -> resumed from step {start}")
+    for t, start in zip(trials, resumed_from):
+        assert start == (t["complete"][-1] if t["complete"] else 0)  # the newest complete checkpoint, every time
+        assert t["logged"] >= start  # the log may run ahead of the checkpoint; resuming truncates it
+    assert any(t["temporaries"] or t["orphans"] for t in trials)  # at least one kill landed inside a checkpoint write
+    # The run ends where it should, its log continues exactly (no repeated or missing steps), nothing half-written
+    # is left under a final name and the temporaries of the killed writes are gone.
+    assert checkpoint_steps(run) == [steps - 1, steps]
+    assert _logged_steps(run) == list(range(1, steps + 1))
+    _assert_no_partial_files(run)
+    assert _temporaries(run) == []
+    # And the killed-and-resumed run is the uninterrupted run, bit for bit (CPU, one thread).
+    config = Config.load(run / "config.json")
+    data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
+                     config.builtin_count)
+    reference = Trainer(config, tmp_path / "reference", data, resume=False, quiet=True)
+    while reference.step < steps:
+        reference.train_step()
+    final = Model.load(run, device="cpu").networks.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in reference.networks.state_dict().items())
+
+
+def test_resume_copes_with_a_log_ahead_of_the_checkpoint_and_a_half_written_line(tmp_path):
+    run = train(Config(**{**TINY, "steps": 3, "checkpoint_every": 2}), out=tmp_path / "r", quiet=True)
+    (run / "checkpoints" / "model-00000003.safetensors").unlink()  # as if killed before step 3's checkpoint
+    with (run / "log.jsonl").open("a") as log:
+        log.write(json.dumps({"step": 4, "ae": 1.0}) + "\n" + '{"step": 5, "ae": 0.')  # killed mid-line
+    (run / "checkpoints" / ".model-00000004.safetensors.999999.0123abcd.tmp").write_bytes(b"partial")
+    train(resume=run, steps=4, quiet=True)
+    assert _logged_steps(run) == [1, 2, 3, 4]
+    assert checkpoint_steps(run) == [2, 4] and _temporaries(run) == []
+    assert not (run / "checkpoints" / "train-00000003.safetensors").exists()  # the orphaned half is gone
+
+
+# ---------------------------------------------------------------- SIGTERM and Ctrl-C
+
+def test_sigterm_saves_a_checkpoint_and_exits_with_status_2(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "introvae", "train", *TINY_CLI, "--steps", "1000", "--checkpoint-every", "0",
+               "--out", str(run), "--quiet"]
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_progress(run, proc, after=1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-2000:]
+    stopped = _logged_steps(run)[-1]
+    assert err.strip().splitlines() == [f"introvae: error: stopped by SIGTERM at step {stopped}; a checkpoint was "
+                                        f"saved: continue with `introvae train --resume {run}`."]
+    assert checkpoint_steps(run) == [stopped] and out == ""
+    train(resume=run, steps=stopped + 2, quiet=True)
+    assert checkpoint_steps(run)[-1] == stopped + 2 and _logged_steps(run) == list(range(1, stopped + 3))
+
+
+class Faulty:
+    """Wraps an objective; `fault(step)` says what to do to the first phase of a step: None, "nan" (its loss),
+    "grad" (a finite loss whose gradients are NaN), "fast-nan" (a NaN loss without the forward pass: cheap), or a
+    callable to run first."""
+
+    def __init__(self, inner, fault):
+        self.inner, self.fault = inner, fault
+        self.name, self.roles, self.default_lr = inner.name, inner.roles, inner.default_lr
+
+    def phases(self, networks, x, step, noise):
+        kind = self.fault(step)
+        if kind == "fast-nan":
+            yield Phase(self.roles[0], next(networks[self.roles[0]].parameters()).sum() * float("nan"))
+            return
+        for index, phase in enumerate(self.inner.phases(networks, x, step, noise)):
+            if index == 0 and kind == "nan":
+                phase.loss = phase.loss * float("nan")
+            elif index == 0 and kind == "grad":
+                phase.loss = _NanGradient.apply(phase.loss)
+            elif index == 0 and callable(kind):
+                kind()
+            yield phase
+
+
+class _NanGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+def _trainer(tmp_path, fault, **options):
+    config = Config(**{**TINY, "steps": 6, **options})
+    trainer = Trainer(config, tmp_path, open_data("builtin", 16, 3, 0.1, 0, builtin_count=32), resume=False,
+                      quiet=True)
+    trainer.objective = Faulty(trainer.objective, fault)
+    return trainer
+
+
+def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tmp_path):
+    handler, term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    once = _trainer(tmp_path / "a", lambda step: (lambda: os.kill(os.getpid(), signal.SIGINT)) if step == 2 else None)
+    with pytest.raises(TrainingInterrupted, match=r"^interrupted at step 3; a checkpoint was saved") as caught:
+        once.fit()
+    assert caught.value.checkpoint_saved and caught.value.step == 3 and checkpoint_steps(tmp_path / "a") == [3]
+    assert signal.getsignal(signal.SIGINT) is handler  # put back
+
+    def twice():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    hurried = _trainer(tmp_path / "b", lambda step: twice if step == 2 else None, checkpoint_every=1)
+    with pytest.raises(TrainingInterrupted, match=r"during step 3, so its state was not saved; continue from the "
+                                                  r"newest checkpoint, at step 2") as caught:
+        hurried.fit()
+    assert not caught.value.checkpoint_saved and checkpoint_steps(tmp_path / "b") == [1, 2]
+    assert signal.getsignal(signal.SIGINT) is handler and signal.getsignal(signal.SIGTERM) == term
+
+
+# ---------------------------------------------------------------- non-finite losses and gradients
+
+def _snapshot(trainer):
+    weights = {k: v.clone() for k, v in trainer.networks.state_dict().items()}
+    adam = {n: [s["step"].clone() for s in o.state.values()] for n, o in trainer.optimizers.items()}
+    return weights, adam
+
+
+def _same(a, b):
+    return a[0].keys() == b[0].keys() and all(torch.equal(a[0][k], b[0][k]) for k in a[0]) and \
+        all(torch.equal(x, y) for n in a[1] for x, y in zip(a[1][n], b[1][n]))
+
+
+@pytest.mark.parametrize("kind", ["nan", "grad"])
+def test_a_non_finite_step_is_skipped_before_any_optimizer_steps(tmp_path, kind):
+    faults = {1: kind}
+    trainer = _trainer(tmp_path, lambda step: faults.pop(step, None))
+    assert trainer.train_step() and trainer.step == 1
+    before, seen = _snapshot(trainer), trainer.images_seen
+    assert trainer.train_step() == {}  # the encoder's loss (or only its gradient) is not finite: skipped
+    assert trainer.step == 1 and trainer.bad_steps == 1 and trainer.images_seen == seen + 4  # the batch is consumed
+    assert _same(_snapshot(trainer), before)  # no weight, no Adam state moved
+    assert all(p.grad is None for p in trainer.networks.parameters())
+    assert trainer.train_step() and trainer.step == 2 and trainer.bad_steps == 0
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_is_caught_before_its_optimizer_steps():
+    config = Config(**TINY)
+    model = Model.build(config)
+    objective = build_objective(config)
+    optimizers = {n: torch.optim.Adam(model.networks[n].parameters(), lr=1e-3) for n in objective.roles}
+    stepped = []
+    for name, optimizer in optimizers.items():
+        optimizer.step = (lambda n, f: lambda *a, **k: (stepped.append(n), f(*a, **k))[1])(name, optimizer.step)
+
+    class SecondPhaseBad(Faulty):
+        def phases(self, networks, x, step, noise):
+            for index, phase in enumerate(self.inner.phases(networks, x, step, noise)):
+                if index == 1:
+                    phase.loss = _NanGradient.apply(phase.loss)
+                    assert torch.isfinite(phase.loss)
+                yield phase
+
+    generator = [p.clone() for p in model.networks["generator"].parameters()]
+    logs, bad = step_phases(SecondPhaseBad(objective, None), model.networks, optimizers, torch.rand(4, 3, 16, 16), 0,
+                            torch.Generator().manual_seed(0))
+    assert (logs, bad) == ({}, "generator") and stepped == ["encoder"]  # the encoder's phase ran, the generator's not
+    assert all(torch.equal(p, q) for p, q in zip(model.networks["generator"].parameters(), generator))
+
+
+def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path):
+    attempts = {"bad": 0}
+
+    def fault(step):  # the 5th step fails 10 times, then works
+        if step == 4 and attempts["bad"] < MAX_BAD_STEPS:
+            attempts["bad"] += 1
+            return "fast-nan"
+        return None
+
+    trainer = _trainer(tmp_path, fault, steps=7, checkpoint_every=3)
+    trainer.fit()
+    assert attempts["bad"] == MAX_BAD_STEPS and trainer.step == 7 and trainer.rollbacks == 1
+    records = read_log(tmp_path / "log.jsonl")
+    events = [r for r in records if r.get("event")]
+    assert events == [{"step": 3, "event": "rollback", "to_step": 3, "diverged_at": 4, "network": "encoder",
+                       "lr_scale": 0.5, "rollbacks": 1}]
+    assert [r["step"] for r in records] == [1, 2, 3, 3, 4, 5, 6, 7]  # step 4 was trained once more, after the event
+    base = learning_rate(trainer.config)
+    state = load_tree(train_state_path(tmp_path, 7))
+    assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1
+    assert all(g["lr"] == base * 0.5 for o in state["optimizers"].values() for g in o["param_groups"])
+    # The smaller learning rate survives a resume, and the event does not trouble the log's readers.
+    resumed = Trainer(trainer.config.replace(steps=8), tmp_path, trainer.data, resume=True, quiet=True)
+    assert resumed.step == 7 and resumed.lr_scale == 0.5
+    assert all(g["lr"] == base * 0.5 for o in resumed.optimizers.values() for g in o.param_groups)
+    plot_dynamics(records, tmp_path / "dynamics.png")
+    assert (tmp_path / "dynamics.png").stat().st_size > 0
+
+
+def test_persistent_nan_stops_after_three_roll_backs_to_the_initial_state(tmp_path):
+    calls = {"bad": 0}
+
+    def fault(step):
+        if step >= 2:
+            calls["bad"] += 1
+            return "fast-nan"
+        return None
+
+    trainer = _trainer(tmp_path, fault, steps=10)  # no checkpoint yet: the roll-backs go to the initial weights
+    initial = Model.build(trainer.config).networks.state_dict()
+    with pytest.raises(TrainingDiverged, match=rf"not finite {MAX_BAD_STEPS} steps in a row, even after "
+                                               rf"{MAX_ROLLBACKS} roll-backs .*x0.125.*--lr.*--margin.*--beta"):
+        trainer.fit()
+    assert calls["bad"] == (MAX_ROLLBACKS + 1) * MAX_BAD_STEPS
+    events = [r for r in read_log(tmp_path / "log.jsonl") if r.get("event") == "rollback"]
+    assert [(e["to_step"], e["lr_scale"]) for e in events] == [(0, 0.5), (0, 0.25), (0, 0.125)]
+    assert checkpoint_steps(tmp_path) == [0]  # saved at each roll-back, with the scale
+    model = Model.build(trainer.config.replace(seed=1))
+    load_networks(model_path(tmp_path, 0), model.networks)
+    assert all(torch.equal(model.networks.state_dict()[k], v) for k, v in initial.items())
+    assert load_tree(train_state_path(tmp_path, 0))["lr_scale"] == 0.125
+
+
+# ---------------------------------------------------------------- a full disk
+
+@pytest.mark.parametrize("failing", ["train", "model"])
+def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, failing):
+    original = atomic._write_and_sync
+
+    def write(f, data):
+        if f"{failing}-00000004" in f.name:  # the second checkpoint
+            f.write(data[:len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(f, data)
+
+    monkeypatch.setattr(atomic, "_write_and_sync", write)
+    run = tmp_path / "r"
+    with pytest.raises(UserError, match=rf"writing .*{failing}-00000004.safetensors failed: the disk is full .*; the "
+                                        r"previous checkpoint, at step 2, is intact: make room, then continue with "
+                                        rf"`introvae train --resume {re.escape(str(run))}`"):
+        train(Config(**{**TINY, "steps": 6, "checkpoint_every": 2}), out=run, quiet=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["model-00000002.safetensors",
+                                                                        "train-00000002.safetensors"]
+    assert load_tree(train_state_path(run, 2))["step"] == 2
+    Model.load(run, device="cpu")
+    monkeypatch.setattr(atomic, "_write_and_sync", original)
+    train(resume=run, quiet=True)
+    assert checkpoint_steps(run) == [2, 4, 6]
+
+
+# ---------------------------------------------------------------- files that are not what they claim to be
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # unpickling this creates the marker file
+
+
+def test_a_pickle_in_place_of_a_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"state": _RunsCode(marker)})
+    pickle.loads(payload).pop("state").close()  # the payload is live: unpickling it runs code...
+    assert marker.exists()
+    marker.unlink()
+    run = train(Config(**{**TINY, "steps": 2, "checkpoint_every": 2}), out=tmp_path / "r", quiet=True)
+    model_path(run, 3).write_bytes(payload)
+    torch.save({"state": _RunsCode(marker)}, train_state_path(run, 3))
+
+    with pytest.raises(UserError, match=r"model-00000003\.safetensors is not a readable safetensors file"):
+        Model.load(run, step=3)
+    with pytest.warns(UserWarning, match=r"checkpoint at step 3 cannot be used: .*train-00000003\.safetensors is not a "
+                                         r"readable safetensors file.*Using the one at step 2"):
+        Model.load(run, device="cpu")
+    for name in ("model", "train"):
+        (run / "checkpoints" / f"{name}-00000002.safetensors").unlink()
+    with pytest.raises(UserError, match=r"no readable checkpoint: .*train-00000003\.safetensors is not a readable"):
+        Model.load(run)
+    with pytest.raises(UserError, match=r"no readable checkpoint: .*(model|train)-00000003\.safetensors is not a "
+                                        r"readable"):
+        train(resume=run, quiet=True)
+    assert not marker.exists()  # ...but nothing here unpickled it
+
+
+def test_no_code_path_unpickles():
+    """torch.load only with weights_only=True, numpy only without pickles, no pickle module at all."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                if any(n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib") for n in names):
+                    offenders.append(f"{path.name}:{node.lineno} imports pickle")
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            keywords = {k.arg: k.value for k in node.keywords}
+            if owner == "torch" and node.func.attr == "load":
+                flag = keywords.get("weights_only")
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    offenders.append(f"{path.name}:{node.lineno} torch.load without weights_only=True")
+            if owner in ("np", "numpy") and node.func.attr == "load":
+                flag = keywords.get("allow_pickle")
+                if flag is not None and not (isinstance(flag, ast.Constant) and flag.value is False):
+                    offenders.append(f"{path.name}:{node.lineno} np.load with allow_pickle")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("edit", [{"latent_dim": 16}, {"image_size": 32}, {"max_channels": 8}])
+def test_a_config_that_does_not_fit_the_checkpoint_is_a_clear_error(tmp_path, edit):
+    run = train(Config(**{**TINY, "steps": 1}), out=tmp_path / "r", quiet=True)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(UserError, match=r"model-00000001\.safetensors does not fit the networks of this run's "
+                                        r"config\.json \(first mismatch: .*\)"):
+        Model.load(run, device="cpu")
+
+
+def test_a_checkpoint_write_killed_between_its_files_does_not_count(tmp_path):
+    """What a SIGKILL between train-N and model-N leaves: an orphaned training state, ignored, then cleaned up."""
+    model = Model.build(Config(**TINY))
+    save_checkpoint(tmp_path, 1, model.networks, {"step": 1}, keep=2)
+    (tmp_path / "checkpoints" / "train-00000002.safetensors").write_bytes(
+        (tmp_path / "checkpoints" / "train-00000001.safetensors").read_bytes())
+    assert checkpoint_steps(tmp_path) == [1]
+    save_checkpoint(tmp_path, 3, model.networks, {"step": 3}, keep=2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "model-00000001.safetensors", "model-00000003.safetensors", "train-00000001.safetensors",
+        "train-00000003.safetensors"]
