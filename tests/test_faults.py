@@ -241,7 +241,16 @@ def _trainer(tmp_path, fault, **options):
     return trainer
 
 
-def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tmp_path):
+@pytest.fixture
+def ctrl_c_delivered():
+    """Python's own Ctrl-C handler, even when pytest was started in the background, where the shell hands it
+    SIGINT ignored (and the trainer rightly leaves an ignored signal alone)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tmp_path, ctrl_c_delivered):
     handler, term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     once = _trainer(tmp_path / "a", lambda step: (lambda: os.kill(os.getpid(), signal.SIGINT)) if step == 2 else None)
     with pytest.raises(TrainingInterrupted, match=r"^interrupted at step 3; a checkpoint was saved") as caught:
