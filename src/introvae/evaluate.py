@@ -38,11 +38,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checkpoint import latest_step
 from .data import open_data, scan_folder
+from .data.arrays import load_array
+from .data.folder import detect_channels
 from .data.source import ImageSource, cache_in_memory
 from .errors import DataError, UserError
 from .images import load_image, save_image, to_float, to_uint8
@@ -282,44 +285,20 @@ def load_image_set(path: str | Path, size: int | None = None, channels: int | No
     if not files:
         raise DataError(f"{path} holds no images besides grid.png; pass the folder of individual images.")
     if size is None:
-        from PIL import Image
-
         try:
             with Image.open(files[0]) as first:
                 size = min(first.size)
         except OSError:
             raise DataError(f"{files[0]} cannot be read as an image; remove it or fix it.") from None
     if channels is None:
-        from .data.folder import detect_channels
-
         channels = detect_channels(files)
     return torch.stack([load_image(f, size, channels) for f in files])
 
 
 def _load_array(path: Path, size: int | None) -> Tensor:
-    if not path.exists():
-        raise DataError(f"{path} does not exist; pass a folder of images or an .npz/.npy file of uint8 images.")
-    try:
-        loaded = np.load(path, allow_pickle=False)  # no pickles: an array file must not run code
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path} cannot be read as a NumPy array file ({error}).") from None
-    if isinstance(loaded, np.ndarray):
-        array = loaded
-    else:
-        with loaded:
-            keys = list(loaded.keys())
-            key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise DataError(f"{path} holds the arrays {', '.join(keys)}; name the images array 'images'.")
-            try:
-                array = loaded[key]
-            except (OSError, ValueError) as error:
-                raise DataError(f"{path} cannot be read as a NumPy array file ({error}).") from None
-    if array.dtype != np.uint8 or array.ndim != 4:
-        raise DataError(f"{path} must hold uint8 images of shape (N, H, W, C) or (N, C, H, W), "
-                        f"got {array.dtype} {array.shape}.")
+    array, channels_first = load_array(path)  # the data package's reader: no pickles, 'images' or the only array
     images = torch.from_numpy(np.ascontiguousarray(array))
-    if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+    if not channels_first:
         images = images.permute(0, 3, 1, 2).contiguous()
     if images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
         raise DataError(f"{path} must hold square images with 1 or 3 channels, got shape {tuple(array.shape)}.")

@@ -55,7 +55,7 @@ def load_array(path: Path) -> tuple[np.ndarray, bool]:
         raise DataError(f"Cannot read the array file {path} ({type(e).__name__}: {e}); pass a .npz or .npy file of "
                         "uint8 images saved by numpy without pickling.") from e
     if array.dtype != np.uint8:
-        raise DataError(f"The images in {path} are {array.dtype}, not uint8; convert them to uint8 in [0, 255].")
+        raise DataError(f"The images in {path} are {array.dtype}, not uint8; store uint8 images in [0, 255].")
     if array.ndim == 3:
         return array[..., None], False
     if array.ndim == 4:
