@@ -297,7 +297,7 @@ def load_image_set(path: str | Path, size: int | None = None, channels: int | No
 
 def _load_array(path: Path, size: int | None) -> Tensor:
     array, channels_first = load_array(path)  # the data package's reader: no pickles, 'images' or the only array
-    images = torch.from_numpy(np.ascontiguousarray(array))
+    images = torch.from_numpy(np.array(array))  # a writable copy: a .npy comes memory-mapped read-only
     if not channels_first:
         images = images.permute(0, 3, 1, 2).contiguous()
     if images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
