@@ -3,22 +3,19 @@
 App. D: "Pre-training the model following the original VAEs (i.e., alpha = 0) is suggested to find the most
 appropriate value of m responding to a specific beta. m can be selected to be a little larger than the training
 kl-divergence value of VAEs." We measure KL(real) as the mean over the last quarter of the warm-up's log records and
-propose m = 1.5 x that KL, rounded up to a multiple of 5.
-
-Why 1.5 and not "a little": on the built-in shapes, once the game starts KL(real) rises 25-45 % above the VAE's
-value (16 px, beta = 8: 27.7 -> 36-43; 32 px, beta = 8: 56 -> 70). With m only 10-20 % above the VAE's KL,
-KL(real) reached m and the encoder stopped telling real from generated images; with 1.5 x it stayed under m.
+propose m = 1.5 x that KL, rounded up to a multiple of 5 (`introvae.objectives.introvae.propose_margin`, which says
+why 1.5; `--margin auto` makes the same choice inside a training run, at the end of its warm-up).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
+from .objectives.introvae import propose_margin
 from .plot import read_log
 from .train import train
 
@@ -41,10 +38,6 @@ class Calibration:
             f"  L_AE, last quarter           {self.ae_mean:10.2f}",
             f"proposed margin: --margin {self.proposed_margin:g}",
         ])
-
-
-def propose_margin(kl_mean: float) -> float:
-    return 5.0 * math.ceil(1.5 * kl_mean / 5.0)
 
 
 def calibrate(config: Config, out: str | Path | None = None, quiet: bool = False) -> Calibration:

@@ -47,7 +47,8 @@ def _add_config_options(parser: argparse.ArgumentParser, only_groups: Sequence[s
         if isinstance(f.default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
-            group.add_argument(flag, type=type(f.default), choices=choices, default=argparse.SUPPRESS,
+            parse = f.metadata.get("parse") or type(f.default)
+            group.add_argument(flag, type=parse, choices=choices, default=argparse.SUPPRESS,
                                metavar=None if choices else f.name.upper(), help=help_text)
 
 

@@ -23,13 +23,26 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import UserError
+from .precision import PRECISIONS
 
 MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 1024
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training") -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices, "group": group})
+def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training", parse: Any = None) -> Any:
+    """A Config field with its help text; `parse` turns the command line's string into the value (default: the
+    default's type)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "group": group, "parse": parse})
+
+
+def number_or_auto(text: str) -> float | str:
+    """A float, or the word auto (an option whose value the run measures)."""
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a number nor auto") from None
 
 
 @dataclass
@@ -51,7 +64,9 @@ class Config:
     model: str = _opt("introvae", "objective to train: IntroVAE (Huang et al. 2018), Soft-IntroVAE (Daniel & Tamar "
                       "2021), the PID-balanced adversarial VAE of Khan et al. (avae), or the plain VAE",
                       choices=("introvae", "soft-introvae", "avae", "vae"), group="objective")
-    margin: float = _opt(35.0, "margin m of the hinge on the KL of generated images (Eq. 11)", group="objective")
+    margin: float | str = _opt(35.0, "margin m of the hinge on the KL of generated images (Eq. 11), or auto: set at "
+                               "the end of the warm-up to 1.5 x the KL(real) of its last quarter, rounded up to a "
+                               "multiple of 5 (as `calibrate` proposes)", group="objective", parse=number_or_auto)
     alpha: float = _opt(0.25, "weight alpha of the adversarial KL terms of the encoder (Eq. 11)", group="objective")
     alpha_generator: float = _opt(-1.0, "weight of the generator's KL terms (Eq. 12); negative means the same as --alpha", group="objective")
     beta: float = _opt(2.0, "weight beta of the reconstruction loss L_AE (Eq. 11-12)", group="objective")
@@ -90,7 +105,9 @@ class Config:
     adam_beta2: float = _opt(0.999, "Adam beta2")
     seed: int = _opt(0, "seed of initialisation, data order and noise")
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
-    precision: str = _opt("fp32", "fp32 everywhere, or bf16 autocast on CUDA (slow on CPUs)", choices=("fp32", "bf16"))
+    precision: str = _opt("auto", "training precision: fp32, bf16 autocast (fast on GPUs and on CPUs with AVX512-BF16 "
+                          "or AMX; emulated and slow elsewhere), or auto (see the README: fp32 until bf16 is shown to "
+                          "keep quality)", choices=PRECISIONS)
 
     # ---- run directory
     log_every: int = _opt(10, "write losses to log.jsonl every N steps", group="run")
@@ -125,8 +142,16 @@ class Config:
             raise UserError("--disc-channels and --disc-latent must be positive.")
         if not 0 <= self.test_fraction < 1:
             raise UserError(f"--test-fraction must be in [0, 1), got {self.test_fraction}.")
-        if self.margin < 0 or self.alpha < 0 or self.beta < 0:
-            raise UserError("--margin, --alpha and --beta must not be negative.")
+        if self.margin == "auto":
+            if self.model == "introvae" and self.warmup_steps < 1:
+                raise UserError("--margin auto measures KL(real) during the warm-up: give --warmup-steps (e.g. 200), "
+                                "or a number for --margin.")
+        elif not isinstance(self.margin, (int, float)) or isinstance(self.margin, bool):
+            raise UserError(f"--margin {self.margin!r} is neither a number nor auto.")
+        elif self.margin < 0:
+            raise UserError("--margin must not be negative.")
+        if self.alpha < 0 or self.beta < 0:
+            raise UserError("--alpha and --beta must not be negative.")
         if self.eval_every < 0 or self.eval_samples < 2:
             raise UserError(f"--eval-every must be >= 0 and --eval-samples >= 2, got {self.eval_every} and {self.eval_samples}.")
         if self.warmup_steps < 0 or self.grid_every < 0 or self.checkpoint_every < 0 or self.keep_checkpoints < 1:

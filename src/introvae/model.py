@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .batchnorm import reestimate
 from .checkpoint import latest_step, load_networks, model_path
 from .config import Config
 from .errors import UserError
@@ -65,7 +66,8 @@ class Model:
         init_weights(networks, torch.Generator().manual_seed(config.seed))
         if config.ema > 0:
             networks["generator_ema"] = copy.deepcopy(networks["generator"]).requires_grad_(False)
-        return cls(config, networks.to(device))
+        # channels_last: the layout the convolutions run fastest in (see introvae.nets.conv).
+        return cls(config, networks.to(device, memory_format=torch.channels_last))
 
     @classmethod
     def load(cls, run_dir: str | Path, step: int | None = None, device: str = "auto") -> "Model":
@@ -101,6 +103,16 @@ class Model:
         finally:
             for module, mode in zip(self.networks.children(), was_training):
                 module.train(mode)
+
+    def reestimate_batchnorm(self, images: Tensor, batch_size: int | None = None) -> None:
+        """Recompute the batch-norm statistics that eval mode uses from real `images` (see `introvae.batchnorm`).
+
+        Training does this before every checkpoint; call it on a model loaded from a run written before that,
+        whose statistics mostly describe generated images. `batch_size` defaults to the training batch size.
+        """
+        self._check_images(images if images.dtype != torch.uint8 else images[:1].float())
+        generators = [self.networks[name] for name in ("generator", "generator_ema") if name in self.networks]
+        reestimate(self.encoder, generators, images, batch_size or self.config.batch_size)
 
     def _batched(self, fn, x: Tensor, batch_size: int) -> Tensor:
         with self.evaluating():

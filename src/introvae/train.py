@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .atomic import atomic_write_text, remove_stale_temporaries
+from .batchnorm import REESTIMATE_IMAGES
 from .checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, checkpoint_steps, load_networks, load_newest, load_tree,
                          model_path, save_checkpoint, train_state_path)
 from .config import Config
@@ -49,13 +50,14 @@ from .images import save_image, to_float
 from .model import Model, resolve_device, stream_seed
 from .objectives import build_objective, learning_rate
 from .objectives.base import Objective
+from .precision import autocast as precision_autocast, resolve_precision
 from .plot import plot_dynamics, read_log
 from .progress import Progress
 from . import distributed
 from .distributed import Distributed
 
 # Streams of randomness, mixed with the seed and an index by `stream_seed`.
-_DATA_ORDER, _STEP_NOISE, _FLIPS = 10, 11, 12
+_DATA_ORDER, _STEP_NOISE, _FLIPS, _BATCHNORM = 10, 11, 12, 13
 # Options that may change when a run is resumed; the others define the run.
 RESUMABLE_OPTIONS = ("steps", "log_every", "grid_every", "checkpoint_every", "keep_checkpoints", "device",
                      "eval_every", "eval_samples", "fid_weights")
@@ -106,7 +108,7 @@ class DataOrder:
 
 
 def step_phases(objective: Objective, networks: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer],
-                x: Tensor, step: int, noise: torch.Generator, bf16: bool = False,
+                x: Tensor, step: int, noise: torch.Generator, precision: str = "fp32",
                 world_size: int = 1) -> tuple[dict[str, Tensor], str | None]:
     """Run the phases of one training step: each phase's loss is differentiated with respect to its own network only
     and that network's optimizer steps before the next phase is computed.
@@ -118,8 +120,11 @@ def step_phases(objective: Objective, networks: nn.ModuleDict, optimizers: dict[
 
     With `world_size` > 1 (torchrun), each phase's gradients are averaged over the ranks before the check, and the
     ranks agree on it, so they skip or step together (see `introvae.distributed`).
+
+    `precision` "bf16" runs the phases' forward passes under bf16 autocast (see `introvae.precision`); the backward
+    passes follow the forward's types, and the weights, gradients and optimizers stay fp32.
     """
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
+    autocast = precision_autocast(precision, x.device)
     logs: dict[str, Tensor] = {}
     phases = objective.phases(networks, x, step, noise)
     while True:
@@ -185,8 +190,8 @@ class Trainer:
             raise UserError(f"--batch-size {config.batch_size} is the global batch and must split evenly over the "
                             f"{dist.world_size} processes: use a multiple of {dist.world_size}.")
         self.device = resolve_device(config.device)
-        if config.precision == "bf16" and self.device.type != "cuda":
-            raise UserError("--precision bf16 is for CUDA devices; on a CPU use --precision fp32.")
+        # "auto" is resolved before a run's config.json is written; a Trainer built directly resolves it here.
+        self.precision = resolve_precision(config.precision, self.device)[0]
         self.model = Model.build(config, self.device)
         self.networks = self.model.networks
         self.objective = build_objective(config)
@@ -200,6 +205,11 @@ class Trainer:
         if dist.is_main:
             for directory in (self.run_dir, self.run_dir / CHECKPOINT_DIR, self.run_dir / "grids"):
                 remove_stale_temporaries(directory)  # what writes killed mid-way left behind
+        # Fixed real images for re-estimating the batch-norm statistics of inference (introvae.batchnorm).
+        noise = torch.Generator().manual_seed(stream_seed(config.seed, _BATCHNORM))
+        order = torch.randperm(len(data.train), generator=noise)
+        self._batchnorm_images = data.train.get(order[:REESTIMATE_IMAGES].sort().values.tolist())
+        self._statistics_step = -1  # the step at which they were last re-estimated
         if resume:
             self._load_latest()
             if not self.quiet:
@@ -242,9 +252,20 @@ class Trainer:
             state["objective"] = self.objective.state_dict()
         return state
 
+    def prepare_inference(self) -> None:
+        """Re-estimate the batch-norm statistics of eval mode on real images (see introvae.batchnorm).
+
+        Called before every checkpoint, grid and evaluation. It changes no weights, and training normalises with
+        batch statistics, so the steps that follow are the same with or without it.
+        """
+        if self._statistics_step != self.step:  # nothing changed since the last re-estimation
+            self.model.reestimate_batchnorm(self._batchnorm_images)
+            self._statistics_step = self.step
+
     def save(self) -> None:
         if not self.dist.is_main:
             return
+        self.prepare_inference()
         try:
             save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints)
         except CheckpointWriteError as error:
@@ -266,7 +287,8 @@ class Trainer:
         try:
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
-            if hasattr(self.objective, "load_state_dict"):
+            # Runs written before an objective kept state (IntroVAE's measured margin) have none to load.
+            if hasattr(self.objective, "load_state_dict") and "objective" in state:
                 self.objective.load_state_dict(state["objective"])
             self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
             self.lr_scale, self.rollbacks = float(state.get("lr_scale", 1.0)), int(state.get("rollbacks", 0))
@@ -275,6 +297,7 @@ class Trainer:
                             f"{error}).") from None
         self._set_learning_rates()
         self.bad_steps = 0
+        self._statistics_step = -1
 
     def _load_latest(self) -> None:
         if checkpoint_steps(self.run_dir):
@@ -336,7 +359,7 @@ class Trainer:
         buffers = [b for b in self.networks.buffers()]
         saved_buffers = [b.clone() for b in buffers]
         logs, bad_network = step_phases(self.objective, self.networks, self.optimizers, x, self.step, noise,
-                                        bf16=self.config.precision == "bf16", world_size=self.dist.world_size)
+                                        precision=self.precision, world_size=self.dist.world_size)
         if bad_network is not None:
             with torch.no_grad():
                 for buffer, saved in zip(buffers, saved_buffers):
@@ -350,6 +373,11 @@ class Trainer:
             update_ema(self.networks["generator_ema"], self.networks["generator"], self.config.ema, self.step)
         self.bad_steps = 0
         self.step += 1
+        for event in self.objective.pop_events() if hasattr(self.objective, "pop_events") else []:
+            record = {"step": self.step, **event}
+            self._append_log(record)
+            self._note(f"introvae: {event['event']} at step {self.step}: " + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items() if k != "event"))
         return logs
 
     def roll_back(self, network: str) -> dict[str, Any]:
@@ -495,6 +523,7 @@ class Trainer:
                                   "time": round(time.time() - started, 3)})
             self._save_unless_saved()
             raise TrainingInterrupted(self._stopped_message(signum), self.step, signum, True)
+        self.prepare_inference()  # on every rank, so that all ranks end with the same statistics
         self._save_unless_saved()
         self.save_grid()
         self.write_summary_images()
@@ -515,6 +544,7 @@ class Trainer:
         """The light evaluation of `--eval-every` (see introvae.evaluate), as eval_* numbers for the log."""
         from .evaluate import EvalSettings, FeatureSpace, light_evaluation
 
+        self.prepare_inference()
         if self._eval_features is None:
             # Looked up once per run; without the weights the other metrics are still logged.
             settings = EvalSettings(fid_weights=self.config.fid_weights or None, device=str(self.device))
@@ -528,6 +558,7 @@ class Trainer:
     def save_grid(self) -> None:
         if not self.dist.is_main:
             return
+        self.prepare_inference()
         real = self.grid_real
         rows = [real, self.model.reconstruct(real), self.model.sample(len(real), seed=0)]
         save_image(torch.cat(rows), self.run_dir / "grids" / f"step-{self.step:08d}.png", nrow=len(real))
@@ -535,6 +566,7 @@ class Trainer:
     def write_summary_images(self) -> None:
         if not self.dist.is_main:
             return
+        self.prepare_inference()
         model, real = self.model, self.grid_real
         save_image(model.sample(64, seed=0), self.run_dir / "samples.png", nrow=8)
         save_image(torch.cat([real, model.reconstruct(real)]), self.run_dir / "reconstructions.png", nrow=len(real))
@@ -593,6 +625,9 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
                         f"{dist.world_size} processes: use a multiple of {dist.world_size}.")
     data = open_data(config.data, config.image_size, config.channels or None, config.test_fraction, config.seed,
                      config.builtin_count)
+    # config.json records the precision the run trains with, so a resumed run keeps it on any machine.
+    precision, why = resolve_precision(config.precision, resolve_device(device))
+    config = config.replace(precision=precision)
     if resume is not None:
         try:
             recorded = json.loads((run_dir / "split.json").read_text())
@@ -615,7 +650,8 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
         config = config.replace(channels=data.channels)
     distributed.barrier(dist.world_size)
     if not quiet:
-        print(f"introvae: {data.description}; run directory {run_dir}", file=sys.stderr)
+        print(f"introvae: {data.description}; precision {precision} ({why}); run directory {run_dir}",
+              file=sys.stderr)
     if dist.enabled and config.device != device:
         config = config.replace(device=device)  # this rank's GPU; config.json keeps what the user asked for
     trainer = Trainer(config, run_dir, data, resume=resume is not None, quiet=quiet, dist=dist)

@@ -20,11 +20,17 @@ squared errors or the sum (`reconstruction`), the sum or the mean of the two adv
 
 During the warm-up (App. D: "pre-train the model ... in the original VAEs form (i.e., alpha = 0)") the adversarial
 terms are zero, so they are not computed: the step is the plain VAE step with the same beta.
+
+`margin="auto"` follows App. D ("m can be selected to be a little larger than the training kl-divergence value of
+VAEs") inside the run: the warm-up is that VAE, so the mean KL(real) of its last quarter is measured and m is set
+to `propose_margin` of it when the game starts. The measurement and m are the objective's state (saved with every
+checkpoint), and the choice is reported as an event record in log.jsonl.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+import math
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +38,19 @@ from torch import Tensor, nn
 from ..config import Config
 from .base import Phase, kl_per_sample, prior_sample, reconstruction_per_image, reparameterize
 from .vae import vae_phases
+from ..distributed import mean_over_ranks
+
+# m = MARGIN_FACTOR x the VAE's KL(real), rounded up to a multiple of MARGIN_STEP. Why 1.5 and not "a little": on the
+# built-in shapes, once the game starts KL(real) rises 25-45 % above the VAE's value (16 px, beta 8: 27.7 -> 36-43;
+# 32 px, beta 8: 56 -> 70). With m only 10-20 % above it, KL(real) reached m and the encoder stopped telling real from
+# generated images; with 1.5 x it stayed under m.
+MARGIN_FACTOR = 1.5
+MARGIN_STEP = 5.0
+
+
+def propose_margin(kl_real_mean: float) -> float:
+    """The margin for a VAE whose KL(real) averages `kl_real_mean` (App. D, with the headroom explained above)."""
+    return MARGIN_STEP * math.ceil(MARGIN_FACTOR * kl_real_mean / MARGIN_STEP)
 
 
 class IntroVAE:
@@ -40,7 +59,8 @@ class IntroVAE:
     default_lr = 2e-4  # Sec. 4.1
 
     def __init__(self, config: Config):
-        self.margin = config.margin
+        self.auto_margin = config.margin == "auto"
+        self.margin = math.nan if self.auto_margin else float(config.margin)  # nan: not measured yet
         self.alpha = config.alpha
         self.alpha_generator = config.generator_alpha
         self.beta = config.beta
@@ -48,6 +68,32 @@ class IntroVAE:
         self.reconstruction = config.reconstruction
         self.adversarial_scale = 1.0 if config.adversarial_reduction == "sum" else 0.5
         self.warmup_steps = config.warmup_steps
+        # --margin auto: KL(real) summed over the last quarter of the warm-up, and the number of steps in the sum.
+        self.measure_from = self.warmup_steps - max(1, self.warmup_steps // 4)
+        self.kl_real_sum, self.kl_real_steps = 0.0, 0
+        self._events: list[dict[str, Any]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"margin": self.margin, "kl_real_sum": self.kl_real_sum, "kl_real_steps": self.kl_real_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not self.auto_margin:
+            return  # a fixed m is in config.json
+        self.margin = float(state["margin"])
+        self.kl_real_sum, self.kl_real_steps = float(state["kl_real_sum"]), int(state["kl_real_steps"])
+
+    def pop_events(self) -> list[dict[str, Any]]:
+        """Records for log.jsonl of what happened since the last call (the margin chosen by --margin auto)."""
+        events, self._events = self._events, []
+        return events
+
+    def _choose_margin(self) -> None:
+        if self.kl_real_steps == 0:
+            raise RuntimeError("--margin auto: no warm-up step was measured, so the margin cannot be chosen.")
+        kl_real = mean_over_ranks(self.kl_real_sum / self.kl_real_steps)  # one m for every process of torchrun
+        self.margin = propose_margin(kl_real)
+        self._events.append({"event": "margin", "margin": self.margin, "kl_real": kl_real,
+                             "measured_steps": self.kl_real_steps, "factor": MARGIN_FACTOR})
 
     def hinge_loss(self, kl: Tensor) -> Tensor:
         """[m - KL]^+, averaged over the batch (per_sample) or applied to the batch mean (batch_mean)."""
@@ -57,11 +103,19 @@ class IntroVAE:
 
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
         if step < self.warmup_steps:
+            kl_real = None
             for phase in vae_phases(networks, x, noise, 1.0, self.beta, self.reconstruction):
                 if phase.network == "encoder":
                     phase.logs["margin"] = torch.zeros(())  # alpha = 0: no game yet; the dynamics plot shows m = 0
+                    kl_real = phase.logs["kl_real"]
                 yield phase
+            # Reached only when every phase stepped: a skipped (non-finite) step is not measured.
+            if self.auto_margin and step >= self.measure_from:
+                self.kl_real_sum += float(kl_real)
+                self.kl_real_steps += 1
             return
+        if math.isnan(self.margin):
+            self._choose_margin()
 
         encoder, generator = networks["encoder"], networks["generator"]
         mu, logvar = encoder(x)
