@@ -154,3 +154,34 @@ def test_margin_auto_needs_a_warm_up():
         Config(**{**AUTO, "warmup_steps": 0}).validate()
     with pytest.raises(UserError, match="--margin"):
         Config(**{**AUTO, "margin": "big"}).validate()
+
+
+def test_sampling_decodes_with_the_statistics_of_prior_codes():
+    model = Model.build(Config(**SMALL))
+    with torch.no_grad():
+        for layer in model.generator.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.prior_mean.fill_(0.3)
+                layer.prior_var.fill_(2.0)
+    z = model.latents(4, seed=0)
+    sampled = model.sample(4, seed=0)
+    assert torch.equal(sampled, model.decode(z, prior=True))
+    assert not torch.allclose(sampled, model.decode(z))  # reconstructions keep the posterior statistics
+    running = [m.running_mean for m in model.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.all(r == 0) for r in running)  # swapped back after decoding
+
+
+def test_checkpoints_without_prior_statistics_load_with_the_running_ones(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from introvae.checkpoint import model_path
+
+    run = train(Config(**SMALL, steps=2, warmup_steps=1, margin=10.0), out=tmp_path / "run", quiet=True)
+    path = model_path(run, 2)
+    old = {k: v for k, v in load_file(path).items() if not k.endswith(("prior_mean", "prior_var"))}
+    save_file(old, path, metadata={"format": "introvae"})
+    model = Model.load(run, device="cpu")
+    for layer in model.generator.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            assert torch.equal(layer.prior_mean, layer.running_mean)
+            assert torch.equal(layer.prior_var, layer.running_var)

@@ -13,11 +13,12 @@ How. `reestimate` resets every batch-norm layer's averages and recomputes them, 
 as the plain mean over batches (momentum None):
 
 * the encoder from batches of real training images;
-* each decoding generator (the live one and its EMA copy) from posterior samples z ~ q(z|x) of those images: the
-  codes it decodes for real images in training, and the aggregate posterior that the prior is meant to match.
-  Mixing in prior codes was worse: on a short IntroVAE run the aggregate posterior still sat off the prior (mean
-  0.25), and the mixed statistics left eval-mode reconstructions 13 % above the batch-statistics error, while
-  posterior samples brought them 6 % below it.
+* each decoding generator (the live one and its EMA copy) twice, because it decodes two kinds of codes: its
+  running averages from posterior samples z ~ q(z|x) of those images (what reconstruction and interpolation between
+  images decode), and a second set, `prior_mean` / `prior_var`, from prior codes z ~ N(0, I) (what sampling
+  decodes; `prior_statistics` swaps it in). One set cannot serve both: on a 2500-step demo run, statistics of
+  posterior samples gave held-out RMSE 31.8 but samples at FD-8px 6.0, prior codes FD-8px 1.8 but RMSE 51.8, an
+  even mix 34.5 and 4.2 (the aggregate posterior is not yet the prior).
 
 The images and the noise are fixed (the first images of a seeded permutation, seeded noise), so the result is a
 function of the weights alone and resuming stays exact. The trainer calls it before every checkpoint, grid and
@@ -26,10 +27,14 @@ evaluation; `Model.reestimate_batchnorm` does it for a model loaded from an olde
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import Tensor, nn
 
 from .images import to_float
+from .nets.conv import PRIOR_MEAN, PRIOR_VAR
 
 # Images used: the training batch size keeps the batch statistics comparable with training's.
 REESTIMATE_IMAGES = 512
@@ -81,5 +86,25 @@ def reestimate(encoder: nn.Module, generators: list[nn.Module], images: Tensor, 
             codes.append(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise).to(device))
     finally:
         encoder.train(encoder_mode)
+    prior = [torch.randn(code.shape, generator=noise).to(device) for code in codes]
     for generator in generators:
+        _accumulate(generator, prior)
+        for layer in batchnorm_layers(generator):
+            if hasattr(layer, PRIOR_MEAN):
+                getattr(layer, PRIOR_MEAN).copy_(layer.running_mean)
+                getattr(layer, PRIOR_VAR).copy_(layer.running_var)
         _accumulate(generator, codes)
+
+
+@contextlib.contextmanager
+def prior_statistics(generator: nn.Module) -> Iterator[None]:
+    """Within this block the generator's batch-norm layers normalise with the statistics of prior codes."""
+    layers = [m for m in batchnorm_layers(generator) if hasattr(m, PRIOR_MEAN)]
+    saved = [(m.running_mean, m.running_var) for m in layers]
+    for m in layers:
+        m.running_mean, m.running_var = getattr(m, PRIOR_MEAN), getattr(m, PRIOR_VAR)
+    try:
+        yield
+    finally:
+        for m, (mean, var) in zip(layers, saved):
+            m.running_mean, m.running_var = mean, var

@@ -172,6 +172,11 @@ def save_networks(path: Path, networks: nn.ModuleDict) -> None:
 def load_networks(path: Path, networks: nn.ModuleDict) -> None:
     tensors, _ = _read_safetensors(path)
     expected = networks.state_dict()
+    # Checkpoints from before the generator kept statistics for prior samples: use its running ones for both.
+    for key in set(expected) - set(tensors):
+        for prior, running in ((".prior_mean", ".running_mean"), (".prior_var", ".running_var")):
+            if key.endswith(prior) and key[:-len(prior)] + running in tensors:
+                tensors[key] = tensors[key[:-len(prior)] + running]
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)

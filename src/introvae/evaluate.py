@@ -397,7 +397,7 @@ def generate_samples(model, num: int, seed: int, batch_size: int) -> Tensor:
     chunks = []
     for start in range(0, num, _CHUNK):
         count = min(_CHUNK, num - start)
-        chunks.append(to_uint8(model.decode(model.latents(count, seed, start=start), batch_size)))
+        chunks.append(to_uint8(model.decode(model.latents(count, seed, start=start), batch_size, prior=True)))
     return torch.cat(chunks)
 
 

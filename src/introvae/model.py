@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .batchnorm import reestimate
+from .batchnorm import prior_statistics, reestimate
 from .checkpoint import latest_step, load_networks, model_path
 from .config import Config
 from .errors import UserError
@@ -124,9 +124,15 @@ class Model:
         both = self._batched(lambda x: torch.cat(self.encoder(x), dim=1), images, batch_size)
         return both.chunk(2, dim=1)
 
-    def decode(self, z: Tensor, batch_size: int = 64) -> Tensor:
-        """Latent codes (N, latent_dim) -> images in [0, 1]."""
-        return self._batched(self.generator, z, batch_size).clamp(0, 1)
+    def decode(self, z: Tensor, batch_size: int = 64, prior: bool = False) -> Tensor:
+        """Latent codes (N, latent_dim) -> images in [0, 1].
+
+        `prior=True` for codes drawn from N(0, I): the generator then normalises with the batch-norm statistics of
+        prior codes instead of those of posterior codes (see `introvae.batchnorm`).
+        """
+        statistics = prior_statistics(self.generator) if prior else contextlib.nullcontext()
+        with statistics:
+            return self._batched(self.generator, z, batch_size).clamp(0, 1)
 
     def reconstruct(self, images: Tensor, batch_size: int = 64) -> Tensor:
         """Decode the posterior mean of each image (no sampling noise, so the result is deterministic)."""
@@ -141,7 +147,7 @@ class Model:
         ])
 
     def sample(self, num: int, seed: int = 0, batch_size: int = 64) -> Tensor:
-        return self.decode(self.latents(num, seed), batch_size)
+        return self.decode(self.latents(num, seed), batch_size, prior=True)
 
     def interpolate_latents(self, z_a: Tensor, z_b: Tensor, steps: int, method: str = "lerp") -> Tensor:
         """`steps` codes from z_a to z_b inclusive, on a line (lerp) or a great circle (slerp)."""
@@ -166,7 +172,7 @@ class Model:
     def interpolate_seeds(self, seed_a: int, seed_b: int, steps: int, method: str = "lerp") -> Tensor:
         """Decoded images between the first prior code of seed_a and that of seed_b."""
         z_a, z_b = self.latents(1, seed_a)[0], self.latents(1, seed_b)[0]
-        return self.decode(self.interpolate_latents(z_a, z_b, steps, method))
+        return self.decode(self.interpolate_latents(z_a, z_b, steps, method), prior=True)
 
     def _check_images(self, images: Tensor) -> None:
         c, s = self.config.channels, self.config.image_size

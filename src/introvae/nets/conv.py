@@ -19,8 +19,10 @@ averages kept during training are dominated by generated images. `introvae.model
 the mode.
 
 Memory layout: activations are channels_last (NHWC). oneDNN's CPU convolutions run 1.5x faster on it than on NCHW
-in fp32 and cuDNN's tensor-core kernels want it on GPUs; the forwards convert their inputs (a no-op when they
-already are), so callers may pass either layout and the numbers are the same.
+in fp32 and cuDNN's tensor-core kernels want it on GPUs; the forwards convert their inputs to the networks'
+`memory_format` (a no-op when they already are), so callers may pass either layout and the numbers are the same.
+Setting `memory_format = torch.contiguous_format` gives the NCHW networks of the authors' code (the speed benchmark
+compares the two).
 
 Precision: under bf16 autocast (`introvae.precision`) the convolutions run in bf16, but the encoder's last linear
 layer (mu and log sigma^2, whose exponential and square enter the KL) and the generator's output convolution (the
@@ -38,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 LEAK = 0.2
+PRIOR_MEAN, PRIOR_VAR = "prior_mean", "prior_var"  # buffers of the generator's batch-norm layers
 
 
 def _stage_resolutions(image_size: int) -> list[int]:
@@ -89,9 +92,10 @@ class Encoder(nn.Module):
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(widths[4] * 16, 2 * latent_dim)
         self.latent_dim = latent_dim
+        self.memory_format = torch.channels_last
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.features(x.contiguous(memory_format=torch.channels_last)).flatten(1)
+        h = self.features(x.contiguous(memory_format=self.memory_format)).flatten(1)
         with full_precision(h):
             mu, logvar = self.fc(h.float()).chunk(2, dim=1)
         return mu, logvar
@@ -112,9 +116,16 @@ class Generator(nn.Module):
         layers.append(nn.Conv2d(widths[image_size], channels, 5, padding=2))
         self.body = nn.Sequential(*layers)
         self.latent_dim = latent_dim
+        self.memory_format = torch.channels_last
+        # A second set of batch-norm statistics, for decoding prior samples (see introvae.batchnorm); the running
+        # averages describe posterior codes. Checkpoints written before these existed load with copies.
+        for layer in self.body.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.register_buffer(PRIOR_MEAN, torch.zeros(layer.num_features))
+                layer.register_buffer(PRIOR_VAR, torch.ones(layer.num_features))
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.fc(z).view(z.shape[0], self.start_channels, 4, 4).contiguous(memory_format=torch.channels_last)
+        h = self.fc(z).view(z.shape[0], self.start_channels, 4, 4).contiguous(memory_format=self.memory_format)
         h = self.body[:-1](h)
         with full_precision(h):
             return self.body[-1](h.float())  # the output convolution
