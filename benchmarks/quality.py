@@ -1,23 +1,33 @@
-"""Side-by-side quality of every model after the same wall-clock training budget on the built-in shapes at 32x32.
+"""Side-by-side quality of every model after the same wall-clock training budget, on the built-in shapes and on real
+photo crops at 32x32, for chosen training precisions and seeds.
 
     python benchmarks/quality.py [--budget-s 300] [--models introvae soft-introvae avae vae] [--samples 2000]
+                                 [--data builtin photos] [--precisions fp32 bf16] [--seeds 0 1 2]
                                  [--device auto] [--out benchmarks/results/quality.json]
 
+Data sets: "builtin" is the generated shapes; "photos" is 4096 random crops of the colour photographs shipped inside
+scikit-image (benchmarks/photos.py builds benchmarks/results/photos-32.npz once; `pip install introvae[bench]`).
+
 Each model trains from its preset (builtin-32 for introvae, soft-introvae-32, avae-32, vae-32: the same App. B
-networks, latent size 128 and batch 32; each objective with its paper's settings) in its own process for
-`--budget-s` seconds, then is evaluated with `introvae.evaluate` on the held-out split (410 images):
+networks, latent size 128 and batch 32; each objective with its paper's settings) with `--data` pointed at the data
+set (the photos keep the presets' networks and loss weights) and `Config.precision` / `Config.seed` set. Every
+(data, model, precision, seed) runs in its own process for `--budget-s` seconds, then is evaluated with
+`introvae.evaluate` on the held-out split (410 images; the same split for every seed, see SPLIT_SEED):
 
 * RMSE (0-255), PSNR, SSIM of held-out reconstructions;
 * MS-SSIM diversity of samples (the real images' value is the reference point);
 * SWD x 1e3 (PGGAN) between samples and held-out images;
 * FD-8px: the Frechet distance between Gaussians fitted to the samples and the held-out images after area
   down-sampling to 8x8 (a 192-d feature space). Inception features mean little for flat synthetic shapes and the
-  Inception weights are not available offline, so this FID-style distance is defined on the built-in data's own
-  scale: at 8x8 it sees colours, sizes and positions of the shapes, not pixel noise. FID is added when the
-  Inception weights are found.
+  Inception weights are not available offline, so this FID-style distance is defined on the data's own pixels: at
+  8x8 it sees colours, sizes and positions of shapes and of photo regions, not pixel noise. FID is added when the
+  Inception weights are found on disk (they are never downloaded here).
 
-A first row, "real (train split)", scores 2000 training images the same way: the floor each metric can reach
-with this many images. Prints a table and writes JSON.
+A first row per data set, "real (train split)", scores 2000 training images the same way: the floor each metric can
+reach with this many images. A run the library refuses (e.g. a precision this device does not support) or that
+fails becomes a row with its error instead of stopping the benchmark. With more than one seed, a second table gives
+the mean and spread (max - min) over seeds of SWD, FD-8px and RMSE per (data, model, precision): the noise between
+seeds that a precision's difference is measured against. Prints the tables and writes JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +42,37 @@ import time
 from pathlib import Path
 
 MODELS = {"introvae": "builtin-32", "soft-introvae": "soft-introvae-32", "avae": "avae-32", "vae": "vae-32"}
+DATA_SETS = ("builtin", "photos")
+PRECISIONS = ("auto", "fp32", "bf16")  # passed through; the library decides which it accepts on this device
+# The train/test split of a file data set follows a seed; it is fixed here so that every seed and precision is scored
+# against the same held-out images as the data set's real row (the seeds vary initialisation, data order and noise).
+SPLIT_SEED = 0
+REAL = "real (train split)"
+
+ROW_COLUMNS = [("data", "{}"), ("model", "{}"), ("precision", "{}"), ("seed", "{}"), ("steps", "{}"),
+               ("images_per_second", "{:.1f}"), ("rmse", "{:.2f}"), ("psnr", "{:.2f}"), ("ssim", "{:.3f}"),
+               ("ms_ssim", "{:.4f}"), ("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("fid", "{:.2f}"), ("error", "{}")]
+SUMMARY_METRICS = [("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("rmse", "{:.2f}")]
+SUMMARY_COLUMNS = [("data", "{}"), ("model", "{}"), ("precision", "{}"), ("seeds", "{}")] + [
+    (f"{metric}_{stat}", fmt) for metric, fmt in SUMMARY_METRICS for stat in ("mean", "spread")]
+
+
+def data_spec(name: str) -> str:
+    """The `--data` value of a benchmark data set (building the photo crops on first use)."""
+    if name == "builtin":
+        return "builtin"
+    from introvae.config import PRESETS
+
+    from photos import photos_npz  # benchmarks/photos.py: this script's folder is on sys.path
+
+    return str(photos_npz(PRESETS[MODELS["introvae"]]["image_size"]))
+
+
+def open_split(config):
+    """The config's data at its image size in RGB, split with SPLIT_SEED."""
+    from introvae.data import open_data
+
+    return open_data(config.data, config.image_size, 3, config.test_fraction, SPLIT_SEED, config.builtin_count)
 
 
 def fd_8px(samples_u8, reference_u8) -> float:
@@ -58,87 +99,140 @@ def score(samples_u8, reference_u8, settings) -> dict:
     return row
 
 
-def run_model(model: str, budget_s: float, num_samples: int, device: str) -> dict:
-    """Train `model` for `budget_s` seconds of steps, then evaluate it (called in a child process)."""
+def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float, num_samples: int,
+              device: str, steps: int = 0) -> dict:
+    """Train `model` on `spec` for `budget_s` seconds of steps (or exactly `steps` steps when positive), then
+    evaluate it (called in a child process)."""
     import torch
 
     from introvae import from_preset
-    from introvae.data import open_data
     from introvae.evaluate import EvalSettings, generate_samples, reconstruct_set, reconstruction_errors
     from introvae.objectives import learning_rate
     from introvae.train import Trainer
 
-    config = from_preset(MODELS[model], steps=10**9, grid_every=0, checkpoint_every=0, device=device)
-    config = config.replace(lr=learning_rate(config), channels=3)
-    data = open_data("builtin", config.image_size, 3, config.test_fraction, config.seed, config.builtin_count)
+    config = from_preset(MODELS[model], data=spec, precision=precision, seed=seed, steps=10**9, grid_every=0,
+                         checkpoint_every=0, device=device)
+    # validate() as the command line does, so a precision the library does not know is refused, not ignored.
+    config = config.replace(lr=learning_rate(config), channels=3).validate()
+    data = open_split(config)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, Path(run_dir), data, resume=False, quiet=True)
         started = time.perf_counter()
-        while time.perf_counter() - started < budget_s:
+        while (trainer.step < steps) if steps > 0 else (time.perf_counter() - started < budget_s):
             trainer.train_step()
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
+        trainer.prepare_inference()  # the batch-norm statistics that checkpoints hold (introvae.batchnorm)
         model_ = trainer.model
-        settings = EvalSettings(num_samples=num_samples, device=device)
+        settings = EvalSettings(num_samples=num_samples, device=device, download=False)
         reference = data.test.images
-        samples = generate_samples(model_, num_samples, seed=0, batch_size=64)
+        samples = generate_samples(model_, num_samples, seed=seed, batch_size=64)
         rec = reconstruction_errors(reference, reconstruct_set(model_, reference, 64))
-        row = {"model": model, "preset": MODELS[model], "steps": trainer.step, "train_seconds": round(seconds, 1),
+        row = {"preset": MODELS[model], "steps": trainer.step, "train_seconds": round(seconds, 1),
                "images_per_second": trainer.step * config.batch_size / seconds,
                "rmse": rec["rmse"], "psnr": rec["psnr"], "ssim": rec["ssim"], **score(samples, reference, settings)}
     return row
 
 
-def real_row(num_samples: int) -> dict:
-    from introvae.config import PRESETS
-    from introvae.data import open_data
+def real_row(name: str, spec: str, num_samples: int) -> dict:
+    from introvae import from_preset
     from introvae.evaluate import EvalSettings
 
-    preset = PRESETS["builtin-32"]
-    data = open_data("builtin", preset["image_size"], 3, 0.1, 0)
+    data = open_split(from_preset(MODELS["introvae"], data=spec))
     train_images = data.train.images[:num_samples]
-    return {"model": "real (train split)", "steps": 0, **score(train_images, data.test.images,
-                                                                EvalSettings(num_samples=num_samples))}
+    return {"data": name, "model": REAL, "steps": 0,
+            **score(train_images, data.test.images, EvalSettings(num_samples=num_samples, download=False))}
 
 
-def _format(rows: list[dict]) -> str:
-    columns = [("model", "{}"), ("steps", "{}"), ("images_per_second", "{:.1f}"), ("rmse", "{:.2f}"),
-               ("psnr", "{:.2f}"), ("ssim", "{:.3f}"), ("ms_ssim", "{:.4f}"), ("swd", "{:.1f}"), ("fd_8px", "{:.3f}"),
-               ("fid", "{:.2f}")]
+def run_child(name: str, spec: str, model: str, precision: str, seed: int, args: argparse.Namespace) -> dict:
+    """One (data, model, precision, seed) in a fresh process; its failure becomes the row's "error"."""
+    child = subprocess.run([sys.executable, __file__, "--one", model, "--spec", spec, "--precisions", precision,
+                            "--seeds", str(seed), "--budget-s", str(args.budget_s), "--steps", str(args.steps),
+                            "--samples", str(args.samples),
+                            "--device", args.device], capture_output=True, text=True)
+    row = {"data": name, "model": model, "precision": precision, "seed": seed}
+    if child.returncode == 0:
+        return {**row, **json.loads(child.stdout.strip().splitlines()[-1])}
+    lines = child.stderr.strip().splitlines()
+    return {**row, "error": lines[-1] if lines else f"exit status {child.returncode}"}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and spread (max - min) over seeds of SUMMARY_METRICS per (data, model, precision); failed runs left out."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["model"] != REAL and "error" not in r:
+            groups.setdefault((r["data"], r["model"], r["precision"]), []).append(r)
+    summary = []
+    for (name, model, precision), runs in groups.items():
+        entry = {"data": name, "model": model, "precision": precision, "seeds": len(runs)}
+        for metric, _ in SUMMARY_METRICS:
+            values = [r[metric] for r in runs]
+            entry[f"{metric}_mean"] = sum(values) / len(values)
+            entry[f"{metric}_spread"] = max(values) - min(values)
+        summary.append(entry)
+    return summary
+
+
+def _format(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     columns = [(k, f) for k, f in columns if any(k in r for r in rows)]
     header = "| " + " | ".join(k for k, _ in columns) + " |"
     lines = [header, "|" + "---|" * len(columns)]
     for r in rows:
-        lines.append("| " + " | ".join(f.format(r[k]) if k in r else "-" for k, f in columns) + " |")
+        # A "|" inside an error message would split its markdown cell.
+        cells = [f.format(r[k]).replace("|", "\\|") if k in r else "-" for k, f in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget-s", type=float, default=300.0, help="training seconds per model (default 300)")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="training seconds per run (default 300)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="train exactly this many steps instead of --budget-s (equal steps: quality per step, "
+                             "e.g. to compare precisions)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--samples", type=int, default=2000, help="samples per model for the metrics (default 2000)")
+    parser.add_argument("--data", nargs="+", default=list(DATA_SETS), choices=DATA_SETS,
+                        help="data sets (default both)")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=PRECISIONS,
+                        help="training precisions, Config.precision (default fp32)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="Config.seed of each run (default 0)")
+    parser.add_argument("--samples", type=int, default=2000, help="samples per run for the metrics (default 2000)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: train and evaluate one model
+    # Child process: train and evaluate one model on the data at --spec, with the first precision and seed.
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_model(args.one, args.budget_s, args.samples, args.device)))
+        print(json.dumps(run_model(args.one, args.spec, args.precisions[0], args.seeds[0], args.budget_s,
+                                   args.samples, args.device, args.steps)))
         return
-    rows = [real_row(args.samples)]
-    for model in args.models:
-        print(f"training {model} for {args.budget_s:.0f} s ...", file=sys.stderr, flush=True)
-        child = subprocess.run([sys.executable, __file__, "--one", model, "--budget-s", str(args.budget_s),
-                                "--samples", str(args.samples), "--device", args.device],
-                               capture_output=True, text=True, check=True)
-        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-        print(_format(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    table = _format(rows)
+    rows = []
+    for name in args.data:
+        spec = data_spec(name)
+        rows.append(real_row(name, spec, args.samples))
+        for model in args.models:
+            for precision in args.precisions:
+                for seed in args.seeds:
+                    length = f"{args.steps} steps" if args.steps > 0 else f"{args.budget_s:g} s"
+                    print(f"training {model} on {name} ({precision}, seed {seed}) for {length} ...",
+                          file=sys.stderr, flush=True)
+                    rows.append(run_child(name, spec, model, precision, seed, args))
+                    print(_format(rows[-1:], ROW_COLUMNS).splitlines()[-1], file=sys.stderr, flush=True)
+    table = _format(rows, ROW_COLUMNS)
     print(table)
+    result = {"budget_s": args.budget_s, "steps": args.steps, "samples": args.samples, "data": args.data, "precisions": args.precisions,
+              "seeds": args.seeds, "platform": platform.platform(), "python": platform.python_version(),
+              "rows": rows, "table": table}
+    summary = summarize(rows)
+    if len(args.seeds) > 1 and summary:
+        result["summary"], result["summary_table"] = summary, _format(summary, SUMMARY_COLUMNS)
+        print(f"\nover seeds {', '.join(map(str, args.seeds))}: mean and spread (max - min)\n")
+        print(result["summary_table"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"budget_s": args.budget_s, "samples": args.samples, "platform": platform.platform(),
-                                    "python": platform.python_version(), "rows": rows, "table": table}, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -212,7 +212,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # halves the reconstruction error of the small shapes, whose few pixels hardly count in L_AE at a lower weight;
     # m is measured from the warm-up (KL(real) about 70 -> m = 105).
     "builtin-32": dict(image_size=32, latent_dim=128, margin="auto", alpha=0.25, beta=16.0, lr=1e-3, batch_size=32,
-                       base_channels=16, max_channels=128, warmup_steps=500, steps=2500, grid_every=500,
+                       base_channels=16, max_channels=128, warmup_steps=500, steps=2000, grid_every=500,
                        checkpoint_every=500),
     # Soft-IntroVAE's recommended settings (Daniel & Tamar 2021, App. and their code): CIFAR-10-like 32 x 32,
     # MNIST-like (z = 32, batch 128) and CelebA-HQ 256 x 256.
@@ -227,7 +227,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     max_channels=256, steps=1000),
     # IntroVAE's own baseline: builtin-32's networks, beta and learning rate without the game.
     "vae-32": dict(model="vae", image_size=32, latent_dim=128, beta=16.0, beta_kl=1.0, lr=1e-3, batch_size=32,
-                   base_channels=16, max_channels=128, steps=2500),
+                   base_channels=16, max_channels=128, steps=2000),
 }
 
 
