@@ -232,7 +232,10 @@ def test_evaluation_samples_are_the_seeded_samples(small_run):
     from introvae.model import Model
 
     model = Model.load(small_run)
-    assert torch.equal(generate_samples(model, 5, seed=3, batch_size=2), to_uint8(model.sample(5, seed=3)))
+    # The same images: the codes are the same, and the decoded values differ only in the last float bits (matrix
+    # products pick kernels by batch size), which can move a pixel across a rounding boundary of uint8.
+    difference = generate_samples(model, 5, seed=3, batch_size=2).int() - to_uint8(model.sample(5, seed=3)).int()
+    assert difference.abs().max() <= 1 and (difference == 0).float().mean() > 0.99
 
 
 def test_a_run_without_held_out_images_needs_data(tmp_path, capsys):
