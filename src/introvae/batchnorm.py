@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from .images import to_float
 from .nets.conv import PRIOR_MEAN, PRIOR_VAR
 
-# Images used: the training batch size keeps the batch statistics comparable with training's.
+# Real images per re-estimation, fed in batches of the training batch size so that each batch is normalised as in
+# training.
 REESTIMATE_IMAGES = 512
 _NOISE_SEED = 20181203  # fixed: the codes do not depend on the run's seed or step
 
