@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from .atomic import atomic_write_bytes, remove_stale_temporaries
 from .errors import UserError
+from .nets.conv import fill_prior_statistics
 
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_RE = re.compile(r"^(model|train)-(\d{8})\.safetensors$")
@@ -172,11 +173,7 @@ def save_networks(path: Path, networks: nn.ModuleDict) -> None:
 def load_networks(path: Path, networks: nn.ModuleDict) -> None:
     tensors, _ = _read_safetensors(path)
     expected = networks.state_dict()
-    # Checkpoints from before the generator kept statistics for prior samples: use its running ones for both.
-    for key in set(expected) - set(tensors):
-        for prior, running in ((".prior_mean", ".running_mean"), (".prior_var", ".running_var")):
-            if key.endswith(prior) and key[:-len(prior)] + running in tensors:
-                tensors[key] = tensors[key[:-len(prior)] + running]
+    fill_prior_statistics(tensors, set(expected))  # checkpoints from before the generator kept them
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)

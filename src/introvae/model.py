@@ -110,7 +110,7 @@ class Model:
         Training does this before every checkpoint; call it on a model loaded from a run written before that,
         whose statistics mostly describe generated images. `batch_size` defaults to the training batch size.
         """
-        self._check_images(images if images.dtype != torch.uint8 else images[:1].float())
+        self._check_images(images)
         generators = [self.networks[name] for name in ("generator", "generator_ema") if name in self.networks]
         reestimate(self.encoder, generators, images, batch_size or self.config.batch_size)
 

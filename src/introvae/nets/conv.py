@@ -131,6 +131,16 @@ class Generator(nn.Module):
             return self.body[-1](h.float())  # the output convolution
 
 
+def fill_prior_statistics(tensors: dict[str, Tensor], expected: set[str]) -> None:
+    """Fill the prior statistics that `expected` names and a state dict written before they existed lacks, with the
+    layer's running ones (what such a generator normalised every code with)."""
+    for prior, running in ((PRIOR_MEAN, "running_mean"), (PRIOR_VAR, "running_var")):
+        for key in expected - set(tensors):
+            source = key[:-len(prior)] + running
+            if key.endswith("." + prior) and source in tensors:
+                tensors[key] = tensors[source]
+
+
 def full_precision(like: Tensor) -> torch.autocast:
     """A region where autocast is off (fp32), on the device of `like`."""
     return torch.autocast(like.device.type, enabled=False)
