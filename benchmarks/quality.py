@@ -107,13 +107,13 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
 
     from introvae import from_preset
     from introvae.evaluate import EvalSettings, generate_samples, reconstruct_set, reconstruction_errors
-    from introvae.objectives import learning_rate
     from introvae.train import Trainer
 
     config = from_preset(MODELS[model], data=spec, precision=precision, seed=seed, steps=10**9, grid_every=0,
                          checkpoint_every=0, device=device)
     # validate() as the command line does, so a precision the library does not know is refused, not ignored.
-    config = config.replace(lr=learning_rate(config), channels=3).validate()
+    # The learning rate and warm-up the run trains with, as `introvae train` records them.
+    config = config.replace(channels=3).validate().resolved()
     data = open_split(config)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, Path(run_dir), data, resume=False, quiet=True)

@@ -12,8 +12,8 @@ from torch import nn
 from introvae.config import Config
 from introvae.nets.began import BEGANAutoencoder, began_resolutions
 from introvae.nets.conv import build_image_networks
-from introvae.objectives.avae import AVAE, PIDController
-from introvae.train import step_phases
+from introvae.objectives.avae import AVAE, AVAEOptions, PIDController
+from introvae.engine import step_phases
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -80,25 +80,10 @@ def test_pid_state_round_trip():
 # ---------------------------------------------------------------- the loss terms against a plain computation
 
 
-class TinyEncoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)  # 2x2 image -> (mu, logvar), latent size 2
-
-    def forward(self, x):
-        return self.fc(x.flatten(1)).chunk(2, dim=1)
-
-
-class TinyGenerator(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(2, 4)
-
-    def forward(self, z):
-        return self.fc(z).view(-1, 1, 2, 2)
-
-
 class TinyDiscriminator(nn.Module):
+    """A linear auto-encoder of 2x2 images with a code of 3, beside the shared tiny encoder and generator
+    (conftest.py; latent size 2 here)."""
+
     def __init__(self):
         super().__init__()
         self.enc = nn.Linear(4, 3)
@@ -114,11 +99,6 @@ class TinyDiscriminator(nn.Module):
         code = self.encode(x)
         return self.decode(code), code
 
-
-def tiny_networks():
-    torch.manual_seed(3)
-    return nn.ModuleDict({"encoder": TinyEncoder(), "generator": TinyGenerator(),
-                          "discriminator": TinyDiscriminator()})
 
 
 def affine(layer, v):
@@ -158,13 +138,13 @@ def plain_terms(nets, x, eps, z_g, alpha, eta):
     return terms
 
 
-def test_losses_and_k_update_by_hand():
-    config = Config(avae_alpha=0.3, avae_beta=0.1, avae_gamma=0.2, avae_eta=0.7,
+def test_losses_and_k_update_by_hand(tiny_networks):
+    config = Config(model="avae", avae_alpha=0.3, avae_beta=0.1, avae_gamma=0.2, avae_eta=0.7,
                     pid_integral=0.1, pid_proportional=0.05, pid_derivative=0.02)
-    objective = AVAE(config)
+    objective = AVAE(config.objective)
     assert (objective.name, objective.roles, objective.default_lr) == ("avae", ("encoder", "generator", "discriminator"), 5e-5)
     objective.load_state_dict({"k": 0.4, "errors": [0.3, -0.2]})
-    nets = tiny_networks()
+    nets = tiny_networks(seed=3, latent=2, discriminator=TinyDiscriminator)
     x = torch.tensor([[0.0, 0.2, 0.9, 1.0], [0.5, 0.5, 0.1, 0.3], [1.0, 0.0, 0.4, 0.7]]).view(3, 1, 2, 2)
 
     phases = list(objective.phases(nets, x, step=0, noise=torch.Generator().manual_seed(11)))
@@ -202,11 +182,12 @@ def test_losses_and_k_update_by_hand():
     assert objective.state_dict()["errors"] == pytest.approx([e, 0.3], rel=1e-5)
 
 
-def test_k_is_not_updated_when_the_step_stops_early():
+def test_k_is_not_updated_when_the_step_stops_early(tiny_networks):
     # The trainer closes the phases after a non-finite loss: the PID update (after the last phase) must not run.
-    objective = AVAE(Config(pid_integral=0.1))
+    objective = AVAE(AVAEOptions(pid_integral=0.1))
     objective.load_state_dict({"k": 0.4, "errors": [0.3, -0.2]})
-    phases = objective.phases(tiny_networks(), torch.rand(2, 1, 2, 2), 0, torch.Generator().manual_seed(0))
+    nets = tiny_networks(seed=3, latent=2, discriminator=TinyDiscriminator)
+    phases = objective.phases(nets, torch.rand(2, 1, 2, 2), 0, torch.Generator().manual_seed(0))
     next(phases), next(phases)
     phases.close()
     assert objective.state_dict() == {"k": 0.4, "errors": [0.3, -0.2]}
@@ -216,9 +197,9 @@ def test_k_is_not_updated_when_the_step_stops_early():
 
 
 def test_step_phases_updates_each_network_in_its_own_phase():
-    config = Config(image_size=8, channels=1, latent_dim=4, base_channels=4, max_channels=8, disc_channels=4,
+    config = Config(model="avae", image_size=8, channels=1, latent_dim=4, base_channels=4, max_channels=8, disc_channels=4,
                     disc_latent=4, pid_integral=0.1, pid_proportional=0.05, pid_derivative=0.02)
-    objective = AVAE(config)
+    objective = AVAE(config.objective)
     objective.load_state_dict({"k": 0.5, "errors": [0.2, -0.1]})
     torch.manual_seed(0)
     networks = nn.ModuleDict(build_image_networks(config, objective.roles))

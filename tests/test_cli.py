@@ -6,13 +6,20 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from introvae.checkpoint import checkpoint_steps
 from introvae.cli import main
+from introvae.data import scan_folder
+from introvae.images import load_image, to_float, to_uint8
+from introvae.model import Model
 
-TRAIN = ["--image-size", "16", "--latent-dim", "8", "--base-channels", "4", "--max-channels", "16",
-         "--batch-size", "4", "--log-every", "1", "--quiet"]
+
+@pytest.fixture(scope="module")
+def train_flags(tiny_cli):
+    """The tiny run's flags for a folder of images: channels detected, warm-up and checkpoints at their defaults."""
+    return [*tiny_cli(data=None, channels=None, warmup_steps=None, checkpoint_every=None), "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +44,30 @@ def mixed_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_dir(mixed_folder, tmp_path_factory):
+def run_dir(mixed_folder, tmp_path_factory, train_flags):
     out = tmp_path_factory.mktemp("runs") / "run"
     assert main(["train", "--data", str(mixed_folder), "--out", str(out), "--steps", "3", "--warmup-steps", "1",
-                 "--checkpoint-every", "2", *TRAIN]) == 0
+                 "--checkpoint-every", "2", *train_flags]) == 0
     return out
 
 
-def test_train_writes_a_run(run_dir):
+def test_train_writes_a_run(run_dir, mixed_folder, read_grid, read_chart):
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["channels"] == 3 and config["image_size"] == 16  # RGB present: 3 channels detected
+    assert config["dataset"]["channels"] == 3 and config["dataset"]["image_size"] == 16  # RGB present: 3 channels detected
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["train"]) + len(split["test"]) == 12  # notes.txt skipped, subfolders searched
     assert checkpoint_steps(run_dir) == [2, 3]
-    assert (run_dir / "dynamics.png").exists() and (run_dir / "interpolation.png").exists()
+    read_chart(run_dir / "dynamics.png")
+    # Row 1 of the interpolation runs from the first held-out image to the second (row 2: between two seeds).
+    first, second = (_image(mixed_folder / name) for name in split["test"][:2])
+    interpolation = read_grid(run_dir / "interpolation.png", 16, 10)
+    assert interpolation.shape[0] == 2
+    assert np.array_equal(interpolation[0, 0], first) and np.array_equal(interpolation[0, 9], second)
+
+
+def _image(path):
+    """A file of the mixed folder as the run sees it: 16 px, RGB, (H, W, 3) uint8."""
+    return load_image(path, 16, 3).permute(1, 2, 0).numpy()
 
 
 def test_resume_from_the_command_line(run_dir, tmp_path):
@@ -77,12 +94,23 @@ def test_sample_to_folder_and_npz(run_dir, tmp_path):
     assert np.abs(first.astype(int) - images[0].astype(int)).max() <= 1
 
 
-def test_reconstruct_a_folder(run_dir, mixed_folder, tmp_path):
+def test_reconstruct_a_folder(run_dir, mixed_folder, tmp_path, read_grid):
     assert main(["reconstruct", str(run_dir), "--input", str(mixed_folder), "--out", str(tmp_path / "rec")]) == 0
-    assert (tmp_path / "rec" / "sub" / "deeper" / "rgba2.png").exists()
     assert Image.open(tmp_path / "rec" / "sub" / "gray1.png").size == (16, 16)
-    grid = Image.open(tmp_path / "rec" / "grid.png")
-    assert grid.size[1] > grid.size[0] / 8 * 2  # rows of originals and reconstructions
+    # Each file's reconstruction is the model's (up to one 8-bit level: batched kernels round differently).
+    model = Model.load(run_dir)
+    original = _image(mixed_folder / "sub" / "deeper" / "rgba2.png")
+    expected = to_uint8(model.reconstruct(to_float(torch.from_numpy(original).permute(2, 0, 1)[None])))[0]
+    saved = np.asarray(Image.open(tmp_path / "rec" / "sub" / "deeper" / "rgba2.png").convert("RGB"))
+    assert np.abs(saved.astype(int) - expected.permute(1, 2, 0).numpy().astype(int)).max() <= 1
+    # The grid, 8 to a row: 8 originals, their 8 reconstructions, then the other 4 originals and theirs.
+    files = scan_folder(mixed_folder)
+    originals = [_image(f) for f in files]
+    reconstructions = [np.asarray(Image.open(tmp_path / "rec" / f.relative_to(mixed_folder).with_suffix(".png"))
+                                  .convert("RGB")) for f in files]
+    expected = originals[:8] + reconstructions[:8] + originals[8:] + reconstructions[8:]
+    tiles = read_grid(tmp_path / "rec" / "grid.png", 16, 8).reshape(-1, 16, 16, 3)
+    assert len(tiles) == len(expected) and all(np.array_equal(t, e) for t, e in zip(tiles, expected))
 
 
 def test_interpolate_images_and_seeds(run_dir, mixed_folder, tmp_path):
@@ -95,10 +123,10 @@ def test_interpolate_images_and_seeds(run_dir, mixed_folder, tmp_path):
                  "--out", str(tmp_path / "s.png")]) == 0
 
 
-def test_plot_and_calibrate(run_dir, mixed_folder, tmp_path, capsys):
+def test_plot_and_calibrate(run_dir, mixed_folder, tmp_path, capsys, train_flags):
     assert main(["plot", str(run_dir), "--out", str(tmp_path / "d.png")]) == 0
     assert Image.open(tmp_path / "d.png").size[0] > 500
-    assert main(["calibrate", "--data", str(mixed_folder), "--steps", "4", *TRAIN]) == 0
+    assert main(["calibrate", "--data", str(mixed_folder), "--steps", "4", *train_flags]) == 0
     out = capsys.readouterr().out
     assert "KL(real)" in out and "proposed margin: --margin" in out
 
@@ -106,7 +134,8 @@ def test_plot_and_calibrate(run_dir, mixed_folder, tmp_path, capsys):
 def test_dry_run_prints_the_preset(capsys):
     assert main(["train", "--preset", "paper-1024", "--dry-run", "--out", "x"]) == 0
     config = json.loads(capsys.readouterr().out)
-    assert (config["image_size"], config["latent_dim"], config["margin"], config["beta"]) == (1024, 512, 90.0, 0.0025)
+    assert (config["dataset"]["image_size"], config["networks"]["latent_dim"], config["objective"]["margin"],
+            config["objective"]["beta"]) == (1024, 512, 90.0, 0.0025)
 
 
 @pytest.mark.parametrize("args, phrase", [
@@ -124,8 +153,8 @@ def test_bad_input_is_one_sentence_and_status_2(args, phrase, tmp_path, run_dir)
     assert len(lines) == 1 and phrase in lines[0], result.stderr
 
 
-def test_an_existing_run_is_never_overwritten(run_dir, capsys):
+def test_an_existing_run_is_never_overwritten(run_dir, capsys, train_flags):
     before = (run_dir / "config.json").read_text()
-    assert main(["train", "--data", "builtin", "--out", str(run_dir), "--steps", "1", *TRAIN]) == 2
+    assert main(["train", "--data", "builtin", "--out", str(run_dir), "--steps", "1", *train_flags]) == 2
     assert "--resume" in capsys.readouterr().err
     assert (run_dir / "config.json").read_text() == before

@@ -26,8 +26,6 @@ from introvae.errors import DataError
 from introvae.images import load_image
 
 SIZE = 16
-TRAIN = ["--image-size", str(SIZE), "--latent-dim", "8", "--base-channels", "4", "--max-channels", "16",
-         "--batch-size", "4", "--log-every", "1"]
 
 
 def _permissions_bind() -> bool:
@@ -206,10 +204,10 @@ def test_check_data_prints_the_report(hostile: Path, capsys: pytest.CaptureFixtu
 
 
 def test_train_on_a_hostile_folder_prints_the_report_once(hostile: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture) -> None:
+                                                          capsys: pytest.CaptureFixture, tiny_cli) -> None:
     out = tmp_path / "run"
-    assert main(["train", "--data", str(hostile), "--out", str(out), "--steps", "2", "--warmup-steps", "1",
-                 *TRAIN]) == 0
+    flags = tiny_cli(data=None, image_size=SIZE, channels=None, warmup_steps=1)  # channels detected
+    assert main(["train", "--data", str(hostile), "--out", str(out), "--steps", "2", *flags]) == 0
     err = capsys.readouterr().err
     assert err.count("skipped 10 of 20 files") == 1, err
     assert "Traceback" not in err
@@ -228,11 +226,11 @@ def test_the_bomb_limit_follows_pillow(hostile: Path, monkeypatch: pytest.Monkey
 # ------------------------------------------------------------------------------------- errors
 
 
-def test_empty_folder_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_empty_folder_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture, tiny_cli) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["check-data", str(empty)]) == 2
-    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "run"), "--steps", "1", *TRAIN]) == 2
+    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "run"), "--steps", "1", *tiny_cli(data=None)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("introvae: error:") and str(empty) in line for line in err)
     assert not (tmp_path / "run").exists()

@@ -16,9 +16,6 @@ from introvae.plot import read_log
 
 WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 EXACT = Path(__file__).parent / "helpers" / "ddp_exact.py"
-TINY_CLI = ["--image-size", "16", "--latent-dim", "8", "--base-channels", "4", "--max-channels", "16",
-            "--batch-size", "8", "--builtin-count", "64", "--grid-every", "0", "--log-every", "1", "--quiet",
-            "--warmup-steps", "1"]
 
 
 def _free_port() -> int:
@@ -58,23 +55,24 @@ def test_averaged_gradients_equal_one_process_on_the_global_batch(tmp_path):
         torch.testing.assert_close(rank0[key], single[key], rtol=1e-5, atol=1e-6)
 
 
-def test_torchrun_cli_writes_one_run_and_resumes_with_one_process(tmp_path):
+def test_torchrun_cli_writes_one_run_and_resumes_with_one_process(tmp_path, tiny_cli):
     run = tmp_path / "run"
-    _torchrun(2, "-m", "introvae", "train", "--out", str(run), "--steps", "4", "--checkpoint-every", "2", *TINY_CLI)
+    _torchrun(2, "-m", "introvae", "train", "--out", str(run), "--steps", "4",
+              *tiny_cli(batch_size=8, builtin_count=64, warmup_steps=1, checkpoint_every=2), "--quiet")
     records = [r for r in read_log(run / "log.jsonl") if "loss_encoder" in r]
     assert [r["step"] for r in records] == [1, 2, 3, 4]  # written once, by rank 0
     from introvae.cli import main
 
     assert main(["train", "--resume", str(run), "--steps", "6", "--quiet"]) == 0
     assert [r["step"] for r in read_log(run / "log.jsonl") if "loss_encoder" in r] == [1, 2, 3, 4, 5, 6]
-    assert json.loads((run / "config.json").read_text())["batch_size"] == 8
+    assert json.loads((run / "config.json").read_text())["optim"]["batch_size"] == 8
 
 
-def test_a_global_batch_that_does_not_split_over_the_ranks_is_an_error(tmp_path):
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_an_error(tmp_path, tiny_cli):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
          "--master_port", str(_free_port()), "-m", "introvae", "train", "--out", str(tmp_path / "r"), "--steps", "2",
-         *TINY_CLI, "--batch-size", "7"],
+         *tiny_cli(batch_size=7, builtin_count=64, warmup_steps=1), "--quiet"],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     # Each rank says it in one sentence (torchrun then reports the failed children in its own words).
     assert result.returncode != 0

@@ -14,16 +14,15 @@ import torch
 from PIL import Image
 
 from introvae.cli import main
-from introvae.data import make_shapes
-from introvae.evaluate import (EvalSettings, FeatureSpace, evaluate_run, evaluate_sets, load_image_set,
-                               nearest_by_pixels, reconstruction_errors)
-from introvae.data.source import TensorSource
+from introvae.data import TensorSource, make_shapes, open_data
+from introvae.evaluate import (EvalSettings, FeatureSpace, evaluate_run, evaluate_sets, generate_samples,
+                               load_image_set, nearest_by_pixels, reconstruction_errors)
 from introvae.errors import DataError
 from introvae.metrics.fid import fid
 from introvae.metrics.inception import FIDInceptionV3, inception_features, load_inception
+from introvae.model import Model
 from introvae.plot import read_log
 from introvae.train import train
-from introvae.config import Config
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is not the published")
 
@@ -65,8 +64,10 @@ def _write_pngs(images_u8, folder):
 @pytest.fixture(scope="module")
 def two_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("sets")
-    samples = _write_pngs(make_shapes(20, 32, 3, seed=1), root / "samples")
-    reference = _write_pngs(make_shapes(20, 32, 3, seed=2), root / "reference")
+    # 12 images: enough for every metric (the Inception Score's 10 splits, KID's subsets of 10), few enough that
+    # the Inception network's passes stay short.
+    samples = _write_pngs(make_shapes(12, 32, 3, seed=1), root / "samples")
+    reference = _write_pngs(make_shapes(12, 32, 3, seed=2), root / "reference")
     return samples, reference
 
 
@@ -84,7 +85,7 @@ def test_two_folder_mode_end_to_end(two_folders, weights, tmp_path, capsys):
         assert row in table
     report = json.loads(out.read_text())
     m = report["metrics"]
-    assert m["num_samples"] == 20 and m["num_reference"] == 20
+    assert m["num_samples"] == 12 and m["num_reference"] == 12
     assert m["fid"] > 0 and 0 <= m["precision_recall"]["precision"] <= 1
     assert m["swd"]["mean"] > 0 and set(m["swd"]["levels"]) == {"32", "16"}
     assert 0 < m["ms_ssim"]["samples"] < 1
@@ -103,9 +104,9 @@ def test_a_set_against_itself(two_folders, weights):
 
 def test_fid_does_not_depend_on_the_batch_size(weights):
     model = load_inception(weights)
-    real, fake = make_shapes(10, 32, 3, seed=3), make_shapes(10, 32, 3, seed=4)
+    real, fake = make_shapes(6, 32, 3, seed=3), make_shapes(6, 32, 3, seed=4)
     values = []
-    for batch_size in (1, 7, 64):
+    for batch_size in (1, 4, 64):  # one image at a time, uneven chunks (4 + 2), all at once
         a, b = (inception_features(model, x, batch_size)["pool"] for x in (real, fake))
         values.append(fid(a, b))
     assert values[0] > 0
@@ -147,13 +148,13 @@ def test_bad_combinations_of_options(args, words, capsys):
 
 
 def test_reference_features_are_cached(weights, tmp_path):
-    images = make_shapes(12, 32, 3, seed=5)
+    images = make_shapes(6, 32, 3, seed=5)
     space = FeatureSpace(EvalSettings(fid_weights=str(weights)))
     first = space.of_cached(images, "reference")
     files = list((tmp_path / "cache" / "inception-features").glob("*.npz"))
     assert len(files) == 1
     # The cached file is what a second call returns (made recognisable by overwriting it).
-    np.savez(files[0], pool=np.full((12, 2048), 7.0, np.float32), logits=np.zeros((12, 1008), np.float32))
+    np.savez(files[0], pool=np.full((6, 2048), 7.0, np.float32), logits=np.zeros((6, 1008), np.float32))
     assert float(space.of_cached(images, "reference")["pool"][0, 0]) == 7.0
     # Different images, different key.
     assert not torch.equal(space.of_cached(images.flip(-1), "reference")["pool"], first["pool"])
@@ -205,31 +206,38 @@ def test_nearest_neighbours_in_pixel_space_find_the_image_itself():
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
+def small_run(tmp_path_factory, tiny_config):
     out = tmp_path_factory.mktemp("run") / "run"
-    config = Config(image_size=16, latent_dim=8, base_channels=4, max_channels=16, batch_size=8, steps=4,
-                    warmup_steps=2, builtin_count=96, test_fraction=0.25, log_every=1, grid_every=0)
+    config = tiny_config(batch_size=8, steps=4, warmup_steps=2, builtin_count=48, test_fraction=0.25)
     return train(config, out=out, quiet=True)
 
 
-def test_evaluate_a_run(small_run, weights, capsys):
-    code = main(["evaluate", str(small_run), "--num-samples", "24", "--fid-weights", str(weights), *SMALL_CLI])
+def test_evaluate_a_run(small_run, weights, capsys, read_grid):
+    code = main(["evaluate", str(small_run), "--num-samples", "12", "--fid-weights", str(weights), *SMALL_CLI])
     assert code == 0
     assert "RMSE (0-255)" in capsys.readouterr().out
     report = json.loads((small_run / "eval" / "eval-00000004.json").read_text())
-    assert report["step"] == 4 and report["metrics"]["num_samples"] == 24
-    assert report["metrics"]["num_reference"] == 24  # the held-out quarter of 96 images
+    assert report["step"] == 4 and report["metrics"]["num_samples"] == 12
+    assert report["metrics"]["num_reference"] == 12  # the held-out quarter of 48 images
     rec = report["reconstruction"]
-    assert rec["count"] == 24 and 0 < rec["rmse"] < 255 and rec["ssim"] < 1
-    assert (small_run / "eval" / "nearest_pixels.png").exists()
-    assert (small_run / "eval" / "nearest_features.png").exists()
+    assert rec["count"] == 12 and 0 < rec["rmse"] < 255 and rec["ssim"] < 1
     assert "fid" in report["metrics"] and report["skipped"] == {}
+    # Nearest neighbours: row r is sample r, then 5 training images, in pixel space nearest first by L1.
+    samples = generate_samples(Model.load(small_run), 12, seed=0, batch_size=64)[:8].permute(0, 2, 3, 1).numpy()
+    train_split = open_data("builtin", 16, 3, 0.25, 0, builtin_count=48).train
+    training_images = {image.tobytes() for image in
+                       train_split.get(list(range(len(train_split)))).permute(0, 2, 3, 1).numpy()}
+    for name in ("nearest_pixels.png", "nearest_features.png"):
+        tiles = read_grid(small_run / "eval" / name, 16, 6)
+        assert tiles.shape[0] == 8 and np.array_equal(tiles[:, 0], samples)
+        assert all(tile.tobytes() in training_images for tile in tiles[:, 1:].reshape(-1, 16, 16, 3))
+    tiles = read_grid(small_run / "eval" / "nearest_pixels.png", 16, 6).astype(int)
+    l1 = np.abs(tiles[:, 1:] - tiles[:, :1]).sum(axis=(2, 3, 4))
+    assert (np.diff(l1, axis=1) >= 0).all()
 
 
 def test_evaluation_samples_are_the_seeded_samples(small_run):
-    from introvae.evaluate import generate_samples
     from introvae.images import to_uint8
-    from introvae.model import Model
 
     model = Model.load(small_run)
     # The same images: the codes are the same, and the decoded values differ only in the last float bits (matrix
@@ -238,9 +246,8 @@ def test_evaluation_samples_are_the_seeded_samples(small_run):
     assert difference.abs().max() <= 1 and (difference == 0).float().mean() > 0.99
 
 
-def test_a_run_without_held_out_images_needs_data(tmp_path, capsys):
-    run = train(Config(image_size=16, latent_dim=8, base_channels=4, max_channels=16, batch_size=4, steps=1,
-                       warmup_steps=0, builtin_count=16, test_fraction=0.0, grid_every=0), out=tmp_path / "r", quiet=True)
+def test_a_run_without_held_out_images_needs_data(tmp_path, capsys, tiny_config):
+    run = train(tiny_config(steps=1, builtin_count=16, test_fraction=0.0), out=tmp_path / "r", quiet=True)
     assert main(["evaluate", str(run), "--num-samples", "4"]) == 2
     assert "--data" in capsys.readouterr().err
     folder = _write_pngs(make_shapes(12, 16, 3, seed=9), tmp_path / "ref")
@@ -251,9 +258,8 @@ def test_a_run_without_held_out_images_needs_data(tmp_path, capsys):
 # ---- during training
 
 
-def test_eval_every_logs_metrics_without_changing_training(tmp_path, weights):
-    base = Config(image_size=16, latent_dim=8, base_channels=4, max_channels=16, batch_size=8, steps=4, warmup_steps=1,
-                  builtin_count=64, test_fraction=0.25, log_every=2, grid_every=0)
+def test_eval_every_logs_metrics_without_changing_training(tmp_path, weights, tiny_config):
+    base = tiny_config(batch_size=8, steps=4, warmup_steps=1, builtin_count=64, test_fraction=0.25, log_every=2)
     plain = train(base, out=tmp_path / "plain", quiet=True)
     evaluated = train(base.replace(eval_every=2, eval_samples=12, fid_weights=str(weights)), out=tmp_path / "eval",
                       quiet=True)
@@ -268,9 +274,8 @@ def test_eval_every_logs_metrics_without_changing_training(tmp_path, weights):
     assert all(torch.equal(a[k], b[k]) for k in a)  # evaluating uses its own randomness and eval-mode networks
 
 
-def test_eval_every_needs_held_out_images(tmp_path):
+def test_eval_every_needs_held_out_images(tmp_path, tiny_config):
     from introvae.errors import UserError
 
     with pytest.raises(UserError, match="--test-fraction"):
-        train(Config(image_size=16, latent_dim=8, base_channels=4, max_channels=16, batch_size=4, steps=2,
-                     builtin_count=16, test_fraction=0.0, eval_every=1), out=tmp_path / "r", quiet=True)
+        train(tiny_config(steps=2, builtin_count=16, test_fraction=0.0, eval_every=1), out=tmp_path / "r", quiet=True)

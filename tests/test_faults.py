@@ -1,4 +1,4 @@
-"""Training through faults: SIGKILL at random moments (checkpoint writes included), SIGTERM and Ctrl-C, a full disk,
+"""Training through faults: SIGKILL at scripted moments (checkpoint writes included), SIGTERM and Ctrl-C, a full disk,
 non-finite losses and gradients (skip, roll back, give up), and files that are not what they claim to be."""
 
 import ast
@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import pickle
-import random
 import re
 import signal
 import subprocess
@@ -20,20 +19,15 @@ import torch
 import introvae
 import introvae.atomic as atomic
 from introvae import Config, Model, train
-from introvae.atomic import SLOW_WRITE_ENV
 from introvae.checkpoint import (check_safetensors, checkpoint_steps, load_networks, load_tree, model_path,
                                  save_checkpoint, train_state_path)
 from introvae.data import open_data
 from introvae.errors import UserError
 from introvae.objectives import Phase, build_objective, learning_rate
 from introvae.plot import plot_dynamics, read_log
-from introvae.train import MAX_BAD_STEPS, MAX_ROLLBACKS, Trainer, TrainingDiverged, TrainingInterrupted, step_phases
+from introvae.engine import MAX_BAD_STEPS, step_phases
+from introvae.train import MAX_ROLLBACKS, Trainer, TrainingDiverged, TrainingInterrupted
 
-TINY = dict(image_size=16, channels=3, latent_dim=8, base_channels=4, max_channels=16, batch_size=4,
-            builtin_count=32, log_every=1, grid_every=0, checkpoint_every=0, warmup_steps=0)
-TINY_CLI = ["--data", "builtin", "--image-size", "16", "--latent-dim", "8", "--base-channels", "4",
-            "--max-channels", "16", "--batch-size", "4", "--builtin-count", "32", "--warmup-steps", "0",
-            "--log-every", "1", "--grid-every", "0"]
 SRC = Path(introvae.__file__).resolve().parent
 
 
@@ -54,10 +48,9 @@ def _no_pictures(monkeypatch):
     monkeypatch.setattr(Trainer, "write_summary_images", lambda self: None)
 
 
-def _env(**extra):
+def _env():
     # One thread in the children and in the in-process reference: the same arithmetic, and kind to a shared machine.
-    env = {k: v for k, v in os.environ.items() if k != SLOW_WRITE_ENV}
-    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC.parent), **extra}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC.parent)}
 
 
 def _logged_steps(run):
@@ -68,15 +61,9 @@ def _resumed_at(text):
     return int(re.search(r"introvae: resuming at step (\d+)", text).group(1))
 
 
-def _wait_for_progress(run, proc, after, stderr=None, timeout=90.0):
-    """Wait until the process has logged a step beyond `after` (training is under way), or has exited.
-
-    With `stderr`, first wait for the resume line, so that log records of the previous process are truncated."""
+def _wait_for_progress(run, proc, after, timeout=90.0):
+    """Wait until the process has logged a step beyond `after` (training is under way), or has exited."""
     deadline = time.time() + timeout
-    while stderr is not None and time.time() < deadline and proc.poll() is None:
-        if "introvae: resuming at step" in stderr.read_text():
-            break
-        time.sleep(0.02)
     while time.time() < deadline and proc.poll() is None:
         try:
             steps = _logged_steps(run)
@@ -102,55 +89,50 @@ def _temporaries(run):
     return sorted(p.relative_to(run).as_posix() for p in run.rglob("*.tmp"))
 
 
-# ---------------------------------------------------------------- SIGKILL at random moments
+# ---------------------------------------------------------------- SIGKILL at scripted moments
 
-def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path):
+KILLED_TRAIN = Path(__file__).parent / "helpers" / "killed_train.py"
+# Where each process kills itself: inside (mid) or just after (after) its Nth checkpoint file write. A checkpoint is
+# two files, so these land in the first and the second file of a checkpoint, between checkpoints, and on the first
+# write after a resume; the order was drawn once at random and is fixed, so no run depends on the machine's speed.
+KILLS = [("mid", 3), ("after", 3), ("mid", 4), ("after", 2), ("mid", 1), ("after", 5)]
+
+
+def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path, tiny_cli):
     run, steps = tmp_path / "run", 30
-    rng = random.Random(20240611)
-    slow = _env(**{SLOW_WRITE_ENV: "0.08"})  # each file written sits 0.08 s as a temporary before its rename
-    base = [sys.executable, "-m", "introvae", "train", "--steps", str(steps), "--checkpoint-every", "1",
-            "--keep-checkpoints", "2"]
-    trials, resumed_from, finished = [], [], False
-    for trial in range(6):
-        before = checkpoint_steps(run)[-1] if checkpoint_steps(run) else 0
-        command = base + (["--out", str(run), "--quiet", *TINY_CLI] if trial == 0 else ["--resume", str(run)])
-        stderr_path = tmp_path / f"stderr-{trial}.txt"
-        with open(stderr_path, "w") as err:
-            proc = subprocess.Popen(command, env=slow, stdout=subprocess.DEVNULL, stderr=err)
-            _wait_for_progress(run, proc, after=before, stderr=stderr_path if trial else None)
-            delay = rng.uniform(0.0, 1.0)
-            time.sleep(delay)
-            proc.kill()
-            proc.wait()
-        stderr = stderr_path.read_text()
+    base = ["--steps", str(steps), "--checkpoint-every", "1", "--keep-checkpoints", "2"]
+    trials, resumed_from = [], []
+    for trial, (moment, count) in enumerate(KILLS):
+        fresh = ["--out", str(run), "--quiet", *tiny_cli(checkpoint_every=None)]
+        args = base + (fresh if trial == 0 else ["--resume", str(run)])
+        proc = subprocess.run([sys.executable, str(KILLED_TRAIN), moment, str(count), "--", *args], env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
         if trial:
-            resumed_from.append(_resumed_at(stderr))
-        if proc.returncode == 0:  # a slow kill on a fast machine: the run had finished
-            finished = True
-            break
-        assert proc.returncode == -signal.SIGKILL, stderr[-2000:]
+            resumed_from.append(_resumed_at(proc.stderr))
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
         files = sorted(p.name for p in (run / "checkpoints").iterdir())
         complete = checkpoint_steps(run)
         _assert_no_partial_files(run)
-        trials.append({"delay_s": round(delay, 3), "logged": _logged_steps(run)[-1], "complete": complete,
+        trials.append({"kill": f"{moment} write {count}", "logged": _logged_steps(run)[-1], "complete": complete,
                        "temporaries": [f for f in files if f.endswith(".tmp")],
                        "orphans": [f for f in files if f.startswith("train-") and
                                    not (run / "checkpoints" / f.replace("train-", "model-")).exists()]})
-    if not finished:  # the last resume runs to the end, without slow writes
-        last = subprocess.run(base + ["--resume", str(run)], env=_env(), capture_output=True, text=True, timeout=300)
-        assert last.returncode == 0, last.stderr[-2000:]
-        resumed_from.append(_resumed_at(last.stderr))
+    last = subprocess.run([sys.executable, "-m", "introvae", "train", *base, "--resume", str(run)], env=_env(),
+                          capture_output=True, text=True, timeout=300)  # the last resume runs to the end
+    assert last.returncode == 0, last.stderr[-2000:]
+    resumed_from.append(_resumed_at(last.stderr))
 
-    print("\nSIGKILL trials (delay after the process logged its first new step):")
+    print("\nSIGKILL trials:")
     for t, start in zip(trials, resumed_from):
         where = ("mid-write: " + ", ".join(t["temporaries"]) if t["temporaries"] else "between writes") + \
                 (f"; orphan {t['orphans']}" if t["orphans"] else "")
-        print(f"  killed {t['delay_s']:.3f} s in, last logged step {t['logged']}, complete checkpoints "
-              f"{t['complete']} ({where}) -> resumed from step {start}")
+        print(f"  killed {t['kill']}, last logged step {t['logged']}, complete checkpoints {t['complete']} "
+              f"({where}) -> resumed from step {start}")
     for t, start in zip(trials, resumed_from):
         assert start == (t["complete"][-1] if t["complete"] else 0)  # the newest complete checkpoint, every time
         assert t["logged"] >= start  # the log may run ahead of the checkpoint; resuming truncates it
-    assert any(t["temporaries"] or t["orphans"] for t in trials)  # at least one kill landed inside a checkpoint write
+    assert all(t["temporaries"] for t, (moment, _) in zip(trials, KILLS) if moment == "mid")  # left by the writes
+    assert any(t["orphans"] for t in trials)  # and at least one left half a checkpoint
     # The run ends where it should, its log continues exactly (no repeated or missing steps), nothing half-written
     # is left under a final name and the temporaries of the killed writes are gone.
     assert checkpoint_steps(run) == [steps - 1, steps]
@@ -169,8 +151,8 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
     assert all(torch.equal(final[k], v) for k, v in reference.networks.state_dict().items())
 
 
-def test_resume_copes_with_a_log_ahead_of_the_checkpoint_and_a_half_written_line(tmp_path):
-    run = train(Config(**{**TINY, "steps": 3, "checkpoint_every": 2}), out=tmp_path / "r", quiet=True)
+def test_resume_copes_with_a_log_ahead_of_the_checkpoint_and_a_half_written_line(tmp_path, tiny_config):
+    run = train(tiny_config(steps=3, checkpoint_every=2), out=tmp_path / "r", quiet=True)
     (run / "checkpoints" / "model-00000003.safetensors").unlink()  # as if killed before step 3's checkpoint
     with (run / "log.jsonl").open("a") as log:
         log.write(json.dumps({"step": 4, "ae": 1.0}) + "\n" + '{"step": 5, "ae": 0.')  # killed mid-line
@@ -183,10 +165,9 @@ def test_resume_copes_with_a_log_ahead_of_the_checkpoint_and_a_half_written_line
 
 # ---------------------------------------------------------------- SIGTERM and Ctrl-C
 
-def test_sigterm_saves_a_checkpoint_and_exits_with_status_2(tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_with_status_2(tmp_path, tiny_cli):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "introvae", "train", *TINY_CLI, "--steps", "1000", "--checkpoint-every", "0",
-               "--out", str(run), "--quiet"]
+    command = [sys.executable, "-m", "introvae", "train", *tiny_cli(steps=1000), "--out", str(run), "--quiet"]
     proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_progress(run, proc, after=1)
     proc.send_signal(signal.SIGTERM)
@@ -237,12 +218,19 @@ class _NanGradient(torch.autograd.Function):
         return grad * float("nan")
 
 
-def _trainer(tmp_path, fault, **options):
-    config = Config(**{**TINY, "steps": 6, **options})
-    trainer = Trainer(config, tmp_path, open_data("builtin", 16, 3, 0.1, 0, builtin_count=32), resume=False,
-                      quiet=True)
-    trainer.objective = Faulty(trainer.objective, fault)
-    return trainer
+@pytest.fixture
+def faulty_trainer(tiny_config):
+    """A Trainer of 6 steps of the tiny run (with `options`) in `run_dir`, its objective wrapped in Faulty."""
+
+    def make(run_dir, fault, **options):
+        config = tiny_config(**{"steps": 6, **options})
+        data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
+                         config.builtin_count)
+        trainer = Trainer(config, run_dir, data, resume=False, quiet=True)
+        trainer.objective = Faulty(trainer.objective, fault)
+        return trainer
+
+    return make
 
 
 @pytest.fixture
@@ -254,9 +242,11 @@ def ctrl_c_delivered():
     signal.signal(signal.SIGINT, previous)
 
 
-def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tmp_path, ctrl_c_delivered):
+def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tmp_path, ctrl_c_delivered,
+                                                                              faulty_trainer):
     handler, term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    once = _trainer(tmp_path / "a", lambda step: (lambda: os.kill(os.getpid(), signal.SIGINT)) if step == 2 else None)
+    once = faulty_trainer(tmp_path / "a",
+                          lambda step: (lambda: os.kill(os.getpid(), signal.SIGINT)) if step == 2 else None)
     with pytest.raises(TrainingInterrupted, match=r"^interrupted at step 3; a checkpoint was saved") as caught:
         once.fit()
     assert caught.value.checkpoint_saved and caught.value.step == 3 and checkpoint_steps(tmp_path / "a") == [3]
@@ -266,7 +256,7 @@ def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tm
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
 
-    hurried = _trainer(tmp_path / "b", lambda step: twice if step == 2 else None, checkpoint_every=1)
+    hurried = faulty_trainer(tmp_path / "b", lambda step: twice if step == 2 else None, checkpoint_every=1)
     with pytest.raises(TrainingInterrupted, match=r"during step 3, so its state was not saved; continue from the "
                                                   r"newest checkpoint, at step 2") as caught:
         hurried.fit()
@@ -288,9 +278,9 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("kind", ["nan", "grad"])
-def test_a_non_finite_step_is_skipped_before_any_optimizer_steps(tmp_path, kind):
+def test_a_non_finite_step_is_skipped_before_any_optimizer_steps(tmp_path, kind, faulty_trainer):
     faults = {1: kind}
-    trainer = _trainer(tmp_path, lambda step: faults.pop(step, None))
+    trainer = faulty_trainer(tmp_path, lambda step: faults.pop(step, None))
     assert trainer.train_step() and trainer.step == 1
     before, seen = _snapshot(trainer), trainer.images_seen
     assert trainer.train_step() == {}  # the encoder's loss (or only its gradient) is not finite: skipped
@@ -300,8 +290,8 @@ def test_a_non_finite_step_is_skipped_before_any_optimizer_steps(tmp_path, kind)
     assert trainer.train_step() and trainer.step == 2 and trainer.bad_steps == 0
 
 
-def test_a_non_finite_gradient_with_a_finite_loss_is_caught_before_its_optimizer_steps():
-    config = Config(**TINY)
+def test_a_non_finite_gradient_with_a_finite_loss_is_caught_before_its_optimizer_steps(tiny_config):
+    config = tiny_config()
     model = Model.build(config)
     objective = build_objective(config)
     optimizers = {n: torch.optim.Adam(model.networks[n].parameters(), lr=1e-3) for n in objective.roles}
@@ -324,7 +314,7 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_caught_before_its_optimizer
     assert all(torch.equal(p, q) for p, q in zip(model.networks["generator"].parameters(), generator))
 
 
-def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path):
+def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path, faulty_trainer, read_chart):
     attempts = {"bad": 0}
 
     def fault(step):  # the 5th step fails 10 times, then works
@@ -333,7 +323,7 @@ def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path):
             return "fast-nan"
         return None
 
-    trainer = _trainer(tmp_path, fault, steps=7, checkpoint_every=3)
+    trainer = faulty_trainer(tmp_path, fault, steps=7, checkpoint_every=3)
     trainer.fit()
     assert attempts["bad"] == MAX_BAD_STEPS and trainer.step == 7 and trainer.rollbacks == 1
     records = read_log(tmp_path / "log.jsonl")
@@ -350,10 +340,10 @@ def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path):
     assert resumed.step == 7 and resumed.lr_scale == 0.5
     assert all(g["lr"] == base * 0.5 for o in resumed.optimizers.values() for g in o.param_groups)
     plot_dynamics(records, tmp_path / "dynamics.png")
-    assert (tmp_path / "dynamics.png").stat().st_size > 0
+    read_chart(tmp_path / "dynamics.png")
 
 
-def test_persistent_nan_stops_after_three_roll_backs_to_the_initial_state(tmp_path):
+def test_persistent_nan_stops_after_three_roll_backs_to_the_initial_state(tmp_path, faulty_trainer):
     calls = {"bad": 0}
 
     def fault(step):
@@ -362,7 +352,7 @@ def test_persistent_nan_stops_after_three_roll_backs_to_the_initial_state(tmp_pa
             return "fast-nan"
         return None
 
-    trainer = _trainer(tmp_path, fault, steps=10)  # no checkpoint yet: the roll-backs go to the initial weights
+    trainer = faulty_trainer(tmp_path, fault, steps=10)  # no checkpoint yet: the roll-backs go to the initial weights
     initial = dict(Model.build(trainer.config).networks.named_parameters())
     with pytest.raises(TrainingDiverged, match=rf"not finite {MAX_BAD_STEPS} steps in a row, even after "
                                                rf"{MAX_ROLLBACKS} roll-backs .*x0.125.*--lr.*--margin.*--beta"):
@@ -381,7 +371,7 @@ def test_persistent_nan_stops_after_three_roll_backs_to_the_initial_state(tmp_pa
 # ---------------------------------------------------------------- a full disk
 
 @pytest.mark.parametrize("failing", ["train", "model"])
-def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, failing):
+def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, failing, tiny_config):
     original = atomic._write_and_sync
 
     def write(f, data):
@@ -395,7 +385,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
     with pytest.raises(UserError, match=rf"writing .*{failing}-00000004.safetensors failed: the disk is full .*; the "
                                         r"previous checkpoint, at step 2, is intact: make room, then continue with "
                                         rf"`introvae train --resume {re.escape(str(run))}`"):
-        train(Config(**{**TINY, "steps": 6, "checkpoint_every": 2}), out=run, quiet=True)
+        train(tiny_config(steps=6, checkpoint_every=2), out=run, quiet=True)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["model-00000002.safetensors",
                                                                         "train-00000002.safetensors"]
     assert load_tree(train_state_path(run, 2))["step"] == 2
@@ -415,13 +405,13 @@ class _RunsCode:
         return (open, (self.marker, "w"))  # unpickling this creates the marker file
 
 
-def test_a_pickle_in_place_of_a_checkpoint_is_refused_and_runs_nothing(tmp_path):
+def test_a_pickle_in_place_of_a_checkpoint_is_refused_and_runs_nothing(tmp_path, tiny_config):
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"state": _RunsCode(marker)})
     pickle.loads(payload).pop("state").close()  # the payload is live: unpickling it runs code...
     assert marker.exists()
     marker.unlink()
-    run = train(Config(**{**TINY, "steps": 2, "checkpoint_every": 2}), out=tmp_path / "r", quiet=True)
+    run = train(tiny_config(steps=2, checkpoint_every=2), out=tmp_path / "r", quiet=True)
     model_path(run, 3).write_bytes(payload)
     torch.save({"state": _RunsCode(marker)}, train_state_path(run, 3))
 
@@ -464,19 +454,21 @@ def test_no_code_path_unpickles():
     assert offenders == []
 
 
-@pytest.mark.parametrize("edit", [{"latent_dim": 16}, {"image_size": 32}, {"max_channels": 8}])
-def test_a_config_that_does_not_fit_the_checkpoint_is_a_clear_error(tmp_path, edit):
-    run = train(Config(**{**TINY, "steps": 1}), out=tmp_path / "r", quiet=True)
+@pytest.mark.parametrize("section, edit", [("networks", {"latent_dim": 16}), ("dataset", {"image_size": 32}),
+                                           ("networks", {"max_channels": 8})])
+def test_a_config_that_does_not_fit_the_checkpoint_is_a_clear_error(tmp_path, section, edit, tiny_config):
+    run = train(tiny_config(steps=1), out=tmp_path / "r", quiet=True)
     config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**config, **edit}))
+    config[section].update(edit)
+    (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match=r"model-00000001\.safetensors does not fit the networks of this run's "
                                         r"config\.json \(first mismatch: .*\)"):
         Model.load(run, device="cpu")
 
 
-def test_a_checkpoint_write_killed_between_its_files_does_not_count(tmp_path):
+def test_a_checkpoint_write_killed_between_its_files_does_not_count(tmp_path, tiny_config):
     """What a SIGKILL between train-N and model-N leaves: an orphaned training state, ignored, then cleaned up."""
-    model = Model.build(Config(**TINY))
+    model = Model.build(tiny_config())
     save_checkpoint(tmp_path, 1, model.networks, {"step": 1}, keep=2)
     (tmp_path / "checkpoints" / "train-00000002.safetensors").write_bytes(
         (tmp_path / "checkpoints" / "train-00000001.safetensors").read_bytes())

@@ -17,8 +17,8 @@ from introvae.plot import read_log
 from introvae import precision as precision_module
 from introvae.precision import resolve_precision
 
-SMALL = dict(image_size=16, channels=3, latent_dim=16, base_channels=8, max_channels=32, batch_size=16,
-             builtin_count=256, log_every=5, grid_every=0, checkpoint_every=0)
+# The tiny run (conftest.py) made larger, so that batch-norm statistics and the KL have something to say.
+SMALL = dict(latent_dim=16, base_channels=8, max_channels=32, batch_size=16, builtin_count=256, log_every=5)
 
 
 def _held_out(config: Config, count: int = 48) -> torch.Tensor:
@@ -41,10 +41,13 @@ def _rmse_batch_statistics(model: Model, images: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
-def test_eval_mode_reconstructions_match_batch_statistics(tmp_path, model):
+def test_eval_mode_reconstructions_match_batch_statistics(tmp_path, model, tiny_config):
     # 150 steps at lr 1e-3: long enough for IntroVAE's running averages to drift from real data (with the averages
     # kept during training its eval-mode RMSE is 13 % above the batch-statistics one here).
-    config = Config(**SMALL, model=model, steps=150, warmup_steps=20, lr=1e-3)
+    # A narrow discriminator for avae (its default width would take most of the time): only the encoder and the
+    # generator, whose batch-norm statistics are compared here, decode.
+    narrow = dict(disc_channels=8, disc_latent=8) if model == "avae" else {}
+    config = tiny_config(**SMALL, **narrow, model=model, steps=150, warmup_steps=20, lr=1e-3)
     run = train(config, out=tmp_path / "run", quiet=True)
     trained = Model.load(run, device="cpu")
     images = _held_out(config)
@@ -53,9 +56,9 @@ def test_eval_mode_reconstructions_match_batch_statistics(tmp_path, model):
     assert eval_mode <= 1.05 * batch_stats, (eval_mode, batch_stats)
 
 
-def test_reestimating_repairs_statistics_of_generated_images(tmp_path):
+def test_reestimating_repairs_statistics_of_generated_images(tmp_path, tiny_config):
     # A model whose averages describe other inputs (as those kept while training on generated images do).
-    config = Config(**SMALL, steps=40, warmup_steps=10)
+    config = tiny_config(**SMALL, steps=40, warmup_steps=10)
     run = train(config, out=tmp_path / "run", quiet=True)
     model = Model.load(run, device="cpu")
     images = _held_out(config)
@@ -94,8 +97,8 @@ def test_auto_precision_with_native_bf16_follows_the_quality_decision(monkeypatc
     assert resolve_precision("auto", torch.device("cpu"))[0] == ("bf16" if decided else "fp32")
 
 
-def test_bf16_keeps_the_output_layers_and_losses_in_fp32():
-    model = Model.build(Config(**SMALL))
+def test_bf16_keeps_the_output_layers_and_losses_in_fp32(tiny_config):
+    model = Model.build(tiny_config(**SMALL))
     x = torch.rand(4, 3, 16, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mu, logvar = model.networks["encoder"](x)
@@ -105,17 +108,17 @@ def test_bf16_keeps_the_output_layers_and_losses_in_fp32():
     assert mu.dtype == logvar.dtype == image.dtype == torch.float32  # ...but what the losses see is fp32
 
 
-def test_bf16_run_trains_and_records_its_precision(tmp_path, capsys):
-    run = train(Config(**SMALL, steps=6, warmup_steps=2, precision="bf16"), out=tmp_path / "run")
-    assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
+def test_bf16_run_trains_and_records_its_precision(tmp_path, capsys, tiny_config):
+    run = train(tiny_config(**SMALL, steps=6, warmup_steps=2, precision="bf16"), out=tmp_path / "run")
+    assert json.loads((run / "config.json").read_text())["optim"]["precision"] == "bf16"
     assert "precision bf16" in capsys.readouterr().err.splitlines()[0]
     records = [r for r in read_log(run / "log.jsonl") if "ae" in r]
     assert records and all(torch.isfinite(torch.tensor(r["ae"])) for r in records)
 
 
-def test_auto_precision_is_resolved_in_config_json(tmp_path):
-    run = train(Config(**SMALL, steps=1), out=tmp_path / "run", quiet=True)
-    assert json.loads((run / "config.json").read_text())["precision"] in ("fp32", "bf16")
+def test_auto_precision_is_resolved_in_config_json(tmp_path, tiny_config):
+    run = train(tiny_config(**SMALL, steps=1), out=tmp_path / "run", quiet=True)
+    assert json.loads((run / "config.json").read_text())["optim"]["precision"] in ("fp32", "bf16")
 
 
 # ---------------------------------------------------------------------------------------------------- margin auto
@@ -124,8 +127,8 @@ def test_auto_precision_is_resolved_in_config_json(tmp_path):
 AUTO = dict(SMALL, margin="auto", warmup_steps=8, log_every=1)
 
 
-def test_margin_auto_is_chosen_from_the_last_quarter_of_the_warm_up(tmp_path):
-    run = train(Config(**AUTO, steps=12), out=tmp_path / "run", quiet=True)
+def test_margin_auto_is_chosen_from_the_last_quarter_of_the_warm_up(tmp_path, tiny_config):
+    run = train(tiny_config(**AUTO, steps=12), out=tmp_path / "run", quiet=True)
     records = read_log(run / "log.jsonl")
     events = [r for r in records if r.get("event") == "margin"]
     assert len(events) == 1 and events[0]["step"] == 9  # set when the game starts, in the first step after warm-up
@@ -137,8 +140,8 @@ def test_margin_auto_is_chosen_from_the_last_quarter_of_the_warm_up(tmp_path):
     assert game and all(r["margin"] == events[0]["margin"] for r in game)
 
 
-def test_margin_auto_resumes_exactly(tmp_path):
-    config = Config(**AUTO, steps=12)
+def test_margin_auto_resumes_exactly(tmp_path, tiny_config):
+    config = tiny_config(**AUTO, steps=12)
     straight = train(config, out=tmp_path / "straight", quiet=True)
     stopped = train(config.replace(steps=7), out=tmp_path / "stopped", quiet=True)  # inside the measured quarter
     train(resume=stopped, steps=12, quiet=True)
@@ -149,15 +152,15 @@ def test_margin_auto_resumes_exactly(tmp_path):
     assert strip(stopped) == strip(straight)
 
 
-def test_margin_auto_needs_a_warm_up():
+def test_margin_auto_needs_a_warm_up(tiny_config):
     with pytest.raises(UserError, match="--warmup-steps"):
-        Config(**{**AUTO, "warmup_steps": 0}).validate()
+        tiny_config(**{**AUTO, "warmup_steps": 0}).validate()
     with pytest.raises(UserError, match="--margin"):
-        Config(**{**AUTO, "margin": "big"}).validate()
+        tiny_config(**{**AUTO, "margin": "big"}).validate()
 
 
-def test_sampling_decodes_with_the_statistics_of_prior_codes():
-    model = Model.build(Config(**SMALL))
+def test_sampling_decodes_with_the_statistics_of_prior_codes(tiny_config):
+    model = Model.build(tiny_config(**SMALL))
     with torch.no_grad():
         for layer in model.generator.modules():
             if isinstance(layer, torch.nn.BatchNorm2d):
@@ -171,12 +174,12 @@ def test_sampling_decodes_with_the_statistics_of_prior_codes():
     assert all(torch.all(r == 0) for r in running)  # swapped back after decoding
 
 
-def test_checkpoints_without_prior_statistics_load_with_the_running_ones(tmp_path):
+def test_checkpoints_without_prior_statistics_load_with_the_running_ones(tmp_path, tiny_config):
     from safetensors.torch import load_file, save_file
 
     from introvae.checkpoint import model_path
 
-    run = train(Config(**SMALL, steps=2, warmup_steps=1, margin=10.0), out=tmp_path / "run", quiet=True)
+    run = train(tiny_config(**SMALL, steps=2, warmup_steps=1, margin=10.0), out=tmp_path / "run", quiet=True)
     path = model_path(run, 2)
     old = {k: v for k, v in load_file(path).items() if not k.endswith(("prior_mean", "prior_var"))}
     save_file(old, path, metadata={"format": "introvae"})

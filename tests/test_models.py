@@ -12,31 +12,9 @@ from torch import nn
 from introvae.cli import main
 from introvae.config import PRESETS, Config
 from introvae.model import Model
-from introvae.objectives import OBJECTIVES, SoftIntroVAE, VAE, learning_rate
-from introvae.train import train, update_ema
-
-
-class _TinyEncoder(nn.Module):
-    def __init__(self, data_dim, latent_dim):
-        super().__init__()
-        self.linear = nn.Linear(data_dim, 2 * latent_dim)
-
-    def forward(self, x):
-        return self.linear(x.flatten(1)).chunk(2, dim=1)
-
-
-class _TinyGenerator(nn.Module):
-    def __init__(self, latent_dim, shape):
-        super().__init__()
-        self.linear, self.shape = nn.Linear(latent_dim, int(torch.tensor(shape).prod())), shape
-
-    def forward(self, z):
-        return self.linear(z).view(z.shape[0], *self.shape)
-
-
-def _tiny(seed=0, latent=3, shape=(1, 2, 2)):
-    torch.manual_seed(seed)
-    return nn.ModuleDict({"encoder": _TinyEncoder(4, latent), "generator": _TinyGenerator(latent, shape)})
+from introvae.objectives import OBJECTIVES, build_objective, learning_rate
+from introvae.engine import update_ema
+from introvae.train import train
 
 
 def _kl(mu, logvar):
@@ -47,11 +25,11 @@ def _sse(a, b):
     return ((a - b) ** 2).flatten(1).sum(1)
 
 
-def test_soft_introvae_losses_by_hand():
-    nets = _tiny()
+def test_soft_introvae_losses_by_hand(tiny_networks):
+    nets = tiny_networks()
     x = torch.rand(5, 1, 2, 2, generator=torch.Generator().manual_seed(1))
     config = Config(model="soft-introvae", beta_kl=0.7, beta_rec=1.3, beta_neg=5.0, gamma_r=0.2)
-    phases = SoftIntroVAE(config).phases(nets, x, 0, torch.Generator().manual_seed(2))
+    phases = build_objective(config).phases(nets, x, 0, torch.Generator().manual_seed(2))
     loss_encoder = next(phases).loss
     loss_decoder = next(phases).loss  # no optimizer step in between: both use the same weights
 
@@ -80,11 +58,11 @@ def test_soft_introvae_losses_by_hand():
     torch.testing.assert_close(loss_decoder, expected_decoder)
 
 
-def test_vae_loss_by_hand():
-    nets = _tiny()
+def test_vae_loss_by_hand(tiny_networks):
+    nets = tiny_networks()
     x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(3))
     config = Config(model="vae", beta_kl=0.5, beta=2.0, reconstruction="half_sse")
-    phases = VAE(config).phases(nets, x, 0, torch.Generator().manual_seed(4))
+    phases = build_objective(config).phases(nets, x, 0, torch.Generator().manual_seed(4))
     encoder_phase, generator_phase = next(phases), next(phases)
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
@@ -134,20 +112,18 @@ def test_sampling_uses_the_ema_generator(tmp_path):
 # ---- every model through the command line
 
 
-TINY_CLI = ["--image-size", "16", "--latent-dim", "8", "--base-channels", "4", "--max-channels", "16",
-            "--batch-size", "8", "--builtin-count", "64", "--test-fraction", "0.25", "--grid-every", "0", "--quiet"]
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
-def test_every_model_trains_samples_and_evaluates_from_the_command_line(model, tmp_path, monkeypatch, capsys):
+def test_every_model_trains_samples_and_evaluates_from_the_command_line(model, tmp_path, monkeypatch, capsys, tiny_cli):
     monkeypatch.setenv("INTROVAE_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("INTROVAE_FID_WEIGHTS", raising=False)
     run = tmp_path / "run"
-    assert main(["train", "--model", model, "--out", str(run), "--steps", "3", "--warmup-steps", "1", "--ema", "0.9",
-                 *TINY_CLI]) == 0
+    flags = tiny_cli(batch_size=8, builtin_count=64, test_fraction=0.25, warmup_steps=1, ema=0.9)
+    assert main(["train", "--model", model, "--out", str(run), "--steps", "3", *flags, "--quiet"]) == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == model and config["lr"] == OBJECTIVES[model].default_lr  # the resolved default
+    assert config["model"] == model and config["optim"]["lr"] == OBJECTIVES[model].default_lr  # the resolved default
     assert main(["sample", str(run), "--num", "5", "--out", str(tmp_path / "s.npz")]) == 0
     import numpy as np
 

@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from introvae.config import Config
-from introvae.objectives import IntroVAE, kl_per_sample, reconstruction_per_image
+from introvae.engine import step_phases
+from introvae.objectives import build_objective, kl_per_sample, reconstruction_per_image
 from introvae.objectives.base import prior_sample, reparameterize
 
 
@@ -40,35 +40,11 @@ def test_reconstruction_by_hand():
 
 @pytest.mark.parametrize("hinge, expected", [("per_sample", (3.0 + 0.0 + 0.0) / 3), ("batch_mean", 0.0)])
 def test_hinge_below_at_and_above_margin(hinge, expected):
-    objective = IntroVAE(Config(margin=10.0, hinge=hinge))
+    objective = build_objective(Config(margin=10.0, hinge=hinge))
     kl = torch.tensor([7.0, 10.0, 13.0])  # below, at and above m; batch mean exactly m
     assert objective.hinge_loss(kl).item() == pytest.approx(expected)
     assert objective.hinge_loss(torch.tensor([4.0])).item() == pytest.approx(6.0)
     assert objective.hinge_loss(torch.tensor([12.0])).item() == 0.0
-
-
-class TinyEncoder(nn.Module):
-    def __init__(self, dim: int, latent: int):
-        super().__init__()
-        self.fc = nn.Linear(dim, 2 * latent)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1)).chunk(2, dim=1)
-
-
-class TinyGenerator(nn.Module):
-    def __init__(self, latent: int, shape: tuple):
-        super().__init__()
-        self.shape = shape
-        self.fc = nn.Linear(latent, int(torch.tensor(shape).prod()))
-
-    def forward(self, z):
-        return self.fc(z).view(z.shape[0], *self.shape)
-
-
-def tiny_networks(seed=0, latent=3, shape=(1, 2, 2)):
-    torch.manual_seed(seed)
-    return nn.ModuleDict({"encoder": TinyEncoder(4, latent), "generator": TinyGenerator(latent, shape)})
 
 
 def by_hand_kl(mu, logvar):
@@ -77,12 +53,12 @@ def by_hand_kl(mu, logvar):
 
 
 @pytest.mark.parametrize("adversarial_reduction, scale", [("sum", 1.0), ("mean", 0.5)])
-def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale):
+def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale, tiny_networks):
     config = Config(margin=4.0, alpha=0.3, alpha_generator=0.7, beta=0.2, adversarial_reduction=adversarial_reduction,
                     warmup_steps=0)
     nets = tiny_networks()
     x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
-    objective = IntroVAE(config)
+    objective = build_objective(config)
     phases = objective.phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
     encoder_phase = next(phases)
 
@@ -107,11 +83,11 @@ def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale):
     assert next(phases, None) is None
 
 
-def test_encoder_adversarial_terms_send_no_gradient_to_generator():
+def test_encoder_adversarial_terms_send_no_gradient_to_generator(tiny_networks):
     # With beta = 0 the encoder loss is KL(real) + hinge terms on ng(x_r), ng(x_p): nothing reaches the generator.
     nets = tiny_networks()
     x = torch.rand(4, 1, 2, 2)
-    objective = IntroVAE(Config(margin=1e3, alpha=1.0, beta=0.0, warmup_steps=0))  # large m: hinges active
+    objective = build_objective(Config(margin=1e3, alpha=1.0, beta=0.0, warmup_steps=0))  # large m: hinges active
     phase = next(objective.phases(nets, x, step=0, noise=torch.Generator().manual_seed(0)))
     grads = torch.autograd.grad(phase.loss, list(nets["generator"].parameters()), allow_unused=True, retain_graph=True)
     assert all(g is None or torch.count_nonzero(g) == 0 for g in grads)
@@ -120,12 +96,12 @@ def test_encoder_adversarial_terms_send_no_gradient_to_generator():
     assert any(g is not None and torch.count_nonzero(g) > 0 for g in grads)
 
 
-def test_generator_loss_uses_the_updated_encoder():
+def test_generator_loss_uses_the_updated_encoder(tiny_networks):
     config = Config(margin=50.0, alpha=0.5, beta=0.1, warmup_steps=0)
     nets = tiny_networks(seed=3)
     x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(2))
     before = copy.deepcopy(nets)
-    phases = IntroVAE(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(9))
+    phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(9))
     encoder_phase = next(phases)
     optimizer = torch.optim.SGD(nets["encoder"].parameters(), lr=0.5)
     encoder_phase.loss.backward(inputs=list(nets["encoder"].parameters()), retain_graph=True)
@@ -145,16 +121,19 @@ def test_generator_loss_uses_the_updated_encoder():
     assert not torch.allclose(generator_phase.loss, generator_loss(before["encoder"]))
 
 
-def test_warmup_is_the_plain_vae():
+def test_warmup_is_the_plain_vae(tiny_networks):
     nets = tiny_networks()
     x = torch.rand(4, 1, 2, 2)
-    objective = IntroVAE(Config(warmup_steps=5, alpha=0.25, beta=0.3))
+    objective = build_objective(Config(warmup_steps=5, alpha=0.25, beta=0.3))
     noise = torch.Generator().manual_seed(0)
-    encoder_phase, generator_phase = list(objective.phases(nets, x, step=4, noise=noise))
+    encoder_phase, generator_phase = list(objective.warmup_phases(nets, x, step=4, noise=noise))
     logs = encoder_phase.logs
     assert "kl_sample" not in logs and logs["margin"].item() == 0.0
     torch.testing.assert_close(encoder_phase.loss, logs["kl_real"] + 0.3 * logs["ae"])
     torch.testing.assert_close(generator_phase.loss, 0.3 * logs["ae"])
-    # From step warmup_steps on, the game is played.
-    logs = next(objective.phases(nets, x, step=5, noise=noise)).logs
-    assert "kl_sample" in logs and logs["margin"].item() == Config().margin
+    # The engine runs the warm-up phases before step warmup_steps, and the game from step warmup_steps on.
+    optimizers = {name: torch.optim.SGD(nets[name].parameters(), lr=0.0) for name in objective.roles}
+    logs, bad = step_phases(objective, nets, optimizers, x, 4, noise)
+    assert bad is None and "kl_sample" not in logs and logs["margin"].item() == 0.0
+    logs, bad = step_phases(objective, nets, optimizers, x, 5, noise)
+    assert bad is None and "kl_sample" in logs and logs["margin"].item() == Config().margin

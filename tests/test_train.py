@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,14 +11,11 @@ from introvae.objectives import OBJECTIVES
 from introvae import Config, Model, train
 from introvae.checkpoint import checkpoint_steps, load_networks, model_path, save_networks
 from introvae.errors import UserError
+from introvae.images import to_float, to_uint8
 from introvae.nets import encoder_widths, generator_widths
 from introvae.plot import read_log
 from introvae.train import Trainer
 from introvae.data import open_data
-
-TINY = dict(image_size=16, channels=3, latent_dim=16, base_channels=8, max_channels=32, batch_size=8,
-            builtin_count=64, log_every=1, grid_every=0, checkpoint_every=0, warmup_steps=0)
-
 
 def test_widths_reproduce_table_3_of_the_paper():
     # App. B, Table 3 (1024 x 1024): encoder after each [AvgPool + Res-block], generator after each [Upsample + Res-block].
@@ -40,12 +38,12 @@ def test_output_shapes_for_every_size(size, channels):
     assert model.generator(model.encoder(x)[0]).shape == (2, channels, size, size)
 
 
-def test_save_then_load_gives_identical_outputs(tmp_path):
-    config = Config(**TINY)
+def test_save_then_load_gives_identical_outputs(tmp_path, tiny_config):
+    config = tiny_config()
     model = Model.build(config)
     with torch.no_grad():  # move the batch-norm buffers away from their initial values too
         model.networks.train()
-        model.generator(torch.randn(8, 16))
+        model.generator(torch.randn(8, config.latent_dim))
         model.encoder(torch.rand(8, 3, 16, 16))
     save_networks(tmp_path / "m.safetensors", model.networks)
     other = Model.build(config.replace(seed=1))
@@ -56,15 +54,15 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
     assert torch.equal(other.sample(5, seed=2), model.sample(5, seed=2))
 
 
-def test_loading_weights_of_another_shape_is_a_clear_error(tmp_path):
-    save_networks(tmp_path / "m.safetensors", Model.build(Config(**TINY)).networks)
-    other = Model.build(Config(**{**TINY, "latent_dim": 8}))
+def test_loading_weights_of_another_shape_is_a_clear_error(tmp_path, tiny_config):
+    save_networks(tmp_path / "m.safetensors", Model.build(tiny_config()).networks)
+    other = Model.build(tiny_config(latent_dim=2 * tiny_config().latent_dim))
     with pytest.raises(UserError, match="does not fit"):
         load_networks(tmp_path / "m.safetensors", other.networks)
 
 
-def test_sampling_by_seed_does_not_depend_on_the_batch_size():
-    model = Model.build(Config(**TINY))
+def test_sampling_by_seed_does_not_depend_on_the_batch_size(tiny_config):
+    model = Model.build(tiny_config())
     # Batched kernels may round differently (~1e-6); an 8-bit level is 4e-3.
     reference = model.sample(11, seed=7, batch_size=11)
     for batch_size in (1, 4, 64):
@@ -74,9 +72,9 @@ def test_sampling_by_seed_does_not_depend_on_the_batch_size():
     torch.testing.assert_close(model.sample(3, seed=7), reference[:3], atol=1e-5, rtol=0)
 
 
-def test_interpolation_ends_at_the_codes():
-    model = Model.build(Config(**TINY))
-    z_a, z_b = torch.randn(16), torch.randn(16)
+def test_interpolation_ends_at_the_codes(tiny_config):
+    model = Model.build(tiny_config())
+    z_a, z_b = torch.randn(model.config.latent_dim), torch.randn(model.config.latent_dim)
     for method in ("lerp", "slerp"):
         path = model.interpolate_latents(z_a, z_b, 5, method)
         torch.testing.assert_close(path[0], z_a)
@@ -86,9 +84,9 @@ def test_interpolation_ends_at_the_codes():
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
-def test_each_phase_moves_only_its_own_network(tmp_path, model):
-    config = Config(**{**TINY, "steps": 1, "warmup_steps": 0, "model": model})
-    data = open_data("builtin", 16, 3, 0.1, 0, builtin_count=64)
+def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
+    config = tiny_config(steps=1, warmup_steps=0, model=model)
+    data = open_data("builtin", config.image_size, config.channels, 0.1, 0, builtin_count=config.builtin_count)
     trainer = Trainer(config, tmp_path, data, resume=False, quiet=True)
     roles = OBJECTIVES[model].roles
     order, seen = [], {}
@@ -137,9 +135,9 @@ def _weights(run_dir):
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
-def test_resume_continues_exactly(tmp_path, model):
+def test_resume_continues_exactly(tmp_path, model, tiny_config):
     # With the EMA generator and (for avae) the PID controller's state in the checkpoint.
-    config = Config(**{**TINY, "hflip": True, "warmup_steps": 2, "model": model, "ema": 0.9})
+    config = tiny_config(hflip=True, warmup_steps=2, model=model, ema=0.9)
     straight = train(config.replace(steps=6), out=tmp_path / "straight", quiet=True)
     stopped = train(config.replace(steps=3), out=tmp_path / "stopped", quiet=True)
     train(resume=stopped, steps=6, quiet=True)
@@ -152,33 +150,58 @@ def test_resume_continues_exactly(tmp_path, model):
     assert checkpoint_steps(stopped) == [3, 6]
 
 
-def test_resume_refuses_options_that_define_the_run(tmp_path):
-    run = train(Config(**{**TINY, "steps": 1}), out=tmp_path / "r", quiet=True)
+def test_resume_refuses_options_that_define_the_run(tmp_path, tiny_config):
+    run = train(tiny_config(steps=1), out=tmp_path / "r", quiet=True)
     with pytest.raises(UserError, match="cannot change"):
         train(resume=run, steps=2, latent_dim=32, quiet=True)
     with pytest.raises(UserError, match="already holds a run"):
-        train(Config(**TINY), out=run, quiet=True)
+        train(tiny_config(), out=run, quiet=True)
 
 
-def test_run_directory_contents(tmp_path):
-    run = train(Config(**{**TINY, "steps": 4, "checkpoint_every": 2, "grid_every": 2, "keep_checkpoints": 1}),
+def test_run_directory_contents(tmp_path, tiny_config, read_grid, read_chart):
+    run = train(tiny_config(steps=4, checkpoint_every=2, grid_every=2, keep_checkpoints=1, builtin_count=64),
                 out=tmp_path / "r", quiet=True)
     config = json.loads((run / "config.json").read_text())
-    assert config["channels"] == 3 and config["steps"] == 4
+    assert config["dataset"]["channels"] == 3 and config["optim"]["steps"] == 4
     split = json.loads((run / "split.json").read_text())
     assert len(split["train"]) + len(split["test"]) == 64 and not set(split["train"]) & set(split["test"])
     assert checkpoint_steps(run) == [4]  # keep_checkpoints=1 removed step 2
     assert [p.name for p in sorted((run / "grids").iterdir())] == ["step-00000002.png", "step-00000004.png"]
-    for name in ("samples.png", "reconstructions.png", "interpolation.png", "dynamics.png"):
-        assert (run / name).stat().st_size > 0
     assert [r["step"] for r in read_log(run / "log.jsonl")] == [1, 2, 3, 4]
     # Training state holds no pickle: a safetensors header, JSON structure.
     assert (run / "checkpoints" / "train-00000004.safetensors").read_bytes()[8:9] == b"{"
     assert model_path(run, 4).exists()
+    # The pictures show what they say: the held-out images (up to 8), the final model's reconstructions of them and
+    # its samples of seed 0, tile by tile (up to one 8-bit level: batched kernels round differently).
+    model = Model.load(run, device="cpu")
+    held_out = open_data("builtin", 16, 3, 0.1, 0, builtin_count=64).test
+    real = held_out.get(list(range(min(8, len(held_out)))))
+    grid = read_grid(run / "grids" / "step-00000004.png", 16, len(real))
+    assert grid.shape[0] == 3 and np.array_equal(grid[0], _hwc(real))
+    reconstructions = read_grid(run / "reconstructions.png", 16, len(real))
+    assert np.array_equal(reconstructions[0], _hwc(real))
+    assert _max_difference(reconstructions[1], model.reconstruct(to_float(real))) <= 1
+    assert _max_difference(grid[1], model.reconstruct(to_float(real))) <= 1
+    assert _max_difference(grid[2], model.sample(len(real), seed=0)) <= 1
+    samples = read_grid(run / "samples.png", 16, 8)
+    assert samples.shape[:2] == (8, 8) and _max_difference(samples.reshape(64, 16, 16, 3), model.sample(64, seed=0)) <= 1
+    interpolation = read_grid(run / "interpolation.png", 16, 10)  # a, 8 steps, b; then 10 steps between two seeds
+    assert np.array_equal(interpolation[0, [0, 9]], _hwc(real[:2]))
+    assert _max_difference(interpolation[1], model.interpolate_seeds(0, 1, 10)) <= 1
+    read_chart(run / "dynamics.png")
 
 
-def test_non_finite_losses_stop_with_a_clear_message(tmp_path):
-    config = Config(**{**TINY, "steps": 50, "lr": 1e30})  # an absurd learning rate overflows within steps
+def _hwc(images_u8):
+    return images_u8.permute(0, 2, 3, 1).numpy()
+
+
+def _max_difference(tiles, images):
+    """Largest difference in 8-bit levels between picture tiles (N, H, W, 3) and float images (N, 3, H, W)."""
+    return int(np.abs(tiles.astype(int).reshape(-1, *tiles.shape[-3:]) - _hwc(to_uint8(images)).astype(int)).max())
+
+
+def test_non_finite_losses_stop_with_a_clear_message(tmp_path, tiny_config):
+    config = tiny_config(steps=50, lr=1e30)  # an absurd learning rate overflows within steps
     with pytest.raises(UserError, match="diverged"):
         train(config, out=tmp_path / "r", quiet=True)
 

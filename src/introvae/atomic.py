@@ -6,21 +6,15 @@ after a crash (even a power cut) a reader finds either the previous file or the 
 A process killed between the two steps leaves its temporary file behind; such files never carry a final name, are
 ignored by every reader, and `remove_stale_temporaries` deletes them (the trainer calls it when it starts and before
 each checkpoint).
-
-For the fault-injection tests only: the environment variable ``INTROVAE_TEST_SLOW_WRITE=SECONDS`` makes every write
-pause that long between writing its temporary file and renaming it, so that a test can kill a process in the middle
-of writing a checkpoint. Nothing else reads it; leave it unset.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 from pathlib import Path
 
-SLOW_WRITE_ENV = "INTROVAE_TEST_SLOW_WRITE"
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
 
 
@@ -45,15 +39,6 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _test_pause() -> None:
-    value = os.environ.get(SLOW_WRITE_ENV)
-    if value:
-        try:
-            time.sleep(max(0.0, float(value)))
-        except ValueError:
-            pass
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to a hidden temporary file beside `path`, flush it to disk, then rename it over `path`.
 
@@ -68,7 +53,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with open(tmp, "xb") as f:
             _write_and_sync(f, data)
-        _test_pause()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

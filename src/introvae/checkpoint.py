@@ -3,7 +3,9 @@
 A checkpoint at step S is two files in RUN_DIR/checkpoints/:
 
 * ``model-SSSSSSSS.safetensors``: the networks' parameters and buffers, keys ``encoder.*`` and ``generator.*``;
-  this is all that sampling needs.
+  this is all that sampling needs. Its safetensors metadata carries the run's config (``config``, the JSON of
+  config.json) and the step, so the file describes itself: `Model.load(FILE)` works on a copy anywhere. Files
+  written before that carry only ``format``, and load through their run's config.json.
 * ``train-SSSSSSSS.safetensors``: everything else that exact resumption needs (the optimizers, the step, the images
   consumed, the objective's own state, the learning-rate scale after divergence roll-backs), as a tree of tensors
   whose structure is stored as JSON in the file's metadata. Nothing in either file is unpickled on loading: a file
@@ -165,9 +167,50 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(step for step, kinds in _files_by_step(run_dir).items() if kinds == {"model", "train"})
 
 
-def save_networks(path: Path, networks: nn.ModuleDict) -> None:
+def save_networks(path: Path, networks: nn.ModuleDict, config: dict[str, Any] | None = None,
+                  **metadata: str) -> None:
+    """Write the networks' state as safetensors; `config` (a `Config.to_dict()`) and `metadata` (strings) go into
+    the file's metadata, so that the file alone says which networks it holds."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in networks.state_dict().items()}
-    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata={"format": "introvae"}))
+    described = {"format": "introvae", **metadata}
+    if config is not None:
+        described["config"] = json.dumps(config)
+    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=described))
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """The JSON header of a whole safetensors file (tensor names -> dtype, shape, offsets; and __metadata__)."""
+    path = Path(path)
+    check_safetensors(path)
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(header_len))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file, reading its header only (a checkpoint's weights are not loaded)."""
+    metadata = _header(path).get("__metadata__") or {}
+    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+
+
+def config_of_weights(path: Path) -> dict[str, Any] | None:
+    """The config a weights file carries (the JSON object of config.json), or None for a file from before weights
+    described themselves. UserError for a file that is not safetensors or whose config is damaged."""
+    text = read_metadata(path).get("config")
+    if text is None:
+        return None
+    try:
+        config = json.loads(text)
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} carries a damaged config in its metadata; load it through its run directory.")
+    return config
+
+
+def network_names(path: Path) -> set[str]:
+    """The networks a weights file holds: the first part of its tensor names (encoder, generator, ...)."""
+    return {key.split(".", 1)[0] for key in _header(path) if key != "__metadata__"}
 
 
 def load_networks(path: Path, networks: nn.ModuleDict) -> None:
@@ -195,8 +238,11 @@ def _describe_os_error(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def save_checkpoint(run_dir: Path, step: int, networks: nn.ModuleDict, train_state: dict[str, Any], keep: int) -> None:
+def save_checkpoint(run_dir: Path, step: int, networks: nn.ModuleDict, train_state: dict[str, Any], keep: int,
+                    config: dict[str, Any] | None = None) -> None:
     """Write the checkpoint of `step`, then keep only the newest `keep` complete checkpoints.
+
+    `config` (the run's `Config.to_dict()`) goes into the model file's metadata, with the step.
 
     Also deleted: temporary files and orphaned halves left by killed writes, and checkpoints of steps after `step`
     (a run that resumed from an older checkpoint because the newer ones were unreadable, or rolled back after
@@ -213,7 +259,7 @@ def save_checkpoint(run_dir: Path, step: int, networks: nn.ModuleDict, train_sta
     try:
         save_tree(train_file, train_state)
         target = model_file
-        save_networks(model_file, networks)
+        save_networks(model_file, networks, config, step=str(step))
     except OSError as error:
         if not had_model:  # a training state without its weights is no checkpoint: do not leave it behind
             train_file.unlink(missing_ok=True)

@@ -4,60 +4,76 @@
     introvae calibrate --data DIR|builtin --image-size N --steps N [--beta B]
     introvae sample RUN_DIR --num N --out DIR|FILE.npz [--seed S] [--batch-size N]
     introvae reconstruct RUN_DIR --input DIR --out DIR
-    introvae interpolate RUN_DIR (--a IMAGE --b IMAGE | --seed-a S --seed-b S) --steps K --out FILE.png
+    introvae interpolate RUN_DIR (--a IMAGE --b IMAGE | --seed-a S --seed-b S | --inputs IMAGE... | --seeds S...)
+                         --steps K --out FILE.png|FILE.gif|FILE.webp
+    introvae attribute RUN_DIR (--with DIR --without DIR [--out FILE] | --labels FILE.csv [--out DIR])
+    introvae edit RUN_DIR --input IMAGE|DIR --attribute FILE --strength S... --out FILE.png
+    introvae traverse RUN_DIR (--seed S | --input IMAGE) (--dims D... | --pca K) --range LO HI --steps K --out FILE.png
+    introvae score RUN_DIR (--data DIR | --inliers DIR --outliers DIR) [--samples K] [--sigma S] --out FILE.csv
+    introvae export RUN_DIR --out FILE.safetensors [--step N]     # then: introvae sample FILE.safetensors ...
     introvae plot RUN_DIR [--out FILE.png]
     introvae check-data DATA [--image-size N]
     introvae evaluate RUN_DIR [--data DIR] [--num-samples N] [--fid-weights PATH] [--out FILE.json]
     introvae evaluate --samples DIR|FILE.npz --reference DIR|FILE.npz [--out FILE.json]
     introvae toy2d --dataset NAME --model NAME --steps N --out DIR [--seed S] [--batch-size N] [--lr LR]
                    [--beta-kl B] [--beta-rec B] [--beta-neg B]
+    introvae serve RUN_DIR [--port 8000] [--host 127.0.0.1] [--attribute FILE...]
 
-Training options come from the fields of `introvae.config.Config`, with their help texts and defaults. Errors in the
-user's input print one sentence and exit with status 2.
+Training options come from `introvae.config.option_table()`: the config's sections and each registered objective's
+own options, with their help texts and defaults. Errors in the user's input print one sentence and exit with
+status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from .config import PRESETS, Config, from_preset
+from .config import PRESETS, Config, OptionSpec, from_preset, option_table
 from .errors import UserError
 
+GROUP_TITLES = {"data": "data options", "networks": "network options (App. B)", "objective": "objective",
+                "optimisation": "optimisation options", "run": "run directory options"}
 
-def _add_config_options(parser: argparse.ArgumentParser, only_groups: Sequence[str] | None = None) -> None:
+
+def _add_config_options(parser: argparse.ArgumentParser, wanted: Callable[[OptionSpec], bool] | None = None,
+                        note: str = "") -> None:
+    """The options of `option_table()` (those `wanted` keeps), one argument group per section and objective."""
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(Config):
-        group_name = f.metadata["group"]
-        if only_groups is not None and group_name not in only_groups:
+    for spec in option_table():
+        if wanted is not None and not wanted(spec):
             continue
-        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        flag = "--" + f.name.replace("_", "-")
-        choices = f.metadata.get("choices")
-        help_text = f"{f.metadata['help']} ({type(f.default).__name__}, default: {f.default})"
-        # SUPPRESS: only options the user gave reach the namespace, so a preset fills the rest.
-        if isinstance(f.default, bool):
+        title = GROUP_TITLES.get(spec.group, f"{spec.group} options")
+        group = groups.setdefault(spec.group, parser.add_argument_group(title))
+        flag = "--" + spec.name.replace("_", "-")
+        help_text = note or f"{spec.help} ({type(spec.default).__name__}, default: {spec.default})"
+        # SUPPRESS: only options the user gave reach the namespace, so a preset or --config fills the rest.
+        if isinstance(spec.default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
-            parse = f.metadata.get("parse") or type(f.default)
-            group.add_argument(flag, type=parse, choices=choices, default=argparse.SUPPRESS,
-                               metavar=None if choices else f.name.upper(), help=help_text)
+            group.add_argument(flag, type=spec.parse, choices=spec.choices, default=argparse.SUPPRESS,
+                               metavar=None if spec.choices else spec.name.upper(), help=help_text)
 
 
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(Config)}
+    names = Config.flat_names()
     return {k: v for k, v in vars(args).items() if k in names}
 
 
 def _base_config(args: argparse.Namespace) -> Config:
+    """--config FILE, or --preset NAME, or the defaults: what the options given on the command line override."""
+    if getattr(args, "config", None) is not None:
+        if getattr(args, "preset", None):
+            raise UserError("--config and --preset both give every option: choose one (options given beside it "
+                            "still override it).")
+        return Config.load(args.config)
     if getattr(args, "preset", None):
         return from_preset(args.preset)
     return Config()
@@ -68,24 +84,17 @@ def _build_parser() -> argparse.ArgumentParser:
                                      "sample, reconstruct and interpolate.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model into a run directory (or resume one)",
-                       description="Train a model. Every option below has its type and default in brackets.")
-    p.add_argument("--out", type=Path, help="run directory to create (path, required unless --resume)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue this run from its newest checkpoint; only --steps and the logging options may change")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings (options given here still override)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    _add_config_options(p)
+    for add_parsers in (_add_train_parsers, _add_inference_parsers, _add_latent_parsers, _add_run_tool_parsers,
+                        _add_toy2d_parser, _add_serve_parser):
+        add_parsers(sub)
+    return parser
 
-    p = sub.add_parser("calibrate", help="run the VAE warm-up (alpha = 0) and propose the margin m (App. D)")
-    p.add_argument("--out", type=Path, help="keep the warm-up run in this directory (default: a temporary one)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    _add_config_options(p)
 
+def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
+    """sample, reconstruct, interpolate: what a trained run draws and decodes."""
     p = sub.add_parser("sample", help="draw images from a trained run, seeded per image")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, or a weights file (what "
+                   "`introvae export` writes, or a run's checkpoints/model-STEP.safetensors)")
     p.add_argument("--num", type=int, default=64, help="number of images (int, default: 64)")
     p.add_argument("--out", type=Path, required=True,
                    help="a directory for PNG files (with grid.png), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
@@ -98,18 +107,109 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="directory for the reconstructions and grid.png")
     _add_run_options(p)
 
-    p = sub.add_parser("interpolate", help="decode a path in latent space between two images or two seeds (Fig. 6)")
+    p = sub.add_parser("interpolate", help="decode a path in latent space between two images or two seeds (Fig. 6), "
+                       "or a loop through several, as a strip and an animation",
+                       description="Decode the path between the posterior means of images (or the prior codes of "
+                       "seeds). With --out X.gif or X.webp it also writes an animation of the closed loop "
+                       "A -> B -> ... -> A, and the strip beside it as X.png (one row per leg A -> B, B -> C, ...).")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--a", type=Path, help="first image file")
     p.add_argument("--b", type=Path, help="second image file")
     p.add_argument("--seed-a", type=int, help="first seed (instead of --a/--b)")
     p.add_argument("--seed-b", type=int, help="second seed (instead of --a/--b)")
-    p.add_argument("--steps", type=int, default=8, help="number of decoded images, ends included (int, default: 8)")
+    p.add_argument("--inputs", type=Path, nargs="+", metavar="IMAGE", help="two or more image files: the path visits "
+                   "them in order (instead of --a/--b)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="two or more seeds: the path visits their prior "
+                   "codes in order (instead of --seed-a/--seed-b)")
+    p.add_argument("--steps", type=int, default=8, help="decoded images per leg, ends included (int, default: 8)")
     p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="straight line or great circle (default: lerp)")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write, or .gif/.webp for an animation plus "
+                   "the strip as the same name with .png")
+    p.add_argument("--fps", type=float, default=12.0, help="animation frames per second (float, default: 12)")
+    p.add_argument("--zoom", type=int, help="animation: each pixel becomes a ZOOM x ZOOM block (int, default: the "
+                   "smallest that makes frames at least 128 px)")
     _add_run_options(p)
 
-    p = sub.add_parser("plot", help="draw the training dynamics (the KLs against m, and L_AE) of a run, like Fig. 5")
+
+def _add_latent_parsers(sub: argparse._SubParsersAction) -> None:
+    """attribute, edit, traverse, score: the latent-space tools."""
+    p = sub.add_parser("attribute", help="attribute vectors: the mean code of images with an attribute minus that of "
+                       "images without it (Khan et al. Fig. 8)",
+                       description="Compute an attribute vector from --with and --without images, or one vector per "
+                       "label value from --labels (each label against all other images). Vectors are safetensors "
+                       "files; those under RUN_DIR/attributes/ are the run's own (the default place).")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--with", dest="with_images", type=Path, metavar="DIR", help="images that have the attribute "
+                   "(a folder, searched recursively, or one image)")
+    p.add_argument("--without", dest="without_images", type=Path, metavar="DIR", help="images that do not")
+    p.add_argument("--labels", type=Path, metavar="FILE.csv", help="instead of --with/--without: rows file,label "
+                   "(an optional header file,label); one vector per label value")
+    p.add_argument("--data", type=Path, help="with --labels: the folder the CSV's file names are relative to "
+                   "(default: the CSV's folder)")
+    p.add_argument("--name", help="with --with/--without: the vector's name (default: the --with folder's name)")
+    p.add_argument("--out", type=Path, help="with --with/--without: the .safetensors file to write, or a folder for "
+                   "NAME.safetensors (default: RUN_DIR/attributes/NAME.safetensors); with --labels: a folder that "
+                   "receives LABEL.safetensors per label value (default: RUN_DIR/attributes/)")
+    _add_run_options(p)
+
+    p = sub.add_parser("edit", help="move images along an attribute vector and decode them: a row per image, a "
+                       "column per strength")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--input", type=Path, required=True, help="an image file or a folder of images")
+    p.add_argument("--attribute", type=Path, required=True, help="an attribute vector written by `introvae attribute`")
+    p.add_argument("--strength", type=float, nargs="+", default=[-2.0, -1.0, 0.0, 1.0, 2.0], metavar="S",
+                   help="multiples of the vector added to each image's code; 0 is the reconstruction (default: -2 -1 "
+                   "0 1 2)")
+    p.add_argument("--out", type=Path, required=True, help="PNG grid: the original image, then one column per strength")
+    _add_run_options(p)
+
+    p = sub.add_parser("traverse", help="decode a code moved along latent directions: one row per direction (the "
+                       "code's axes or the top principal components of the training images' codes)")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--seed", type=int, help="start from the prior code of this seed")
+    p.add_argument("--input", type=Path, help="start from the posterior mean of this image (instead of --seed)")
+    p.add_argument("--dims", type=int, nargs="+", metavar="D", help="code axes to move along, one row each")
+    p.add_argument("--pca", type=int, metavar="K", help="instead of --dims: the top K principal components of the "
+                   "posterior means of the run's training images; --range is then in units of each one's stddev")
+    p.add_argument("--pca-images", type=int, default=1024, help="training images for --pca (int, default: 1024)")
+    p.add_argument("--range", type=float, nargs=2, default=[-3.0, 3.0], metavar=("LO", "HI"),
+                   help="values added along each direction (default: -3 3)")
+    p.add_argument("--steps", type=int, default=9, help="images per row, ends included (int, default: 9)")
+    p.add_argument("--out", type=Path, required=True, help="PNG grid to write")
+    _add_run_options(p)
+
+    p = sub.add_parser("score", help="out-of-distribution scores of images: -ELBO and importance-weighted -log p(x) "
+                       "in nats and bits/dim; with --inliers/--outliers also AUROC, AUPRC and FPR at 95%% TPR",
+                       description="Score images under the run's model with a Gaussian decoder N(G(z), sigma^2 I), "
+                       "sigma fitted on the run's training images unless --sigma is given (see introvae.latent.ood). "
+                       "Writes a CSV of per-image scores; with --inliers and --outliers also OUT.json (the detection "
+                       "metrics of every score) and OUT-histogram.png.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--data", type=Path, help="images to score (a folder, one image, or a .npz/.npy of uint8 images)")
+    p.add_argument("--inliers", type=Path, help="instead of --data: images like the training data")
+    p.add_argument("--outliers", type=Path, help="with --inliers: images that are not")
+    p.add_argument("--samples", type=int, default=16, help="posterior samples K per image (int, default: 16)")
+    p.add_argument("--sigma", type=float, help="noise level of the decoder in [0, 1] pixel units (default: fitted by "
+                   "maximum likelihood on up to 1024 of the run's training images)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (int, default: 0)")
+    p.add_argument("--histogram-score", default="neg_log_px_bpd", metavar="KEY",
+                   help="the score the histogram shows (default: neg_log_px_bpd)")
+    p.add_argument("--out", type=Path, required=True, help="CSV file of per-image scores")
+    _add_run_options(p)
+
+
+def _add_run_tool_parsers(sub: argparse._SubParsersAction) -> None:
+    """export, plot, check-data, evaluate."""
+    p = sub.add_parser("export", help="write one self-describing weights file for inference, with a model card "
+                       "README.md beside it", description="Write the encoder and the decoding generator (the EMA "
+                       "one when the run keeps it) of a run's checkpoint, with the run's config in the file, so that "
+                       "Model.load(FILE) and `introvae sample FILE` work on the file alone.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, required=True, help="FILE.safetensors to write; README.md goes beside it")
+    p.add_argument("--step", type=int, help="use the checkpoint of this step (default: the newest)")
+
+    p = sub.add_parser("plot", help="redraw the training dynamics of a run: the panels its objective declares "
+                       "(IntroVAE: the KLs against m, and L_AE, like Fig. 5)")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/dynamics.png)")
 
@@ -146,13 +246,61 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="only the table")
     _add_run_options(p)
 
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    """serve: the explorer page."""
+    p = sub.add_parser("serve", help="the explorer page: samples, your images, sliders, interpolations and the run's "
+                       "plots in a browser", description="Serve a small local web page for looking around a trained "
+                       "run (see the README's 'Explorer page'). Answers only to this machine unless --host says "
+                       "otherwise; Ctrl-C stops it.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (int, default: 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but a loopback address makes "
+                   "the page reachable from other machines (default: 127.0.0.1)")
+    p.add_argument("--attribute", type=Path, nargs="+", default=[], metavar="FILE",
+                   help="attribute vectors (files or folders of .safetensors) to add to those in RUN_DIR/attributes/")
+    p.add_argument("--components", type=int, default=8, help="sliders along this many principal directions of the "
+                   "training codes (int, default: 8)")
+    p.add_argument("--step", type=int, help="use the checkpoint of this step (default: the newest)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 1 answers fastest on a busy "
+                   "machine (int, default: 0, torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model into a run directory (or resume one)",
+                       description="Train a model. Every option below has its type and default in brackets.")
+    p.add_argument("--out", type=Path, help="run directory to create (path, required unless --resume)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue this run from its newest checkpoint; only --steps and the logging options may change")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings (options given here still override)")
+    p.add_argument("--config", type=Path, metavar="FILE.json", help="start from a config file: what --dry-run prints "
+                   "or a run's config.json (options given here still override)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_config_options(p)
+
+    p = sub.add_parser("calibrate", help="run the VAE warm-up (alpha = 0) and propose the margin m (App. D)")
+    p.add_argument("--out", type=Path, help="keep the warm-up run in this directory (default: a temporary one)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_config_options(p)
+
+
+# Options of the 2-D benchmark that are not Config options of their own there (steps and batch default differently).
+_TOY2D_OWN = ("model", "steps", "seed", "batch_size")
+_TOY2D_CONFIG = ("lr", "warmup_steps", "log_every", "device")
+
+
+def _add_toy2d_parser(sub: argparse._SubParsersAction) -> None:
     from .data.toy2d import TOY_DATASETS
     from .objectives import OBJECTIVES
 
     p = sub.add_parser("toy2d", help="train a model on a 2-D data set of Soft-IntroVAE and score it by KL and JSD",
                        description="The 2-D benchmark (introvae.toy2d): MLPs, a fresh batch per step; writes "
                        "samples.png, density.png, metrics.json and log.jsonl. Unset options take the per-model, "
-                       "per-data-set defaults of introvae.toy2d (Soft-IntroVAE's published 2-D settings).")
+                       "per-data-set defaults each objective declares (from Soft-IntroVAE's published 2-D settings).")
     p.add_argument("--dataset", required=True, choices=TOY_DATASETS, help="2-D data set")
     p.add_argument("--model", required=True, choices=sorted(OBJECTIVES), help="objective to train")
     p.add_argument("--steps", type=int, help="training steps (int, default: 30000)")
@@ -162,21 +310,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-milestones", type=float, nargs="*", metavar="FRACTION",
                    help="multiply the learning rate by 0.1 at these fractions of the steps; none given: constant "
                    "(default: 1/3 and 1/2, the authors' 10000 and 15000 of 30000)")
-    for flag, kind, text in (("--lr", float, "Adam learning rate (default: the model's)"),
-                             ("--beta-kl", float, "weight of the KL of real points"),
-                             ("--beta-rec", float, "soft-introvae: weight of the reconstruction error"),
-                             ("--beta-neg", float, "soft-introvae: weight of the KL of generated points"),
-                             ("--gamma-r", float, "soft-introvae: weight of the generated points' reconstruction"),
-                             ("--margin", float, "introvae: margin m"), ("--alpha", float, "introvae: alpha"),
-                             ("--beta", float, "introvae and vae: weight of the reconstruction error"),
-                             ("--warmup-steps", int, "steps of plain VAE training first (default: 1/15 of the steps)"),
-                             ("--log-every", int, "write losses to log.jsonl every N steps (default: 100)"),
-                             ("--device", str, "auto, cpu, cuda or cuda:N (default: auto)")):
-        p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=f"{text} (per-data-set default when unset)")
     p.add_argument("--eval-points", type=int, default=100_000, help="real and generated points histogrammed for "
                    "KL and JSD (int, default: 100000)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    return parser
+    _add_config_options(p, lambda spec: spec.name not in _TOY2D_OWN and (spec.group in OBJECTIVES
+                                                                          or spec.name in _TOY2D_CONFIG))
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -192,8 +330,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = _config_overrides(args)
     if args.resume is not None:
-        if args.preset:
-            raise UserError("--preset cannot be combined with --resume: a resumed run keeps its own config.")
+        if args.preset or args.config:
+            raise UserError(f"--{'preset' if args.preset else 'config'} cannot be combined with --resume: a resumed "
+                            "run keeps its own config.")
         train(resume=args.resume, quiet=args.quiet, **overrides)
         print(f"introvae: finished {args.resume}")
         return 0
@@ -261,24 +400,211 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_file(path: Path, suffixes: Sequence[str], option: str = "--out") -> Path:
+    """Refuse an output path that is a folder or has the wrong suffix before any work is done."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give a file name ending in {' or '.join(suffixes)}.")
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"{option} {path} must end in {' or '.join(suffixes)}.")
+    return path
+
+
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from .images import load_image, save_image, to_float
+    from .latent import ANIMATION_SUFFIXES, loop_codes, write_animation
 
-    use_images = args.a is not None or args.b is not None
-    use_seeds = args.seed_a is not None or args.seed_b is not None
-    if use_images == use_seeds or (use_images and (args.a is None or args.b is None)) or (
-            use_seeds and (args.seed_a is None or args.seed_b is None)):
-        raise UserError("give either --a IMAGE and --b IMAGE, or --seed-a S and --seed-b S.")
+    forms = {"--a/--b": args.a is not None or args.b is not None, "--seed-a/--seed-b": args.seed_a is not None
+             or args.seed_b is not None, "--inputs": args.inputs is not None, "--seeds": args.seeds is not None}
+    if sum(forms.values()) != 1 or (forms["--a/--b"] and (args.a is None or args.b is None)) or (
+            forms["--seed-a/--seed-b"] and (args.seed_a is None or args.seed_b is None)):
+        raise UserError("give either --a IMAGE and --b IMAGE, --seed-a S and --seed-b S, --inputs IMAGE IMAGE ..., "
+                        "or --seeds S S ...")
+    files = [args.a, args.b] if forms["--a/--b"] else args.inputs
+    seeds = [args.seed_a, args.seed_b] if forms["--seed-a/--seed-b"] else args.seeds
+    if len(files or seeds) < 2:
+        raise UserError(f"--{'inputs' if files else 'seeds'} needs at least two values to interpolate between.")
+    out_suffix = _output_file(args.out, (".png", ".jpg", ".jpeg", *ANIMATION_SUFFIXES)).suffix.lower()
+    animate = out_suffix in ANIMATION_SUFFIXES
     model = _load(args)
-    if use_images:
+    if files:
         size, channels = model.config.image_size, model.config.channels
-        a, b = (to_float(load_image(p, size, channels)) for p in (args.a, args.b))
-        path = model.interpolate(a, b, args.steps, args.method)
-        row = torch.cat([a[None], path, b[None]])  # the originals frame the decoded path
+        originals = to_float(torch.stack([load_image(p, size, channels) for p in files]))
+        codes, prior = model.encode(originals, args.batch_size)[0], False
     else:
-        row = model.interpolate_seeds(args.seed_a, args.seed_b, args.steps, args.method)
-    save_image(row, args.out, nrow=len(row))
-    print(f"introvae: wrote {args.out}")
+        codes, prior = torch.cat([model.latents(1, s) for s in seeds]), True
+    rows = []
+    for i in range(len(codes) - 1):  # the strip: one row per leg, the originals framing each decoded path
+        path = model.decode(model.interpolate_latents(codes[i], codes[i + 1], args.steps, args.method),
+                            args.batch_size, prior=prior)
+        rows.append(torch.cat([originals[i:i + 1], path, originals[i + 1:i + 2]]) if files else path)
+    strip = args.out.with_suffix(".png") if animate else args.out
+    save_image(torch.cat(rows), strip, nrow=len(rows[0]))
+    if animate:
+        frames = model.decode(loop_codes(model, codes, args.steps, args.method), args.batch_size, prior=prior)
+        zoom = args.zoom if args.zoom is not None else max(1, -(-128 // model.config.image_size))
+        write_animation(frames, args.out, fps=args.fps, zoom=zoom)
+        print(f"introvae: wrote {args.out} ({len(frames)} frames, a loop through {len(codes)} "
+              f"{'images' if files else 'seeds'}) and {strip}")
+    else:
+        print(f"introvae: wrote {args.out}")
+    return 0
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    from .images import load_image, to_float
+    from .latent import (ATTRIBUTES_DIR, attribute_file_name, attributes_from_labels, compute_attribute,
+                         load_named_images, read_labels_csv)
+
+    pair = args.with_images is not None or args.without_images is not None
+    if pair == (args.labels is not None) or (pair and (args.with_images is None or args.without_images is None)):
+        raise UserError("give either --with DIR and --without DIR, or --labels FILE.csv.")
+    if pair and args.data is not None:
+        raise UserError("--data goes with --labels (the folder the CSV's names are relative to); leave it out.")
+    if args.labels is not None and args.name is not None:
+        raise UserError("--name goes with --with/--without; with --labels each vector is named by its label.")
+    model = _load(args)
+    size, channels = model.config.image_size, model.config.channels
+    # A run's own vectors live in RUN_DIR/attributes/; for a weights file, in attributes/ beside it.
+    default_folder = (args.run_dir if args.run_dir.is_dir() else args.run_dir.parent) / ATTRIBUTES_DIR
+    if pair:
+        with_images = load_named_images(args.with_images, size, channels, "--with")[1]
+        without_images = load_named_images(args.without_images, size, channels, "--without")[1]
+        name = args.name or args.with_images.resolve().name
+        vectors = {name: compute_attribute(model, to_float(with_images), to_float(without_images), name,
+                                           args.batch_size)}
+        folder = args.out if args.out is not None and args.out.is_dir() else default_folder
+        paths = {name: folder / attribute_file_name(name) if args.out is None or args.out.is_dir() else args.out}
+    else:
+        files, labels = read_labels_csv(args.labels, args.data)
+        images = to_float(torch.stack([load_image(f, size, channels) for f in files]))
+        vectors = attributes_from_labels(model, images, labels, args.batch_size)
+        folder = args.out or default_folder
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--out {folder} is a file: with --labels give a folder for one file per label.")
+        paths = {name: folder / attribute_file_name(name) for name in vectors}
+        if len(set(paths.values())) < len(paths):
+            raise UserError(f"--labels {args.labels} has labels that differ only in characters a file name cannot "
+                            f"hold; rename them.")
+    for name, vector in vectors.items():
+        vector.save(paths[name])
+        print(f"introvae: attribute {name!r}: {vector.count_with} images with, {vector.count_without} without, "
+              f"norm {vector.norm:.3f} -> {paths[name]}")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from .images import save_image, to_float
+    from .latent import AttributeVector, edit_images, load_named_images
+
+    _output_file(args.out, (".png", ".jpg", ".jpeg", ".webp"))
+    vector = AttributeVector.load(args.attribute)
+    model = _load(args)
+    images = to_float(load_named_images(args.input, model.config.image_size, model.config.channels)[1])
+    edited = edit_images(model, images, vector, args.strength, args.batch_size)  # (N, S, C, H, W)
+    grid = torch.cat([images[:, None], edited], dim=1)
+    save_image(grid.flatten(0, 1), args.out, nrow=grid.shape[1])
+    print(f"introvae: wrote {args.out}: {len(images)} images (rows) along {vector.name!r} (norm {vector.norm:.3f}); "
+          f"columns: the original, then strengths {' '.join(f'{s:g}' for s in args.strength)}")
+    return 0
+
+
+def cmd_traverse(args: argparse.Namespace) -> int:
+    from .images import save_image, to_float
+    from .latent import axis_directions, load_named_images, principal_directions, training_images, traverse
+
+    if (args.seed is None) == (args.input is None):
+        raise UserError("give either --seed S or --input IMAGE as the starting code.")
+    if (args.dims is None) == (args.pca is None):
+        raise UserError("give either --dims D ... (code axes) or --pca K (principal components).")
+    if args.steps < 2:
+        raise UserError(f"--steps must be at least 2, got {args.steps}.")
+    _output_file(args.out, (".png", ".jpg", ".jpeg", ".webp"))
+    model = _load(args)
+    if args.input is not None:
+        names, image = load_named_images(args.input, model.config.image_size, model.config.channels)
+        if len(names) != 1:
+            raise UserError(f"--input {args.input} holds {len(names)} images: give one image file.")
+        z0, prior = model.encode(to_float(image), args.batch_size)[0][0], False
+    else:
+        z0, prior = model.latents(1, args.seed)[0], True
+    values = torch.linspace(args.range[0], args.range[1], args.steps)
+    if args.pca is not None:
+        if args.pca_images < 2:
+            raise UserError(f"--pca-images must be at least 2, got {args.pca_images}.")
+        pca = principal_directions(model, training_images(model.config, args.pca_images), args.pca, args.batch_size)
+        directions = pca.components * pca.stddev[:, None]  # so that the values are in units of each stddev
+        what = "principal components " + ", ".join(f"{i} ({100 * e:.1f} %)" for i, e in enumerate(pca.explained))
+    else:
+        directions, what = axis_directions(model.config.latent_dim, args.dims), f"axes {' '.join(map(str, args.dims))}"
+    grid = traverse(model, z0, directions, values, prior=prior, batch_size=args.batch_size)
+    save_image(grid.flatten(0, 1), args.out, nrow=args.steps)
+    print(f"introvae: wrote {args.out}: rows {what}, values {args.range[0]:g} .. {args.range[1]:g}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from .atomic import atomic_write_text
+    from .checkpoint import latest_step
+    from .images import to_float
+    from .latent import (SCORE_KEYS, decoder_sigma, detection_metrics, load_named_images, plot_score_histograms,
+                         score_images)
+
+    two_sets = args.inliers is not None or args.outliers is not None
+    if two_sets == (args.data is not None) or (two_sets and (args.inliers is None or args.outliers is None)):
+        raise UserError("give either --data DIR, or --inliers DIR and --outliers DIR.")
+    if args.histogram_score not in SCORE_KEYS:
+        raise UserError(f"--histogram-score {args.histogram_score!r} is not one of {', '.join(SCORE_KEYS)}.")
+    if args.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {args.samples}.")
+    _output_file(args.out, (".csv",))
+    model = _load(args)
+    size, channels = model.config.image_size, model.config.channels
+    sets = {"inliers": args.inliers, "outliers": args.outliers} if two_sets else {"data": args.data}
+    sigma = args.sigma if args.sigma is not None else decoder_sigma(model, batch_size=args.batch_size)
+    scores, names = {}, {}
+    for label, path in sets.items():
+        names[label], images = load_named_images(path, size, channels, f"--{label}")
+        scores[label] = score_images(model, to_float(images), args.samples, args.seed, args.batch_size, sigma)
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow((["set"] if two_sets else []) + ["file", *SCORE_KEYS])
+    for label in sets:
+        for i, name in enumerate(names[label]):
+            writer.writerow(([label] if two_sets else []) + [name] + [f"{scores[label][k][i]:.6g}" for k in SCORE_KEYS])
+    atomic_write_text(args.out, table.getvalue())
+    where = f"sigma {sigma:.4g}{' (fitted on training images)' if args.sigma is None else ''}, K = {args.samples}"
+    if not two_sets:
+        print(f"introvae: scored {len(names['data'])} images ({where}); mean -log p(x) "
+              f"{scores['data']['neg_log_px_bpd'].mean():.4f} bits/dim; wrote {args.out}")
+        return 0
+    metrics = {key: detection_metrics(scores["inliers"][key], scores["outliers"][key]) for key in SCORE_KEYS}
+    step = args.step if args.step is not None or not args.run_dir.is_dir() else latest_step(args.run_dir)
+    report = {"run": str(args.run_dir), "step": step,
+              "inliers": str(args.inliers), "outliers": str(args.outliers), "sigma": sigma,
+              "sigma_fitted": args.sigma is None, "samples": args.samples, "seed": args.seed,
+              "metrics": metrics, "scores_csv": str(args.out)}
+    json_path, histogram = args.out.with_suffix(".json"), args.out.with_name(args.out.stem + "-histogram.png")
+    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+    key = args.histogram_score
+    plot_score_histograms(scores["inliers"][key], scores["outliers"][key], histogram, score_name=key,
+                          title=f"{args.run_dir.name}: AUROC {metrics[key]['auroc']:.3f} ({key})",
+                          inlier_label=f"inliers: {args.inliers.name}", outlier_label=f"outliers: {args.outliers.name}")
+    print(f"{'score':<16} {'AUROC':>7} {'AUPRC':>7} {'FPR@95TPR':>10}")
+    for k, m in metrics.items():
+        print(f"{k:<16} {m['auroc']:7.4f} {m['auprc']:7.4f} {m['fpr_at_95_tpr']:10.4f}")
+    print(f"introvae: {len(names['inliers'])} inliers, {len(names['outliers'])} outliers ({where}); wrote {args.out}, "
+          f"{json_path}, {histogram}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    out = export_model(args.run_dir, args.out, step=args.step)
+    print(f"introvae: wrote {out} and {out.parent / 'README.md'}")
     return 0
 
 
@@ -289,7 +615,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if not log.exists():
         raise UserError(f"{log} does not exist: is {args.run_dir} a run directory written by `introvae train`?")
     out = args.out or args.run_dir / "dynamics.png"
-    plot_dynamics(read_log(log), out, title=args.run_dir.name)
+    config_path = args.run_dir / "config.json"
+    # The panels the run's objective declares; without its config.json, whatever the log holds.
+    panels = Config.load(config_path).objective_class.dynamics if config_path.is_file() else None
+    plot_dynamics(read_log(log), out, title=args.run_dir.name, panels=panels)
     print(f"introvae: wrote {out}")
     return 0
 
@@ -331,9 +660,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_toy2d(args: argparse.Namespace) -> int:
     from .toy2d import train_toy
 
-    options = ("lr", "beta_kl", "beta_rec", "beta_neg", "gamma_r", "margin", "alpha", "beta", "warmup_steps",
-               "log_every", "device")
-    overrides = {name: getattr(args, name) for name in options if hasattr(args, name)}
+    overrides = {k: v for k, v in _config_overrides(args).items() if k not in _TOY2D_OWN}
     metrics = train_toy(args.dataset, args.model, args.steps, args.out, seed=args.seed, batch_size=args.batch_size,
                         quiet=args.quiet, eval_points=args.eval_points,
                         **({} if args.lr_milestones is None else {"lr_milestones": tuple(args.lr_milestones)}),
@@ -344,9 +671,24 @@ def cmd_toy2d(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be from 0 to 65535, got {args.port}.")
+    if args.components < 0:
+        raise UserError(f"--components must be 0 or more, got {args.components}.")
+    if args.threads < 0:
+        raise UserError(f"--threads must be 0 (torch's choice) or more, got {args.threads}.")
+    serve(args.run_dir, host=args.host, port=args.port, attribute_files=args.attribute, step=args.step,
+          device=args.device, components=args.components, threads=args.threads, quiet=args.quiet)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "calibrate": cmd_calibrate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "plot": cmd_plot, "evaluate": cmd_evaluate,
-            "check-data": cmd_check_data, "toy2d": cmd_toy2d}
+            "interpolate": cmd_interpolate, "attribute": cmd_attribute, "edit": cmd_edit,
+            "traverse": cmd_traverse, "score": cmd_score, "export": cmd_export, "plot": cmd_plot, "evaluate": cmd_evaluate,
+            "check-data": cmd_check_data, "toy2d": cmd_toy2d, "serve": cmd_serve}
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

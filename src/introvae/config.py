@@ -1,8 +1,24 @@
-"""The single source of defaults: one dataclass feeds the Python API, the command line and the saved config.json.
+"""The single source of defaults: sections of dataclasses feed the Python API, the command line and config.json.
 
-Every field carries its help text; `cli.py` builds its options from these fields, so an option, its type, its default
-and its documentation live in one place (the improved-diffusion pattern). Presets from the IntroVAE paper are
-named sets of overrides on top of the defaults.
+A `Config` has five sections, each a small frozen dataclass that validates itself:
+
+    dataset     DataConfig      what to train on (`--data`, `--image-size`, ...)
+    networks    NetConfig       the networks' sizes (App. B)
+    objective   the objective's own options (`IntroVAEOptions`, `AVAEOptions`, ...; see `introvae.objectives`),
+                chosen by `model`
+    optim       OptimConfig     steps, batch, learning rate, warm-up, EMA, precision
+    run         RunConfig       seed, device, and what the run directory gets when
+
+Every field carries its help text; `cli.py` builds its options from `option_table()`, so an option, its type, its
+default and its documentation live in one place (the improved-diffusion pattern). config.json is `to_dict()`, these
+sections; `introvae train --config FILE.json` reads it back. Config files written before the sections (one flat
+object) still load.
+
+The flat names stay: `Config(data="photos/", image_size=64, margin=70)`, `config.replace(steps=4000)` and
+`config.image_size`, `config.margin` route each name to its section (the command line's `--image-size` is the flat
+name `image_size`). An objective's option whose name would clash with another objective's has its own flat name
+(avae's `alpha` is `avae_alpha`); objectives that share a flat name (`beta` of introvae and vae) share its meaning.
+Flat keywords naming another objective's option are ignored (a preset's `margin` when training `--model vae`).
 
 Loss conventions (they differ between IntroVAE code bases, and hyper-parameters do not transfer between them):
 
@@ -17,168 +33,292 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .atomic import atomic_write_text
+from .data.base import check_data_options
 from .errors import UserError
+from .objectives import OBJECTIVES
+from .objectives.base import option, option_flag, validate_options
+from .objectives.introvae import number_or_auto
 from .precision import PRECISIONS
+from .runlog import require_tensorboard
 
-MIN_IMAGE_SIZE = 8
-MAX_IMAGE_SIZE = 1024
-
-
-def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training", parse: Any = None) -> Any:
-    """A Config field with its help text; `parse` turns the command line's string into the value (default: the
-    default's type)."""
-    return field(default=default, metadata={"help": help, "choices": choices, "group": group, "parse": parse})
+__all__ = ["Config", "DataConfig", "NetConfig", "OptimConfig", "OptionSpec", "PRESETS", "RunConfig", "from_preset",
+           "number_or_auto", "option_table"]
 
 
-def number_or_auto(text: str) -> float | str:
-    """A float, or the word auto (an option whose value the run measures)."""
-    if text == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a number nor auto") from None
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = option("builtin", "image folder (searched recursively), LMDB, .npz/.npy array file, or 'builtin' "
+                       "for the generated shapes", flag="data")
+    image_size: int = option(32, "square training resolution, a power of two from 8 to 1024")
+    channels: int = option(0, "1 (grayscale) or 3 (RGB); 0 detects it from the images")
+    test_fraction: float = option(0.1, "share of the images held out as the test split (deterministic by file name)")
+    builtin_count: int = option(4096, "number of images in the built-in shapes data set", minimum=1)
+    hflip: bool = option(False, "randomly flip training images horizontally")
 
-
-@dataclass
-class Config:
-    # ---- data
-    data: str = _opt("builtin", "image folder (searched recursively) or 'builtin' for the generated shapes", group="data")
-    image_size: int = _opt(32, "square training resolution, a power of two from 8 to 1024", group="data")
-    channels: int = _opt(0, "1 (grayscale) or 3 (RGB); 0 detects it from the images", group="data")
-    test_fraction: float = _opt(0.1, "share of the images held out as the test split (deterministic by file name)", group="data")
-    builtin_count: int = _opt(4096, "number of images in the built-in shapes data set", group="data")
-    hflip: bool = _opt(False, "randomly flip training images horizontally", group="data")
-
-    # ---- networks (App. B)
-    latent_dim: int = _opt(128, "size of the latent code z", group="model")
-    base_channels: int = _opt(32, "encoder width at full resolution; widths double at each halving (App. B)", group="model")
-    max_channels: int = _opt(256, "upper bound on any layer's width (512 in the paper)", group="model")
-
-    # ---- objective (IntroVAE: Eq. 11-12; the other models' options follow in their own groups)
-    model: str = _opt("introvae", "objective to train: IntroVAE (Huang et al. 2018), Soft-IntroVAE (Daniel & Tamar "
-                      "2021), the PID-balanced adversarial VAE of Khan et al. (avae), or the plain VAE",
-                      choices=("introvae", "soft-introvae", "avae", "vae"), group="objective")
-    margin: float | str = _opt(35.0, "margin m of the hinge on the KL of generated images (Eq. 11), or auto: set at "
-                               "the end of the warm-up to 1.5 x the KL(real) of its last quarter, rounded up to a "
-                               "multiple of 5 (as `calibrate` proposes)", group="objective", parse=number_or_auto)
-    alpha: float = _opt(0.25, "weight alpha of the adversarial KL terms of the encoder (Eq. 11)", group="objective")
-    alpha_generator: float = _opt(-1.0, "weight of the generator's KL terms (Eq. 12); negative means the same as --alpha", group="objective")
-    beta: float = _opt(2.0, "weight beta of the reconstruction loss L_AE (Eq. 11-12)", group="objective")
-    hinge: str = _opt("per_sample", "where the hinge [m - KL]+ is applied: to each image's KL (Eq. 5) or to the batch-mean KL (as the authors' code does)",
-                      choices=("per_sample", "batch_mean"), group="objective")
-    reconstruction: str = _opt("half_sse", "per-image reconstruction loss: half the sum of squared errors (Eq. 10), the full sum (the authors' code) or the per-pixel mean",
-                               choices=("half_sse", "sse", "mean"), group="objective")
-    adversarial_reduction: str = _opt("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) or their mean (the authors' code)",
-                                      choices=("sum", "mean"), group="objective")
-    warmup_steps: int = _opt(200, "steps of plain VAE training (alpha = 0) before the adversarial game starts (Sec. 4.1, App. D)", group="objective")
-    beta_kl: float = _opt(1.0, "weight of the KL of real images (soft-introvae: beta_kl; vae: the KL weight)", group="objective")
-
-    # ---- Soft-IntroVAE (Daniel & Tamar 2021): losses scaled by s = 1 / (C H W), per-image sums of squared errors
-    beta_rec: float = _opt(1.0, "soft-introvae: weight of the reconstruction error", group="soft-introvae")
-    beta_neg: float = _opt(256.0, "soft-introvae: weight of the KL of generated images inside the exponential penalty", group="soft-introvae")
-    gamma_r: float = _opt(1e-8, "soft-introvae: weight of the reconstruction error of generated images in the decoder loss", group="soft-introvae")
-
-    # ---- adversarial VAE of Khan et al. (Eq. 10-15, Sec. 4)
-    avae_alpha: float = _opt(0.3, "avae: weight alpha of the discriminator's error on VAE reconstructions L_v", group="avae")
-    avae_beta: float = _opt(0.1, "avae: weight beta of the latent similarity loss L_s", group="avae")
-    avae_gamma: float = _opt(0.1, "avae: weight gamma of the VAE data loss L_e", group="avae")
-    avae_eta: float = _opt(0.5, "avae: diversity ratio eta (Eq. 10)", group="avae")
-    pid_integral: float = _opt(1e-3, "avae: gain lambda_1 on e_t in the k_t update (Eq. 12)", group="avae")
-    pid_proportional: float = _opt(1e-5, "avae: gain lambda_2 on e_t - e_(t-1) (Eq. 12)", group="avae")
-    pid_derivative: float = _opt(1e-5, "avae: gain lambda_3 on e_t + e_(t-2) - 2 e_(t-1) (Eq. 12)", group="avae")
-    disc_channels: int = _opt(64, "avae: width n of the BEGAN-style auto-encoder discriminator", group="avae")
-    disc_latent: int = _opt(64, "avae: size of the discriminator's code", group="avae")
-
-    # ---- optimisation (Sec. 4.1)
-    steps: int = _opt(1000, "number of training steps (one encoder and one generator update each)")
-    batch_size: int = _opt(32, "images per step")
-    lr: float = _opt(-1.0, "Adam learning rate of every network; negative means the model's default (2e-4; avae 5e-5)")
-    ema: float = _opt(0.0, "decay of an exponential moving average of the generator, used by sample and evaluate "
-                      "(0: none; e.g. 0.999)")
-    adam_beta1: float = _opt(0.9, "Adam beta1")
-    adam_beta2: float = _opt(0.999, "Adam beta2")
-    seed: int = _opt(0, "seed of initialisation, data order and noise")
-    device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
-    precision: str = _opt("auto", "training precision: fp32, bf16 autocast (fast on GPUs and on CPUs with AVX512-BF16 "
-                          "or AMX; emulated and slow elsewhere), or auto: bf16 where the device computes it natively, "
-                          "fp32 elsewhere", choices=PRECISIONS)
-
-    # ---- run directory
-    log_every: int = _opt(10, "write losses to log.jsonl every N steps", group="run")
-    grid_every: int = _opt(500, "save a grid of real / reconstruction / sample images every N steps (0: only at the end)", group="run")
-    checkpoint_every: int = _opt(500, "save a checkpoint every N steps (0: only at the end)", group="run")
-    keep_checkpoints: int = _opt(3, "number of newest checkpoints to keep", group="run")
-    eval_every: int = _opt(0, "every N steps, log a light evaluation (MS-SSIM, SWD, held-out RMSE/PSNR/SSIM, FID/KID "
-                           "when the Inception weights are found) with the losses (0: never)", group="run")
-    eval_samples: int = _opt(500, "samples drawn for each light evaluation", group="run")
-    fid_weights: str = _opt("", "path of pt_inception-2015-12-05-6726825d.pth for FID/KID in --eval-every "
-                            "('': $INTROVAE_FID_WEIGHTS or the torch hub cache)", group="run")
-
-    def validate(self) -> "Config":
-        size = self.image_size
-        if size < MIN_IMAGE_SIZE or size > MAX_IMAGE_SIZE or size & (size - 1):
-            raise UserError(f"--image-size {size} is not supported: use a power of two from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}.")
+    def validate(self) -> None:
         if self.channels not in (0, 1, 3):
             raise UserError(f"--channels {self.channels} is not supported: use 1, 3 or 0 (detect).")
-        positive = {"steps": self.steps, "batch-size": self.batch_size, "latent-dim": self.latent_dim,
-                    "base-channels": self.base_channels, "max-channels": self.max_channels, "log-every": self.log_every}
-        for name, value in positive.items():
-            if value <= 0:
-                raise UserError(f"--{name} must be positive, got {value}.")
+        check_data_options(self.image_size, self.channels or None, self.test_fraction)  # the data layer's one check
+        validate_options(self)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    latent_dim: int = option(128, "size of the latent code z", minimum=1)
+    base_channels: int = option(32, "encoder width at full resolution; widths double at each halving (App. B)",
+                                minimum=1)
+    max_channels: int = option(256, "upper bound on any layer's width (512 in the paper)", minimum=1)
+
+    def validate(self) -> None:
+        validate_options(self)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    steps: int = option(1000, "number of training steps (each steps every network of the objective once)", minimum=1)
+    batch_size: int = option(32, "images per step (the global batch under torchrun)", minimum=1)
+    lr: float = option(-1.0, "Adam learning rate of every network; negative means the model's default")
+    warmup_steps: int = option(-1, "steps of plain VAE training before the objective's own loss (Sec. 4.1, App. D); "
+                               "-1: the model's default", minimum=-1)
+    ema: float = option(0.0, "decay of an exponential moving average of the generator, used by sample and evaluate "
+                        "(0: none; e.g. 0.999)")
+    adam_beta1: float = option(0.9, "Adam beta1")
+    adam_beta2: float = option(0.999, "Adam beta2")
+    precision: str = option("auto", "training precision: fp32, bf16 autocast (fast on GPUs and on CPUs with "
+                            "AVX512-BF16 or AMX; emulated and slow elsewhere), or auto: bf16 where the device computes "
+                            "it natively, fp32 elsewhere", choices=PRECISIONS)
+
+    def validate(self) -> None:
         if self.lr == 0:
             raise UserError(f"--lr must be positive (or negative for the model's default), got {self.lr}.")
         if not 0 <= self.ema < 1:
             raise UserError(f"--ema must be in [0, 1) (e.g. 0.999; 0 turns it off), got {self.ema}.")
-        if min(self.beta_kl, self.beta_rec, self.beta_neg, self.gamma_r, self.avae_alpha, self.avae_beta,
-               self.avae_gamma, self.avae_eta) < 0:
-            raise UserError("the loss weights (--beta-kl, --beta-rec, --beta-neg, --gamma-r, --avae-*) must not be negative.")
-        if self.disc_channels <= 0 or self.disc_latent <= 0:
-            raise UserError("--disc-channels and --disc-latent must be positive.")
-        if not 0 <= self.test_fraction < 1:
-            raise UserError(f"--test-fraction must be in [0, 1), got {self.test_fraction}.")
-        if self.margin == "auto":
-            if self.model == "introvae" and self.warmup_steps < 1:
-                raise UserError("--margin auto measures KL(real) during the warm-up: give --warmup-steps (e.g. 200), "
-                                "or a number for --margin.")
-        elif not isinstance(self.margin, (int, float)) or isinstance(self.margin, bool):
-            raise UserError(f"--margin {self.margin!r} is neither a number nor auto.")
-        elif self.margin < 0:
-            raise UserError("--margin must not be negative.")
-        if self.alpha < 0 or self.beta < 0:
-            raise UserError("--alpha and --beta must not be negative.")
-        if self.eval_every < 0 or self.eval_samples < 2:
-            raise UserError(f"--eval-every must be >= 0 and --eval-samples >= 2, got {self.eval_every} and {self.eval_samples}.")
-        if self.warmup_steps < 0 or self.grid_every < 0 or self.checkpoint_every < 0 or self.keep_checkpoints < 1:
-            raise UserError("--warmup-steps, --grid-every and --checkpoint-every must be >= 0 and --keep-checkpoints >= 1.")
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise UserError(f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is not one of {', '.join(choices)}.")
-        return self
+        validate_options(self)
 
-    @property
-    def generator_alpha(self) -> float:
-        return self.alpha if self.alpha_generator < 0 else self.alpha_generator
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = option(0, "seed of initialisation, data split and order, and noise")
+    device: str = option("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    log_every: int = option(10, "write losses to log.jsonl every N steps", minimum=1)
+    grid_every: int = option(500, "save a grid of real / reconstruction / sample images every N steps (0: only at "
+                             "the end)", minimum=0)
+    checkpoint_every: int = option(500, "save a checkpoint every N steps (0: only at the end)", minimum=0)
+    keep_checkpoints: int = option(3, "number of newest checkpoints to keep", minimum=1)
+    eval_every: int = option(0, "every N steps, log a light evaluation (MS-SSIM, SWD, held-out RMSE/PSNR/SSIM, "
+                             "FID/KID when the Inception weights are found) with the losses (0: never)", minimum=0)
+    eval_samples: int = option(500, "samples drawn for each light evaluation", minimum=2)
+    fid_weights: str = option("", "path of pt_inception-2015-12-05-6726825d.pth for FID/KID in --eval-every "
+                              "('': $INTROVAE_FID_WEIGHTS or the torch hub cache)")
+    tensorboard: bool = option(False, "also write the logged values to RUN_DIR/tensorboard/ for TensorBoard (needs "
+                               "the tensorboard package)")
+
+    def validate(self) -> None:
+        validate_options(self)
+        if self.tensorboard:
+            require_tensorboard()  # fail before the run directory is written, not at the first log record
+
+
+# Section name -> its dataclass, in the order of config.json (the objective's section sits between networks and optim).
+SECTIONS: dict[str, type] = {"dataset": DataConfig, "networks": NetConfig, "optim": OptimConfig, "run": RunConfig}
+SECTION_ORDER = ("dataset", "networks", "objective", "optim", "run")
+# Flat name -> (section, field) for the sections other than the objective's.
+_SECTION_FLAT: dict[str, tuple[str, str]] = {
+    option_flag(f): (section, f.name) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+_OBJECTIVE_FLAT: dict[str, dict[str, str]] = {  # model -> flat name -> field of its options
+    name: {option_flag(f): f.name for f in dataclasses.fields(cls.Options)} for name, cls in OBJECTIVES.items()}
+_ALL_OBJECTIVE_FLATS = {flat for flats in _OBJECTIVE_FLAT.values() for flat in flats}
+if set(_SECTION_FLAT) & (_ALL_OBJECTIVE_FLATS | {"model"}):
+    raise TypeError(f"flat option names used twice: {sorted(set(_SECTION_FLAT) & _ALL_OBJECTIVE_FLATS)}")
+
+
+def _model_help() -> str:
+    described = "; ".join(f"{name}: {cls.title}" if cls.title else name for name, cls in OBJECTIVES.items())
+    return f"objective to train ({described})"
+
+
+def _per_model_help() -> dict[str, str]:
+    """What the registry adds to the help of options whose default depends on the objective."""
+    lrs = ", ".join(f"{name} {cls.default_lr:g}" for name, cls in OBJECTIVES.items())
+    warm = ", ".join(f"{name} {cls.default_warmup_steps}" for name, cls in OBJECTIVES.items()
+                     if cls.default_warmup_steps is not None)
+    without = [name for name, cls in OBJECTIVES.items() if cls.default_warmup_steps is None]
+    ignored = f"; {' and '.join(without)} have no warm-up and ignore it" if without else ""
+    return {"lr": f" ({lrs})", "warmup_steps": f" ({warm}){ignored}"}
+
+
+@dataclass(frozen=True, init=False)
+class Config:
+    model: str
+    dataset: DataConfig
+    networks: NetConfig
+    objective: Any  # the Options dataclass of OBJECTIVES[model]
+    optim: OptimConfig
+    run: RunConfig
+
+    def __init__(self, model: str = "introvae", dataset: DataConfig | None = None, networks: NetConfig | None = None,
+                 objective: Any = None, optim: OptimConfig | None = None, run: RunConfig | None = None,
+                 **flat: Any):
+        """Sections (defaults where not given), then flat keywords (`image_size=64`, `margin=70`) on top."""
+        if model not in OBJECTIVES:
+            raise UserError(f"--model {model!r} is not registered: choose one of {', '.join(OBJECTIVES)}.")
+        options_class = OBJECTIVES[model].Options
+        if objective is None:
+            objective = options_class()
+        elif not isinstance(objective, options_class):
+            raise TypeError(f"the objective section of {model!r} is {options_class.__name__}, "
+                            f"not {type(objective).__name__}")
+        sections: dict[str, Any] = {"dataset": dataset or DataConfig(), "networks": networks or NetConfig(),
+                                    "optim": optim or OptimConfig(), "run": run or RunConfig()}
+        changes: dict[str, dict[str, Any]] = {}
+        objective_changes: dict[str, Any] = {}
+        for name, value in flat.items():
+            if name in _SECTION_FLAT:
+                section, field_name = _SECTION_FLAT[name]
+                changes.setdefault(section, {})[field_name] = value
+            elif name in _OBJECTIVE_FLAT[model]:
+                objective_changes[_OBJECTIVE_FLAT[model][name]] = value
+            elif name not in _ALL_OBJECTIVE_FLATS:  # another objective's option is ignored; anything else is a typo
+                raise TypeError(f"Config() got an unexpected keyword argument {name!r}")
+        for section, values in changes.items():
+            sections[section] = dataclasses.replace(sections[section], **values)
+        if objective_changes:
+            objective = dataclasses.replace(objective, **objective_changes)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "objective", objective)
+        for section, value in sections.items():
+            object.__setattr__(self, section, value)
+
+    # ---- the flat names
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for names that are not sections: a flat option name, or a property of the objective's options.
+        if name.startswith("__") or name in ("model", "objective", *SECTIONS):
+            raise AttributeError(name)
+        if name in _SECTION_FLAT:
+            section, field_name = _SECTION_FLAT[name]
+            return getattr(getattr(self, section), field_name)
+        own = _OBJECTIVE_FLAT[self.model]
+        if name in own:
+            return getattr(self.objective, own[name])
+        if hasattr(self.objective, name):  # e.g. IntroVAEOptions.generator_alpha
+            return getattr(self.objective, name)
+        for model, flats in _OBJECTIVE_FLAT.items():  # another objective's option: its default (unused by this run)
+            if name in flats:
+                return getattr(OBJECTIVES[model].Options(), flats[name])
+        raise AttributeError(f"{type(self).__name__} has no option {name!r}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Config":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"config has unknown keys {', '.join(unknown)}: was it written by a newer introvae?")
-        return cls(**values)
+    def flat_names(cls) -> set[str]:
+        """Every flat keyword `Config(...)` takes."""
+        return set(_SECTION_FLAT) | _ALL_OBJECTIVE_FLATS | {"model"}
+
+    def flat(self) -> dict[str, Any]:
+        """This config as flat names: the sections' options and the objective's own."""
+        values: dict[str, Any] = {"model": self.model}
+        for flat_name, (section, field_name) in _SECTION_FLAT.items():
+            values[flat_name] = getattr(getattr(self, section), field_name)
+        for flat_name, field_name in _OBJECTIVE_FLAT[self.model].items():
+            values[flat_name] = getattr(self.objective, field_name)
+        return values
 
     def replace(self, **changes: Any) -> "Config":
-        return dataclasses.replace(self, **changes)
+        """A copy with sections (`optim=OptimConfig(...)`) or flat options (`steps=4000`) replaced.
+
+        Changing `model` keeps the options the new objective shares with the old one (`beta` from introvae to vae).
+        """
+        model = changes.pop("model", self.model)
+        objective = changes.pop("objective", None)
+        if objective is None and model == self.model:
+            objective = self.objective
+        elif objective is None:
+            shared = _OBJECTIVE_FLAT[self.model].keys() & _OBJECTIVE_FLAT[model].keys()
+            changes = {**{name: getattr(self, name) for name in shared}, **changes}
+        sections = {name: changes.pop(name, getattr(self, name)) for name in SECTIONS}
+        return Config(model=model, objective=objective, **sections, **changes)
+
+    # ---- checks and resolution
+
+    @property
+    def objective_class(self) -> type:
+        return OBJECTIVES[self.model]
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The networks the objective trains."""
+        return self.objective_class.roles
+
+    @property
+    def averaged_roles(self) -> tuple[str, ...]:
+        """The networks of which --ema keeps a moving average."""
+        return self.objective_class.averaged_roles
+
+    def resolved_warmup_steps(self) -> int:
+        """The warm-up the objective trains with (--warmup-steps -1 means the objective's default)."""
+        return self.objective_class.resolve_warmup_steps(self.optim.warmup_steps)
+
+    def resolved_lr(self) -> float:
+        """--lr, or the objective's default learning rate when it is negative (not given)."""
+        return self.optim.lr if self.optim.lr > 0 else self.objective_class.default_lr
+
+    def resolved(self) -> "Config":
+        """The learning rate and warm-up the run trains with, instead of "the model's default"."""
+        return self.replace(lr=self.resolved_lr(), warmup_steps=self.resolved_warmup_steps())
+
+    def validate(self) -> "Config":
+        """Each section checks itself; the objective checks its options with the warm-up it will get."""
+        for name in SECTIONS:
+            getattr(self, name).validate()
+        self.objective_class.check(self.objective, self.resolved_warmup_steps())
+        return self
+
+    # ---- config.json
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sections as JSON values: what config.json holds, --dry-run prints and --config reads."""
+        out: dict[str, Any] = {"model": self.model}
+        for name in SECTION_ORDER:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "Config":
+        """A config from `to_dict()`'s sections, or from the flat object config.json held before the sections."""
+        if not isinstance(values, dict):
+            raise UserError(f"{source} does not hold a JSON object of options.")
+        if not any(isinstance(values.get(name), dict) for name in SECTION_ORDER):
+            return cls._from_flat(values, source)
+        unknown = sorted(set(values) - {"model", *SECTION_ORDER})
+        model = values.get("model", "introvae")
+        if model not in OBJECTIVES:
+            raise UserError(f"{source}: model {model!r} is not registered: choose one of {', '.join(OBJECTIVES)}.")
+        classes = {**SECTIONS, "objective": OBJECTIVES[model].Options}
+        built: dict[str, Any] = {}
+        for name, section_class in classes.items():
+            given = values.get(name, {})
+            if not isinstance(given, dict):
+                raise UserError(f"{source}: the section {name!r} is not a JSON object.")
+            known = {f.name for f in dataclasses.fields(section_class)}
+            unknown += [f"{name}.{key}" for key in sorted(set(given) - known)]
+            built[name] = section_class(**{k: v for k, v in given.items() if k in known})
+        if unknown:
+            raise UserError(f"{source} has unknown keys {', '.join(unknown)}: was it written by a newer introvae?")
+        return cls(model=model, **built)
+
+    @classmethod
+    def _from_flat(cls, values: dict[str, Any], source: str) -> "Config":
+        unknown = sorted(set(values) - cls.flat_names())
+        if unknown:
+            raise UserError(f"{source} has unknown keys {', '.join(unknown)}: was it written by a newer introvae?")
+        if values.get("model") == "soft-introvae" and "warmup_steps" in values:
+            # Before the engine ran every objective's warm-up, soft-introvae image runs ignored warmup_steps.
+            values = {**values, "warmup_steps": 0}
+        return cls(**values)
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
@@ -190,9 +330,55 @@ class Config:
             values = json.loads(path.read_text())
         except FileNotFoundError:
             raise UserError(f"{path} does not exist: is this a run directory written by `introvae train`?") from None
+        except IsADirectoryError:
+            raise UserError(f"{path} is a directory, not a config file.") from None
         except json.JSONDecodeError as error:
             raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}).") from None
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values, source=str(path))
+        except TypeError as error:  # a value of the wrong kind for a field
+            raise UserError(f"{path}: {error}.") from None
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One command-line option, generated from a section's or an objective's field."""
+
+    name: str  # the flat name; the flag is --name with dashes
+    group: str  # "data", "networks", "objective", an objective's name, "optimisation", "run"
+    default: Any
+    help: str
+    choices: tuple | None
+    parse: Callable[[str], Any]
+
+
+def option_table() -> list[OptionSpec]:
+    """Every option of `Config`, grouped: the sections', then each objective's own (an option that several objectives
+    share is listed once, in the group of the first, its help naming them all)."""
+    specs = [OptionSpec("model", "objective", "introvae", _model_help(), tuple(OBJECTIVES), str)]
+    groups = {"dataset": "data", "networks": "networks", "optim": "optimisation", "run": "run"}
+
+    suffixes = _per_model_help()
+
+    def spec(f: dataclasses.Field, group: str, prefix: str = "") -> OptionSpec:
+        parse = f.metadata.get("parse") or type(f.default)
+        text = prefix + f.metadata["help"] + suffixes.get(option_flag(f), "")
+        return OptionSpec(option_flag(f), group, f.default, text, f.metadata.get("choices"), parse)
+
+    for section in ("dataset", "networks"):
+        specs += [spec(f, groups[section]) for f in dataclasses.fields(SECTIONS[section])]
+    listed: set[str] = set()
+    for model, cls in OBJECTIVES.items():
+        for f in dataclasses.fields(cls.Options):
+            flat = option_flag(f)
+            if flat in listed:
+                continue
+            listed.add(flat)
+            users = [m for m, flats in _OBJECTIVE_FLAT.items() if flat in flats]
+            specs.append(spec(f, model, ", ".join(users) + ": "))
+    for section in ("optim", "run"):
+        specs += [spec(f, groups[section]) for f in dataclasses.fields(SECTIONS[section])]
+    return specs
 
 
 # The paper's settings (Sec. 4.1, Table 1, App. B). Sec. 4.1 prints "128 x 128" for two settings; we read the first

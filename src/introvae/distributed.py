@@ -6,7 +6,7 @@
 
 Why not the DistributedDataParallel wrapper: an introspective step is several phases, each a backward pass of its own
 loss into its own network with the graph retained for the next phase, and each followed by that network's optimizer
-step (see `train.step_phases`). DDP's reducer assumes one forward and one backward per step and module. So the
+step (see `engine.step_phases`). DDP's reducer assumes one forward and one backward per step and module. So the
 same data parallelism is written out here: every rank holds the whole model, sees its own slice of the global batch,
 and before each optimizer step the gradients of the phase's network are averaged over the ranks with one all-reduce
 (`average_gradients`), which is what DDP computes. Batch-norm statistics are per rank during the forward pass (as

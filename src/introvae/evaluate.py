@@ -38,30 +38,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checkpoint import latest_step
-from .data import open_data, scan_folder
-from .data.arrays import load_array
-from .data.folder import detect_channels
-from .data.source import ImageSource, cache_in_memory
+from .data import ImageSource, cache_in_memory, open_data
+from .data.imagesets import load_image_set
 from .errors import DataError, UserError
-from .images import load_image, save_image, to_float, to_uint8
-from .metrics.fid import fid, inception_score, kid
+from .images import save_image, to_float, to_uint8
+from .metrics import METRICS, Metric
+from .metrics.base import FEATURES, SetPair
 from .metrics.inception import WeightsMissing, inception_features, load_inception
-from .metrics.prdc import precision_recall
-from .metrics.ssim import ms_ssim_diversity, ssim
-from .metrics.swd import swd
+from .metrics.ssim import ssim
 from .model import Model, resolve_device
 
 __all__ = ["EvalSettings", "FeatureSpace", "evaluate_run", "evaluate_sets", "light_evaluation", "format_table",
            "load_image_set", "reconstruction_errors"]
 
 CACHE_ENV = "INTROVAE_CACHE"
-# MS-SSIM needs 2**(scales - 1) pixels; SWD needs a 7x7 patch.
-_MIN_MSSSIM_SIZE, _MIN_SWD_SIZE = 16, 7
 _CHUNK = 500  # images generated, reconstructed or compared at a time
 
 
@@ -171,46 +165,36 @@ def reconstruction_errors(originals_u8: Tensor, reconstructions: Tensor) -> dict
 
 
 def compare_sets(samples_u8: Tensor, reference_u8: Tensor, settings: EvalSettings, features: FeatureSpace | None,
-                 reference_figures: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
-    """Every metric between generated and reference images; returns (results, skipped metric -> reason).
+                 reference_figures: bool = True, metrics: tuple[Metric, ...] = METRICS
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each of `metrics` (all registered ones by default) between generated and reference images; returns
+    (results, skipped metric -> reason).
 
-    `reference_figures` adds the reference set's own MS-SSIM and Inception Score, the points of comparison for
-    the samples' values (the light evaluation during training leaves them out: they do not change).
+    A metric is skipped when it needs Inception features and the network is not there, or when the sets do not
+    meet its requirements. `reference_figures` adds the reference set's own MS-SSIM and Inception Score, the
+    points of comparison for the samples' values (the light evaluation during training leaves them out: they do
+    not change).
     """
     results: dict[str, Any] = {"num_samples": len(samples_u8), "num_reference": len(reference_u8)}
     skipped: dict[str, str] = {}
-    size = samples_u8.shape[-1]
-    if size >= _MIN_MSSSIM_SIZE and min(len(samples_u8), len(reference_u8)) >= 2:
-        results["ms_ssim"] = {"samples": ms_ssim_diversity(samples_u8, settings.msssim_pairs, seed=settings.seed),
-                              "pairs": settings.msssim_pairs}
-        if reference_figures:
-            results["ms_ssim"]["reference"] = ms_ssim_diversity(reference_u8, settings.msssim_pairs, seed=settings.seed)
-    else:
-        skipped["ms_ssim"] = f"needs at least 2 images of at least {_MIN_MSSSIM_SIZE} px"
-    if size >= _MIN_SWD_SIZE and samples_u8.shape[1:] == reference_u8.shape[1:]:
-        results["swd"] = swd(to_float(samples_u8), to_float(reference_u8), settings.swd_descriptors, seed=settings.seed)
-    else:
-        skipped["swd"] = "needs images of the same shape, at least 7 px"
-    if features is None or not features.available:
-        reason = features.missing if features is not None else None
-        for name in ("fid", "kid", "inception_score", "precision_recall"):
-            skipped[name] = reason or "the Inception network was not requested"
-        return results, skipped
-    fake = features.of(samples_u8)
-    real = features.of_cached(reference_u8, "reference images")
-    results["fid"] = fid(fake["pool"], real["pool"])
-    results["kid"] = kid(fake["pool"], real["pool"], settings.kid_subsets, settings.kid_subset_size, seed=settings.seed)
-    if min(len(samples_u8), len(reference_u8)) >= 10:
-        results["inception_score"] = {"samples": inception_score(fake["logits"])}
-        if reference_figures:
-            results["inception_score"]["reference"] = inception_score(real["logits"])
-    else:
-        skipped["inception_score"] = "needs at least 10 images in each set (10 splits)"
-    if min(len(samples_u8), len(reference_u8)) > settings.pr_k:
-        results["precision_recall"] = {**precision_recall(real["pool"], fake["pool"], k=settings.pr_k),
-                                       "k": settings.pr_k}
-    else:
-        skipped["precision_recall"] = f"needs more than k = {settings.pr_k} images in each set"
+    pair = SetPair(samples_u8, reference_u8, reference_figures=reference_figures)
+    features_missing = None  # why the metrics on Inception features cannot run, if they cannot
+    if features is None:
+        features_missing = "the Inception network was not requested"
+    elif not features.available:
+        features_missing = features.missing or "the Inception network was not requested"
+    for metric in metrics:
+        if metric.needs == FEATURES and features_missing is not None:
+            skipped[metric.name] = features_missing
+            continue
+        reason = metric.unmet_reason(samples_u8, reference_u8, settings)
+        if reason is not None:
+            skipped[metric.name] = reason
+            continue
+        if metric.needs == FEATURES and pair.sample_features is None:
+            pair.sample_features = features.of(samples_u8)
+            pair.reference_features = features.of_cached(reference_u8, "reference images")
+        results[metric.name] = metric.compute(pair, settings)
     return results, skipped
 
 
@@ -268,74 +252,13 @@ def write_nearest_neighbours(samples_u8: Tensor, train: ImageSource, settings: E
     return written
 
 
-# ---- loading image sets
-
-
-def load_image_set(path: str | Path, size: int | None = None, channels: int | None = None) -> Tensor:
-    """uint8 (N, C, S, S) images from a folder (recursively), a .npz (key 'images' or the only array) or a .npy.
-
-    Arrays may be NHWC (as `introvae sample` writes) or NCHW. Folder images are resized and centre-cropped to
-    `size` (default: the shorter side of the first file); a top-level grid.png (written by `introvae sample`
-    beside the samples) is not an image of the set and is left out.
-    """
-    path = Path(path)
-    if path.suffix in (".npz", ".npy"):
-        return _load_array(path, size)
-    files = [f for f in scan_folder(path) if f.relative_to(path).as_posix() != "grid.png"]
-    if not files:
-        raise DataError(f"{path} holds no images besides grid.png; pass the folder of individual images.")
-    if size is None:
-        try:
-            with Image.open(files[0]) as first:
-                size = min(first.size)
-        except OSError:
-            raise DataError(f"{files[0]} cannot be read as an image; remove it or fix it.") from None
-    if channels is None:
-        channels = detect_channels(files)
-    return torch.stack([load_image(f, size, channels) for f in files])
-
-
-def _load_array(path: Path, size: int | None) -> Tensor:
-    array, channels_first = load_array(path)  # the data package's reader: no pickles, 'images' or the only array
-    images = torch.from_numpy(np.array(array))  # a writable copy: a .npy comes memory-mapped read-only
-    if not channels_first:
-        images = images.permute(0, 3, 1, 2).contiguous()
-    if images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
-        raise DataError(f"{path} must hold square images with 1 or 3 channels, got shape {tuple(array.shape)}.")
-    if size is not None and images.shape[-1] != size:
-        images = to_uint8(torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="area"
-                                                          if images.shape[-1] > size else "bilinear"))
-    return images
-
-
 # ---- reports
-
-
-def _fmt(value: float, digits: int = 4) -> str:
-    return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.1f}"
 
 
 def format_table(report: dict[str, Any]) -> str:
     """A plain-text table of a report from evaluate_run / evaluate_sets."""
     m = report["metrics"]
-    rows: list[tuple[str, str, str]] = []
-    if "fid" in m:
-        rows.append(("FID", _fmt(m["fid"]), f"lower is better; {m['num_samples']} samples vs {m['num_reference']} reference"))
-    if "kid" in m:
-        rows.append(("KID x 1e3", f"{m['kid']['mean'] * 1e3:.3f} +- {m['kid']['std'] * 1e3:.3f}",
-                     f"{m['kid']['num_subsets']} subsets of {m['kid']['subset_size']}"))
-    if "inception_score" in m:
-        s, r = m["inception_score"]["samples"], m["inception_score"]["reference"]
-        rows.append(("Inception Score", f"{s['mean']:.3f} +- {s['std']:.3f}", f"reference images: {r['mean']:.3f}; 10 splits"))
-    if "precision_recall" in m:
-        pr = m["precision_recall"]
-        rows.append(("precision / recall", f"{pr['precision']:.3f} / {pr['recall']:.3f}", f"k = {pr['k']} in Inception features"))
-    if "ms_ssim" in m:
-        rows.append(("MS-SSIM (samples)", f"{m['ms_ssim']['samples']:.4f}",
-                     f"reference images: {m['ms_ssim']['reference']:.4f}; {m['ms_ssim']['pairs']} pairs; lower = more diverse"))
-    if "swd" in m:
-        levels = ", ".join(f"{k}: {v:.1f}" for k, v in m["swd"]["levels"].items())
-        rows.append(("SWD x 1e3", f"{m['swd']['mean']:.2f}", f"per level {levels}"))
+    rows = [metric.row(m[metric.name], m) for metric in METRICS if metric.name in m]
     rec = report.get("reconstruction")
     if rec:
         rows.append(("RMSE (0-255)", f"{rec['rmse']:.2f}", f"reconstructions of {rec['count']} held-out images"))
@@ -469,15 +392,12 @@ def light_evaluation(model, reference_u8: Tensor, num_samples: int, features: Fe
     """The cheap metrics for `train --eval-every`, as flat `eval_*` numbers for the log."""
     settings = EvalSettings(num_samples=num_samples, seed=seed, **LIGHT_SETTINGS)
     samples_u8 = generate_samples(model, num_samples, seed, settings.batch_size)
-    metrics, _ = compare_sets(samples_u8, reference_u8, settings, features, reference_figures=False)
+    logged = tuple(metric for metric in METRICS if metric.log is not None)  # the others are not worth their time here
+    metrics, _ = compare_sets(samples_u8, reference_u8, settings, features, reference_figures=False, metrics=logged)
     held_out = reference_u8[:settings.max_reconstructions]
     rec = reconstruction_errors(held_out, reconstruct_set(model, held_out, settings.batch_size))
     flat = {"eval_rmse": rec["rmse"], "eval_psnr": rec["psnr"], "eval_ssim": rec["ssim"]}
-    if "ms_ssim" in metrics:
-        flat["eval_ms_ssim"] = metrics["ms_ssim"]["samples"]
-    if "swd" in metrics:
-        flat["eval_swd"] = metrics["swd"]["mean"]
-    if "fid" in metrics:
-        flat["eval_fid"] = metrics["fid"]
-        flat["eval_kid"] = metrics["kid"]["mean"]
+    for metric in logged:
+        if metric.name in metrics:
+            flat.update(metric.log(metrics[metric.name]))
     return {k: (v if math.isfinite(v) else float("nan")) for k, v in flat.items()}

@@ -13,37 +13,19 @@ from __future__ import annotations
 import contextlib
 import copy
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .batchnorm import prior_statistics, reestimate
-from .checkpoint import latest_step, load_networks, model_path
+from .checkpoint import CHECKPOINT_DIR, config_of_weights, latest_step, load_networks, model_path, network_names
 from .config import Config
 from .errors import UserError
-from .nets import build_image_networks, init_weights
-from .objectives import OBJECTIVES
+from .nets import build_image_networks, ema_name, init_weights
+from .runtime import resolve_device, stream_seed  # noqa: F401 (re-exported: introvae.model.stream_seed)
 
 INTERPOLATIONS = ("lerp", "slerp")
-
-
-def stream_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integers (seed, stream, index): independent streams without collisions."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asks for CUDA, but this torch build sees no GPU: use --device cpu.")
-    return device
 
 
 class Model:
@@ -57,27 +39,56 @@ class Model:
     def build(cls, config: Config, device: str | torch.device = "cpu") -> "Model":
         """Fresh networks of the config's model, initialised from config.seed alone.
 
-        With `config.ema` > 0 there is also "generator_ema", a copy of the generator that the trainer moves towards
-        it after every step and that decoding uses.
+        With `config.ema` > 0 each network the objective averages (the generator) has a copy, `ema_name(role)`
+        ("generator_ema"), that the trainer moves towards it after every step and that decoding uses.
         """
         if config.channels not in (1, 3):
             raise UserError("the config's channels must be resolved to 1 or 3 before building a model.")
-        networks = nn.ModuleDict(build_image_networks(config, OBJECTIVES[config.model].roles))
+        networks = nn.ModuleDict(build_image_networks(config, config.roles))
         init_weights(networks, torch.Generator().manual_seed(config.seed))
         if config.ema > 0:
-            networks["generator_ema"] = copy.deepcopy(networks["generator"]).requires_grad_(False)
+            for role in config.averaged_roles:
+                networks[ema_name(role)] = copy.deepcopy(networks[role]).requires_grad_(False)
         # channels_last: the layout the convolutions run fastest in (see introvae.nets.conv).
         return cls(config, networks.to(device, memory_format=torch.channels_last))
 
     @classmethod
-    def load(cls, run_dir: str | Path, step: int | None = None, device: str = "auto") -> "Model":
-        """The model of a run directory at its newest (or the given) checkpoint."""
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise UserError(f"{run_dir} is not a directory: pass a run directory written by `introvae train`.")
-        config = Config.load(run_dir / "config.json")
+    def load(cls, path: str | Path, step: int | None = None, device: str = "auto") -> "Model":
+        """The model of a run directory at its newest (or the given) checkpoint, or of one weights file.
+
+        A weights file (a run's checkpoints/model-STEP.safetensors copied anywhere, or what `introvae export`
+        writes) carries its config; one from before weights described themselves is loaded with the config.json
+        of the run directory it still sits in.
+        """
+        path = Path(path)
+        if path.is_file():
+            if step is not None:
+                raise UserError(f"--step applies to a run directory; {path} is one weights file.")
+            return cls._load_file(path, resolve_device(device))
+        if not path.is_dir():
+            raise UserError(f"{path} is neither a run directory written by `introvae train` nor a weights file "
+                            "written by `introvae export`: check the path.")
+        config = Config.load(path / "config.json")
         model = cls.build(config, resolve_device(device))
-        load_networks(model_path(run_dir, latest_step(run_dir) if step is None else step), model.networks)
+        load_networks(model_path(path, latest_step(path) if step is None else step), model.networks)
+        return model
+
+    @classmethod
+    def _load_file(cls, path: Path, device: torch.device) -> "Model":
+        values = config_of_weights(path)
+        if values is not None:
+            config = Config.from_dict(values, source=f"the config in {path}")
+        elif path.parent.name == CHECKPOINT_DIR and (path.parent.parent / "config.json").is_file():
+            config = Config.load(path.parent.parent / "config.json")  # written before weights carried their config
+        else:
+            raise UserError(f"{path} carries no config (it was written before weights described themselves): load "
+                            "the run directory it came from instead.")
+        model = cls.build(config, device)
+        # An exported file holds only what inference needs (no discriminator, the EMA generator as "generator").
+        present = network_names(path)
+        for name in [name for name in model.networks if name not in present and name not in ("encoder", "generator")]:
+            del model.networks[name]
+        load_networks(path, model.networks)
         return model
 
     @property
@@ -87,7 +98,8 @@ class Model:
     @property
     def generator(self) -> nn.Module:
         """The generator that decodes: the EMA copy when the run keeps one (what the successors sample from)."""
-        return self.networks["generator_ema"] if "generator_ema" in self.networks else self.networks["generator"]
+        averaged = ema_name("generator")
+        return self.networks[averaged] if averaged in self.networks else self.networks["generator"]
 
     @property
     def device(self) -> torch.device:
@@ -111,7 +123,7 @@ class Model:
         whose statistics mostly describe generated images. `batch_size` defaults to the training batch size.
         """
         self._check_images(images)
-        generators = [self.networks[name] for name in ("generator", "generator_ema") if name in self.networks]
+        generators = [self.networks[name] for name in ("generator", ema_name("generator")) if name in self.networks]
         reestimate(self.encoder, generators, images, batch_size or self.config.batch_size)
 
     def _batched(self, fn, x: Tensor, batch_size: int) -> Tensor:
@@ -173,6 +185,20 @@ class Model:
         """Decoded images between the first prior code of seed_a and that of seed_b."""
         z_a, z_b = self.latents(1, seed_a)[0], self.latents(1, seed_b)[0]
         return self.decode(self.interpolate_latents(z_a, z_b, steps, method), prior=True)
+
+    def attribute(self, images_with: Tensor, images_without: Tensor, name: str = "", batch_size: int = 64):
+        """The attribute vector: mean posterior mean of `images_with` minus that of `images_without` (Khan et al.
+        Fig. 8); an `introvae.latent.AttributeVector`."""
+        from .latent import compute_attribute
+
+        return compute_attribute(self, images_with, images_without, name, batch_size)
+
+    def edit(self, images: Tensor, vector, strengths: Sequence[float], batch_size: int = 64) -> Tensor:
+        """Decode mu + s * vector for each image and strength s: (N, S, C, H, W); s = 0 is the reconstruction.
+        `vector` is an `introvae.latent.AttributeVector` or a direction (latent_dim,)."""
+        from .latent import edit_images
+
+        return edit_images(self, images, vector, strengths, batch_size)
 
     def _check_images(self, images: Tensor) -> None:
         c, s = self.config.channels, self.config.image_size

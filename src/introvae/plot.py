@@ -1,8 +1,15 @@
-"""Training-dynamics figure (after Fig. 5 of the IntroVAE paper), drawn with Pillow, and the JSONL log reader.
+"""The figures of a run, drawn with matplotlib, and the JSONL log reader.
 
-The left panel shows the KL terms of real, reconstructed and sampled images against the margin m, which is
-how one sees the adversarial game settle; the right panel shows the reconstruction loss L_AE. Pillow is used
-instead of matplotlib to keep the dependencies to torch, numpy, Pillow and safetensors.
+* `plot_dynamics`: the training dynamics after Fig. 5 of the IntroVAE paper, one panel per `Panel` the objective
+  declares in its `dynamics` (IntroVAE: the KLs of real, reconstructed and sampled images against the margin m, and
+  L_AE), or, for a log of unknown origin, panels derived from its keys; no objective is named here.
+  `dynamics_figure` returns the matplotlib Figure itself, for restyling.
+* `plot_samples` and `plot_density`: the 2-D benchmark's real-against-generated scatter and decoded density.
+
+matplotlib is imported inside the functions, so `import introvae` stays light; figures are drawn on `Figure` objects
+with the Agg canvas, never through pyplot, so nothing here changes the backend or the state of a caller's session.
+Every file is written atomically (temporary file, then rename): a page refreshing the figure during training never
+sees half an image.
 """
 
 from __future__ import annotations
@@ -10,68 +17,30 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+import numpy as np
 
 from introvae.atomic import atomic_write_bytes
 from introvae.errors import UserError
+from introvae.objectives.base import Panel, Series
 
-__all__ = ["plot_dynamics", "read_log"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-# Figure geometry, in pixels.
-_WIDTH, _HEIGHT = 1000, 420
-_TITLE_BAND = 30  # extra room at the top when the figure has a title
-_LINE_WIDTH = 2
+__all__ = ["dynamics_figure", "panels_from_log", "plot_density", "plot_dynamics", "plot_samples", "read_log"]
 
-# Series colours come from matplotlib's familiar "tab10" palette, so the figure reads like the usual plots.
-_BLACK = (0, 0, 0)
-_GREY = (110, 110, 110)
-_GRID = (228, 228, 228)
-_WHITE = (255, 255, 255)
-
-Colour = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class _SeriesDef:
-    """Which log key to draw, under what legend label, in what colour and style."""
-
-    key: str
-    label: str
-    colour: Colour
-    dashed: bool = False
-
-
-# Left panel: the KL terms against the margin (dashed, since it is a target rather than a measurement).
-_KL_SERIES = (
-    _SeriesDef("kl_real", "KL(real)", (31, 119, 180)),
-    _SeriesDef("kl_rec", "KL(reconstruction)", (255, 127, 14)),
-    _SeriesDef("kl_sample", "KL(sample)", (44, 160, 44)),
-    _SeriesDef("margin", "margin m", (214, 39, 40), dashed=True),
-)
-# Right panel: the reconstruction loss.
-_AE_SERIES = (_SeriesDef("ae", "L_AE", (148, 103, 189)),)
-
-
-@dataclass
-class _Series:
-    """One series ready to draw: its definition and its finite (step, value) points, sorted by step."""
-
-    spec: _SeriesDef
-    points: list[tuple[float, float]]
-
-
-@dataclass
-class _PanelSpec:
-    """What one panel shows: its title, y label, whether the y axis is logarithmic, and the series with data."""
-
-    title: str
-    ylabel: str
-    ylog: bool
-    series: list[_Series] = field(default_factory=list)
+DPI = 100  # with the sizes below: 500 x 420 px per dynamics panel, small PNG files
+_PANEL_INCHES = (5.0, 4.2)
+_MAX_COLUMNS = 3
+# Keys every training log has that are bookkeeping, not dynamics.
+_BOOKKEEPING_KEYS = frozenset({"step", "time"})
+# matplotlib's "tab10" colours, given out in order over the whole figure so no two series share one.
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf")
+_NO_DATA_GREY = "#6e6e6e"
 
 
 # --------------------------------------------------------------------------------------------------- log file
@@ -104,7 +73,7 @@ def read_log(path: str | Path) -> list[dict]:
     return records
 
 
-# ------------------------------------------------------------------------------------------------ scale helpers
+# ------------------------------------------------------------------------------------------------ the series
 
 
 def _finite(value: Any) -> float | None:
@@ -118,372 +87,194 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _nice_step(raw: float) -> float:
-    """The smallest step of the form 1, 2 or 5 x 10^k that is at least `raw` (> 0)."""
-    exponent = math.floor(math.log10(raw))
-    for mantissa in (1, 2, 5, 10):
-        step = mantissa * 10.0**exponent
-        # The tolerance keeps a raw step of exactly 2e-k (give or take rounding) from jumping to 5e-k.
-        if step >= raw * (1 - 1e-9):
-            return step
-    return 10.0 ** (exponent + 1)  # pragma: no cover - the loop always returns
+def _measurements(records: Sequence[Any]) -> list[tuple[int, dict]]:
+    """(position, record) of the records that hold measurements: events (a margin chosen, a roll-back) are not."""
+    return [(index, record) for index, record in enumerate(records)
+            if isinstance(record, dict) and "event" not in record]
 
 
-def _nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
-    """About `n` evenly spaced ticks, multiples of 1, 2 or 5 x 10^k, the first <= lo and the last >= hi.
-
-    The axis is then drawn from the first to the last tick, so every data point falls inside it.
-    `integer` keeps the step at least 1 (for the step axis, where 12.5 makes no sense).
-    """
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        lo, hi = 0.0, 1.0
-    if lo > hi:
-        lo, hi = hi, lo
-    if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0):
-        # A single value: open a small window around it so that it sits mid-axis.
-        pad = abs(lo) * 0.1 if lo != 0 else 1.0
-        lo, hi = lo - pad, hi + pad
-    step = _nice_step((hi - lo) / max(n - 1, 1))
-    if integer:
-        step = max(step, 1.0)
-    first = math.floor(lo / step + 1e-9)
-    last = math.ceil(hi / step - 1e-9)
-    # Round to the step's decimal places so that labels read 0.3 rather than 0.30000000000000004.
-    decimals = max(0, -math.floor(math.log10(step))) + 1
-    return [round(k * step, decimals) for k in range(first, last + 1)]
+def _points(records: Sequence[Any], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The finite (step, value) points of `key`, sorted by step; a record without a step stands at its position."""
+    points = []
+    for index, record in _measurements(records):
+        x = _finite(record.get("step", index))
+        y = _finite(record.get(key))
+        if x is not None and y is not None:
+            points.append((x, y))
+    points.sort(key=lambda point: point[0])  # stable: repeated steps of a resumed run keep their log order
+    steps = np.array([x for x, _ in points], dtype=np.float64)
+    return steps, np.array([y for _, y in points], dtype=np.float64)
 
 
-def _log_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """Powers of ten from the one at or below `lo` to the one at or above `hi` (both > 0), about `n` of them."""
-    first = math.floor(math.log10(lo) + 1e-9)
-    last = math.ceil(math.log10(hi) - 1e-9)
-    if last == first:
-        last += 1
-    stride = max(1, math.ceil((last - first) / max(n - 1, 1)))
-    last = first + stride * math.ceil((last - first) / stride)  # end on a labelled tick
-    return [10.0**k for k in range(first, last + 1, stride)]
-
-
-def _wants_log(values: list[float]) -> bool:
+def _wants_log(values: np.ndarray) -> bool:
     """True when positive values span more than two decades, where a linear axis would flatten the tail."""
-    if not values or min(values) <= 0:
+    if values.size == 0 or values.min() <= 0:
         return False
-    return max(values) / min(values) > 100.0
+    return float(values.max() / values.min()) > 100.0
 
 
-def _fmt_tick(value: float) -> str:
-    """A short tick label: 0.05, 40, 1.5k, 2M, 1e-5; short labels keep neighbours from overlapping."""
-    if value == 0:
-        return "0"
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.4g}{suffix}"
-    text = f"{value:.4g}"
-    if "e" in text:  # 1e-05 -> 1e-5
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+def panels_from_log(records: Sequence[Any]) -> tuple[Panel, ...]:
+    """Panels for a log of unknown origin: its numeric keys grouped by the word before their first underscore.
 
-
-# ------------------------------------------------------------------------------------------------------ fonts
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's built-in font at `size` px where Pillow can scale it (>= 10.1), else its fixed bitmap font."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # older Pillow, or Pillow without FreeType
-        return ImageFont.load_default()
-
-
-def _text_size(draw: ImageDraw.ImageDraw, text: str, font: Any) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
-
-
-def _draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font: Any,
-               anchor: str = "la", fill: Colour = _BLACK) -> None:
-    """Text placed by an anchor (l/m/r horizontally, a/m/d vertically) that also works with the bitmap font.
-
-    Pillow's own `anchor=` argument is refused by the bitmap font of old Pillows, so the offset is done here.
+    `kl_real`, `kl_rec` and `kl_sample` share a panel "kl"; a key without a sibling (`ae`, `margin`) has its own.
+    Bookkeeping (`step`, `time`) and event records are left out. Keys keep the order of their first appearance.
     """
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    width, height = right - left, bottom - top
-    x, y = xy
-    x -= {"l": 0, "m": width / 2, "r": width}[anchor[0]]
-    y -= {"a": 0, "m": height / 2, "d": height}[anchor[1]]
-    draw.text((x - left, y - top), text, font=font, fill=fill)
+    groups: dict[str, list[str]] = {}
+    for _, record in _measurements(records):
+        for key, value in record.items():
+            if key in _BOOKKEEPING_KEYS or _finite(value) is None:
+                continue
+            members = groups.setdefault(key.split("_", 1)[0], [])
+            if key not in members:
+                members.append(key)
+    panels = []
+    for prefix, keys in groups.items():
+        name = keys[0] if len(keys) == 1 else prefix
+        panels.append(Panel(name, name, tuple(Series(key, key) for key in keys)))
+    return tuple(panels)
 
 
-def _draw_vertical_text(image: Image.Image, centre: tuple[float, float], text: str, font: Any,
-                        fill: Colour = _BLACK) -> None:
-    """Text turned 90 degrees (reading bottom to top) centred on `centre`: the y-axis label."""
-    probe = ImageDraw.Draw(image)
-    left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
-    mask = Image.new("L", (right - left + 2, bottom - top + 2), 0)
-    ImageDraw.Draw(mask).text((1 - left, 1 - top), text, font=font, fill=255)
-    mask = mask.rotate(90, expand=True)
-    x = round(centre[0] - mask.width / 2)
-    y = round(centre[1] - mask.height / 2)
-    image.paste(Image.new("RGB", mask.size, fill), (x, y), mask)
+@dataclass
+class _DrawnSeries:
+    """A declared series with its points in the log and the colour it gets."""
+
+    series: Series
+    steps: np.ndarray
+    values: np.ndarray
+    colour: str
 
 
-# ------------------------------------------------------------------------------------------------------ panels
+# ------------------------------------------------------------------------------------------------- dynamics
 
 
-class _Panel:
-    """Maps data coordinates to pixels inside the plot rectangle `box` = (left, top, right, bottom)."""
+def dynamics_figure(records: Sequence[Any], panels: Sequence[Panel] | None = None, title: str = "") -> "Figure":
+    """The training-dynamics Figure of a log: one axes per panel, series absent from the log left out.
 
-    def __init__(self, box: tuple[int, int, int, int], xticks: list[float], yticks: list[float], ylog: bool):
-        self.box = box
-        self.xticks, self.yticks, self.ylog = xticks, yticks, ylog
-        self.x0, self.x1 = xticks[0], xticks[-1]
-        self.y0, self.y1 = self._ty(yticks[0]), self._ty(yticks[-1])
-
-    def _ty(self, y: float) -> float:
-        return math.log10(y) if self.ylog else y
-
-    def px(self, x: float, y: float) -> tuple[float, float]:
-        left, top, right, bottom = self.box
-        fx = (x - self.x0) / (self.x1 - self.x0)
-        fy = (self._ty(y) - self.y0) / (self.y1 - self.y0)
-        return left + fx * (right - left), bottom - fy * (bottom - top)
-
-
-def _panel_specs(records: list[dict]) -> list[_PanelSpec]:
-    """Pick the data and the axis style of both panels from the log records."""
-
-    def collect(series_defs: tuple[_SeriesDef, ...]) -> list[_Series]:
-        out = []
-        for spec in series_defs:
-            points = []
-            for index, record in enumerate(records):
-                if not isinstance(record, dict):
-                    continue
-                # A record without a step still has a place: its position in the log.
-                x = _finite(record.get("step", index))
-                y = _finite(record.get(spec.key))
-                if x is not None and y is not None:
-                    points.append((x, y))
-            if points:
-                points.sort(key=lambda point: point[0])  # stable: repeated steps of a resumed run keep log order
-                out.append(_Series(spec, points))
-        return out
-
-    kl = _PanelSpec("KL divergence vs margin", "KL / margin", ylog=False, series=collect(_KL_SERIES))
-    ae_series = collect(_AE_SERIES)
-    ylog = _wants_log([y for series in ae_series for _, y in series.points])
-    ae = _PanelSpec("L_AE (reconstruction)", "L_AE (log)" if ylog else "L_AE", ylog=ylog, series=ae_series)
-    return [kl, ae]
-
-
-def _dashed_line(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour: Colour,
-                 dash: float = 9.0, gap: float = 6.0) -> None:
-    """A dashed polyline; Pillow has none. The dash pattern runs on across vertices so the rhythm stays even."""
-    on, left_in_phase = True, dash
-    for (ax, ay), (bx, by) in zip(points, points[1:]):
-        length = math.hypot(bx - ax, by - ay)
-        done = 0.0
-        while done < length:
-            piece = min(left_in_phase, length - done)
-            if on:
-                t0, t1 = done / length, (done + piece) / length
-                draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
-                          fill=colour, width=_LINE_WIDTH)
-            done += piece
-            left_in_phase -= piece
-            if left_in_phase <= 1e-9:
-                on = not on
-                left_in_phase = dash if on else gap
-
-
-def _dedupe(pixels: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Drop points that land on the pixel of the one before: long logs would otherwise redraw each pixel often."""
-    out: list[tuple[float, float]] = []
-    last = None
-    for x, y in pixels:
-        key = (round(x), round(y))
-        if key != last:
-            out.append((x, y))
-            last = key
-    return out
-
-
-# Legend layout: line swatch length, inner padding, gap between rows, distance from the plot frame.
-_SWATCH, _PAD, _ROW_GAP, _INSET = 22, 6, 4, 8
-
-
-def _legend_size(draw: ImageDraw.ImageDraw, entries: list[_Series], font: Any) -> tuple[int, int, int]:
-    """Width, height and row height of the legend box for `entries`."""
-    widths, heights = zip(*(_text_size(draw, entry.spec.label, font) for entry in entries))
-    row = max(max(heights), 10)
-    width = 2 * _PAD + _SWATCH + 6 + max(widths)
-    height = 2 * _PAD + len(entries) * row + (len(entries) - 1) * _ROW_GAP
-    return width, height, row
-
-
-def _legend_place(panel: _Panel, size: tuple[int, int], drawn: list[list[tuple[float, float]]]
-                  ) -> tuple[tuple[int, int, int, int], int]:
-    """The legend box in the plot corner covering the fewest data points, and how many it covers.
-
-    The top right wins ties, then the top left: readers look for a legend at the top.
+    `panels` are what the run's objective declares (`OBJECTIVES[model].dynamics`); None: `panels_from_log(records)`.
+    A panel's y axis is logarithmic when it says so, or (log_scale None) when its values span more than two decades.
+    A panel without data says "no data"; a series with a single point is drawn as a marker.
     """
-    width, height = size
-    left, top, right, bottom = panel.box
-    corners = [
-        (right - _INSET - width, top + _INSET),
-        (left + _INSET, top + _INSET),
-        (right - _INSET - width, bottom - _INSET - height),
-        (left + _INSET, bottom - _INSET - height),
-    ]
-    # Sample along every segment, so that a line crossing the box between two data points counts too.
-    samples: list[tuple[float, float]] = []
-    for pixels in drawn:
-        samples.extend(pixels)
-        for (ax, ay), (bx, by) in zip(pixels, pixels[1:]):
-            steps = int(max(abs(bx - ax), abs(by - ay)) // 3)
-            samples.extend((ax + (bx - ax) * k / (steps + 1), ay + (by - ay) * k / (steps + 1))
-                           for k in range(1, steps + 1))
+    from matplotlib.figure import Figure
 
-    def covered(corner: tuple[float, float]) -> int:
-        cx, cy = corner
-        return sum(1 for x, y in samples if cx - 4 <= x <= cx + width + 4 and cy - 4 <= y <= cy + height + 4)
-
-    scored = [(covered(corner), index, corner) for index, corner in enumerate(corners)]
-    count, _, (cx, cy) = min(scored)
-    return (int(cx), int(cy), int(cx) + width, int(cy) + height), count
-
-
-def _draw_legend(draw: ImageDraw.ImageDraw, rect: tuple[int, int, int, int], entries: list[_Series],
-                 font: Any, row: int) -> None:
-    draw.rectangle(rect, fill=_WHITE, outline=(160, 160, 160))
-    x, y = rect[0] + _PAD, rect[1] + _PAD
-    for entry in entries:
-        mid = y + row / 2
-        if entry.spec.dashed:
-            _dashed_line(draw, [(x, mid), (x + _SWATCH, mid)], entry.spec.colour, dash=7, gap=4)
-        else:
-            draw.line([(x, mid), (x + _SWATCH, mid)], fill=entry.spec.colour, width=_LINE_WIDTH)
-        _draw_text(draw, (x + _SWATCH + 6, mid), entry.spec.label, font, anchor="lm")
-        y += row + _ROW_GAP
-
-
-def _with_headroom(ticks: list[float], ylog: bool) -> list[float]:
-    """The ticks plus one more step on top: free room for the legend when every corner holds data."""
-    if ylog:
-        return ticks + [ticks[-1] * (ticks[-1] / ticks[-2])]
-    step = ticks[-1] - ticks[-2]
-    decimals = max(0, -math.floor(math.log10(step))) + 1
-    return ticks + [round(ticks[-1] + step, decimals)]
-
-
-def _draw_panel(image: Image.Image, area: tuple[int, int, int, int], spec: _PanelSpec, fonts: dict) -> None:
-    """Draw one panel (title, grid, axes, ticks, labels, series, legend) inside `area` of the image."""
-    draw = ImageDraw.Draw(image)
-    a_left, a_top, a_right, a_bottom = area
-    xs = [x for series in spec.series for x, _ in series.points]
-    ys = [y for series in spec.series for _, y in series.points]
-    xticks = _nice_ticks(min(xs), max(xs), integer=True) if xs else _nice_ticks(0, 1000, integer=True)
-    if ys:
-        yticks = _log_ticks(min(ys), max(ys)) if spec.ylog else _nice_ticks(min(ys), max(ys))
-    else:
-        yticks = _nice_ticks(0, 1)
-    # Up to two extra steps on top of the y axis, tried below when the legend finds no free corner.
-    ytick_options = [yticks]
-    for _ in range(2):
-        ytick_options.append(_with_headroom(ytick_options[-1], spec.ylog))
-
-    title_h = _text_size(draw, "Ag", fonts["title"])[1]
-    tick_h = _text_size(draw, "0", fonts["tick"])[1]
-    # The widest y label decides the left margin, so that long ones (-0.0025, 1e-5) do not hit the y title.
-    tick_w = max(_text_size(draw, _fmt_tick(t), fonts["tick"])[0] for t in ytick_options[-1] + [1.5e3])
-    label_h = _text_size(draw, "Ag", fonts["label"])[1]
-    # Plot rectangle: room on the left for the y tick labels and the turned y title, below for the x ones.
-    box = (
-        a_left + 14 + label_h + tick_w + 8,
-        a_top + title_h + 18,
-        a_right - 22,
-        a_bottom - (tick_h + label_h + 22),
-    )
-    left, top, right, bottom = box
-    _draw_text(draw, ((left + right) / 2, a_top + 6), spec.title, fonts["title"], anchor="ma")
-
-    # Place the legend where it hides no data; if every corner holds data, raise the top of the y axis by a
-    # step or two to make room above the lines (the margin line near the top is the usual culprit).
-    legend = _legend_size(draw, spec.series, fonts["legend"]) if spec.series else None
-    panel = _Panel(box, xticks, yticks, spec.ylog)
-    rect = None
-    if legend is not None:
-        best_count = None
-        for option in ytick_options:
-            candidate = _Panel(box, xticks, option, spec.ylog)
-            drawn = [_dedupe([candidate.px(x, y) for x, y in series.points]) for series in spec.series]
-            where, count = _legend_place(candidate, legend[:2], drawn)
-            if best_count is None or count < best_count:
-                panel, rect, best_count = candidate, where, count
-            if count == 0:
-                break
-    drawn = [_dedupe([panel.px(x, y) for x, y in series.points]) for series in spec.series]
-    yticks = panel.yticks
-
-    # Grid and tick labels.
-    for xt in xticks:
-        x, _ = panel.px(xt, yticks[0])
-        draw.line([(x, top), (x, bottom)], fill=_GRID, width=1)
-        draw.line([(x, bottom), (x, bottom + 4)], fill=_BLACK, width=1)
-        # Keep the outermost labels inside the panel instead of letting them run off the image.
-        w = _text_size(draw, _fmt_tick(xt), fonts["tick"])[0]
-        lx = min(max(x, a_left + w / 2 + 2), a_right - w / 2 - 2)
-        _draw_text(draw, (lx, bottom + 7), _fmt_tick(xt), fonts["tick"], anchor="ma")
-    for yt in yticks:
-        _, y = panel.px(xticks[0], yt)
-        draw.line([(left, y), (right, y)], fill=_GRID, width=1)
-        draw.line([(left - 4, y), (left, y)], fill=_BLACK, width=1)
-        _draw_text(draw, (left - 7, y), _fmt_tick(yt), fonts["tick"], anchor="rm")
-    _draw_text(draw, ((left + right) / 2, a_bottom - 6), "step", fonts["label"], anchor="md")
-    _draw_vertical_text(image, (a_left + 8 + label_h / 2, (top + bottom) / 2), spec.ylabel, fonts["label"])
-
-    # Series: solid or dashed polylines, a marker where a series has a single point.
-    for series, pixels in zip(spec.series, drawn):
-        colour = series.spec.colour
-        if len(pixels) == 1:
-            (x, y), r = pixels[0], 4
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
-        elif series.spec.dashed:
-            _dashed_line(draw, pixels, colour)
-        else:
-            draw.line(pixels, fill=colour, width=_LINE_WIDTH, joint="curve")
-    draw.rectangle(box, outline=_BLACK, width=1)
-
-    if legend is not None and rect is not None:
-        _draw_legend(draw, rect, spec.series, fonts["legend"], legend[2])
-    else:
-        # A white patch behind the note keeps the grid lines from striking through it.
-        w, h = _text_size(draw, "no data", fonts["label"])
-        cx, cy = (left + right) / 2, (top + bottom) / 2
-        draw.rectangle([cx - w / 2 - 6, cy - h / 2 - 4, cx + w / 2 + 6, cy + h / 2 + 4], fill=_WHITE)
-        _draw_text(draw, (cx, cy), "no data", fonts["label"], anchor="mm", fill=_GREY)
-
-
-def plot_dynamics(records: list[dict], path: str | Path, title: str = "") -> None:
-    """Draw the training-dynamics figure of a training log as a PNG at `path` (about 1000 x 420 px).
-
-    Left panel: KL(real), KL(reconstruction), KL(sample) and the margin m (dashed) against the step.
-    Right panel: the reconstruction loss L_AE against the step, on a log axis when it spans > 2 decades.
-    Missing keys and non-finite values are skipped; a panel without data says "no data". The file is
-    written atomically (temporary file, then rename), creating parent directories as needed.
-    """
-    fonts = {"title": _font(15), "label": _font(13), "tick": _font(12), "legend": _font(12)}
-    image = Image.new("RGB", (_WIDTH, _HEIGHT), _WHITE)
-    top = 0
+    records = list(records or [])
+    panels = list(panels_from_log(records) if panels is None else panels) or [Panel("", "", ())]
+    columns = min(len(panels), _MAX_COLUMNS)
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(_PANEL_INCHES[0] * columns, _PANEL_INCHES[1] * rows), dpi=DPI, layout="constrained")
     if title:
-        _draw_text(ImageDraw.Draw(image), (_WIDTH / 2, 8), title, _font(16), anchor="ma")
-        top = _TITLE_BAND
-    half = _WIDTH // 2
-    for index, spec in enumerate(_panel_specs(list(records or []))):
-        _draw_panel(image, (index * half, top, (index + 1) * half, _HEIGHT), spec, fonts)
+        figure.suptitle(title)
+    colour_index = 0
+    for index, panel in enumerate(panels):
+        drawn = []
+        for series in panel.series:
+            steps, values = _points(records, series.key)
+            if steps.size:
+                drawn.append(_DrawnSeries(series, steps, values, _COLOURS[colour_index % len(_COLOURS)]))
+                colour_index += 1
+        _draw_panel(figure.add_subplot(rows, columns, index + 1), panel, drawn)
+    return figure
 
+
+def _draw_panel(axes: Any, panel: Panel, drawn: list[_DrawnSeries]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    all_values = np.concatenate([series.values for series in drawn]) if drawn else np.empty(0)
+    if panel.log_scale is None:
+        log_scale = _wants_log(all_values)
+    else:  # a declared log axis falls back to linear when a value is not positive
+        log_scale = bool(panel.log_scale and all_values.size and all_values.min() > 0)
+    for series in drawn:
+        axes.plot(series.steps, series.values, color=series.colour, label=series.series.label, linewidth=1.6,
+                  linestyle="--" if series.series.dashed else "-", marker="o" if series.steps.size == 1 else None,
+                  markersize=6)
+    if log_scale:
+        axes.set_yscale("log")
+    axes.set_title(panel.title)
+    axes.set_ylabel(f"{panel.ylabel} (log)" if log_scale and panel.log_scale is None else panel.ylabel)
+    axes.set_xlabel("step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))  # no step 12.5
+    axes.grid(True, color="#e4e4e4", linewidth=0.8)
+    axes.set_axisbelow(True)
+    if drawn:
+        axes.legend(loc="best", fontsize="small", framealpha=0.9)
+    else:
+        axes.text(0.5, 0.5, "no data", transform=axes.transAxes, ha="center", va="center", color=_NO_DATA_GREY,
+                  fontsize="large")
+
+
+def _save(figure: "Figure", path: str | Path) -> None:
+    """Render on the Agg canvas and write an RGB PNG (matplotlib's own PNGs carry an alpha channel nobody uses,
+    which only makes the file larger)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    # Atomic, so a reader (a page refreshing the figure during training) never sees half an image.
+    Image.fromarray(rgb).save(buffer, format="PNG", optimize=True)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_dynamics(records: Sequence[Any], path: str | Path, title: str = "",
+                  panels: Sequence[Panel] | None = None) -> None:
+    """Draw the training-dynamics figure of a training log as a PNG at `path` (500 x 420 px per panel, at most
+    three panels a row), creating parent directories as needed. See `dynamics_figure` for what is drawn."""
+    _save(dynamics_figure(records, panels, title), path)
+
+
+# ------------------------------------------------------------------------------------------------ 2-D figures
+
+
+def _numpy(points: Any) -> np.ndarray:
+    """A tensor or array as a float64 numpy array on the CPU."""
+    if hasattr(points, "detach"):
+        points = points.detach().cpu().double().numpy()
+    return np.asarray(points, dtype=np.float64)
+
+
+def plot_samples(real: Any, fake: Any, extent: float, path: str | Path, title: str = "") -> None:
+    """Real points in grey and generated points in blue, partly transparent, on the same axes [-extent, extent]^2.
+
+    `real` and `fake` are (N, 2) tensors or arrays; points that are not finite are left out.
+    """
+    from matplotlib.figure import Figure
+
+    real, fake = _numpy(real), _numpy(fake)
+    real = real[np.isfinite(real).all(axis=1)]
+    fake = fake[np.isfinite(fake).all(axis=1)]
+    figure = Figure(figsize=(5.6, 6.0), dpi=DPI, layout="constrained")
+    axes = figure.add_subplot()
+    axes.axhline(0, color="#ebebeb", linewidth=0.8, zorder=0)
+    axes.axvline(0, color="#ebebeb", linewidth=0.8, zorder=0)
+    axes.scatter(real[:, 0], real[:, 1], s=3, color="#969696", linewidths=0, label=f"real ({len(real)})")
+    axes.scatter(fake[:, 0], fake[:, 1], s=3, color=_COLOURS[0], alpha=0.6, linewidths=0,
+                 label=f"generated ({len(fake)})")
+    axes.set_xlim(-extent, extent)
+    axes.set_ylim(-extent, extent)
+    axes.set_aspect("equal")
+    axes.legend(loc="upper right", fontsize="small", markerscale=3, framealpha=0.9)
+    axes.set_title(title, fontsize="medium")
+    _save(figure, path)
+
+
+def plot_density(grid: Any, path: str | Path, title: str = "", extent: float | None = None) -> None:
+    """A heat map (viridis) of a (bins, bins) histogram indexed [x, y]: the square root of each cell over the largest,
+    so that thin low-density bridges between modes stay visible. With `extent` the axes show data coordinates
+    [-extent, extent]^2, else cell indices."""
+    from matplotlib.figure import Figure
+
+    grid = _numpy(grid)
+    peak = float(grid.max()) if grid.size else 0.0
+    values = np.sqrt(grid / peak) if peak > 0 else np.zeros_like(grid)
+    bins = grid.shape[0]
+    box = (-extent, extent, -extent, extent) if extent is not None else (0, bins, 0, bins)
+    figure = Figure(figsize=(6.2, 5.6), dpi=DPI, layout="constrained")
+    axes = figure.add_subplot()
+    # imshow takes rows as y: the transpose puts x along the columns, origin "lower" puts large y at the top.
+    image = axes.imshow(values.T, origin="lower", extent=box, cmap="viridis", vmin=0.0, vmax=1.0,
+                        interpolation="nearest")
+    figure.colorbar(image, ax=axes, shrink=0.85, label="sqrt(mass / largest cell mass)")
+    axes.set_title(title, fontsize="medium")
+    axes.set_xlabel(f"{bins} x {bins} cells (the metric grid)")
+    _save(figure, path)

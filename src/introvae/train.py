@@ -1,4 +1,5 @@
-"""The one training loop: any objective, its phases stepped in order, a run directory that can be resumed exactly.
+"""The image trainer: the step engine (`introvae.engine`) around data, checkpoints and signals, in a run directory
+that can be resumed exactly.
 
 A run directory holds
 
@@ -19,7 +20,7 @@ moment, even with SIGKILL while writing a checkpoint, resumes from its newest co
 scheduler's pre-emption) and Ctrl-C stop the loop after the current step, save a checkpoint and raise
 `TrainingInterrupted`; a second Ctrl-C stops at once. A write that fails (a full disk) leaves the previous
 checkpoint intact and stops with a UserError that says so. A step whose loss or gradients are not finite is skipped
-before its optimizer steps; after MAX_BAD_STEPS such steps in a row the trainer rolls back to its newest checkpoint
+by the engine before its optimizer steps; after MAX_BAD_STEPS such steps in a row the trainer rolls back to its newest checkpoint
 (or to its initial weights when none was written yet), halves the learning rate and carries on, at most
 MAX_ROLLBACKS times, then stops with `TrainingDiverged`.
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .atomic import atomic_write_text, remove_stale_temporaries
 from .batchnorm import REESTIMATE_IMAGES
@@ -47,12 +48,14 @@ from .data import DataSplit, open_data
 from .data.source import cache_in_memory
 from .errors import UserError
 from .images import save_image, to_float
+from .engine import MAX_BAD_STEPS, Engine, LossAverager
 from .model import Model, resolve_device, stream_seed
-from .objectives import build_objective, learning_rate
+from .objectives import build_objective
 from .objectives.base import Objective
-from .precision import autocast as precision_autocast, resolve_precision
+from .precision import resolve_precision
 from .plot import plot_dynamics, read_log
 from .progress import Progress
+from .runlog import RunLog
 from . import distributed
 from .distributed import Distributed
 
@@ -60,8 +63,7 @@ from .distributed import Distributed
 _DATA_ORDER, _STEP_NOISE, _FLIPS, _BATCHNORM = 10, 11, 12, 13
 # Options that may change when a run is resumed; the others define the run.
 RESUMABLE_OPTIONS = ("steps", "log_every", "grid_every", "checkpoint_every", "keep_checkpoints", "device",
-                     "eval_every", "eval_samples", "fid_weights")
-MAX_BAD_STEPS = 10  # non-finite steps in a row before rolling back
+                     "eval_every", "eval_samples", "fid_weights", "tensorboard")
 MAX_ROLLBACKS = 3  # roll-backs per run before giving up
 ROLLBACK_LR_FACTOR = 0.5  # each roll-back multiplies every learning rate by this
 GRID_IMAGES = 8
@@ -107,73 +109,6 @@ class DataOrder:
         return torch.cat(out)
 
 
-def step_phases(objective: Objective, networks: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer],
-                x: Tensor, step: int, noise: torch.Generator, precision: str = "fp32",
-                world_size: int = 1) -> tuple[dict[str, Tensor], str | None]:
-    """Run the phases of one training step: each phase's loss is differentiated with respect to its own network only
-    and that network's optimizer steps before the next phase is computed.
-
-    Returns (logs, None), or ({}, name) when the loss of network `name`, or its gradient, was not finite: that
-    network's gradients are then dropped and its optimizer does not step, and the phases after it are not run, so a
-    bad batch changes no weights from that phase on (the networks of earlier phases have stepped). Both checks cost
-    one synchronisation per phase. The 2-D benchmark uses this too.
-
-    With `world_size` > 1 (torchrun), each phase's gradients are averaged over the ranks before the check, and the
-    ranks agree on it, so they skip or step together (see `introvae.distributed`).
-
-    `precision` "bf16" runs the phases' forward passes under bf16 autocast (see `introvae.precision`); the backward
-    passes follow the forward's types, and the weights, gradients and optimizers stay fp32.
-    """
-    autocast = precision_autocast(precision, x.device)
-    logs: dict[str, Tensor] = {}
-    phases = objective.phases(networks, x, step, noise)
-    while True:
-        with autocast:
-            phase = next(phases, None)
-        if phase is None:
-            return logs, None
-        optimizer = optimizers[phase.network]
-        params = [p for p in networks[phase.network].parameters() if p.requires_grad]
-        # Gradients w.r.t. this phase's network only; the graph is kept for the phases still to come.
-        phase.loss.backward(inputs=params, retain_graph=True)
-        distributed.average_gradients(networks[phase.network], world_size)
-        if not distributed.all_true(_all_finite(phase.loss, params), world_size, x.device):
-            for p in params:
-                p.grad = None
-            phases.close()
-            return {}, phase.network
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)  # frees the gradients before the next phase runs
-        logs.update(phase.logs)
-
-
-def _all_finite(loss: Tensor, params: list[nn.Parameter]) -> bool:
-    """Whether the loss and every gradient of `params` are finite, with one synchronisation."""
-    checks = [torch.isfinite(loss.detach()).all()]
-    checks += [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
-    return bool(torch.stack(checks).all())
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, source: nn.Module, decay: float, step: int) -> None:
-    """Move `ema`'s parameters towards `source`'s; copy the buffers (batch-norm statistics).
-
-    The decay ramps up as min(decay, (1 + step) / (10 + step)), so the average is not dominated by the random
-    initial weights during the first thousands of steps.
-    """
-    rate = 1.0 - min(decay, (1.0 + step) / (10.0 + step))
-    for averaged, current in zip(ema.parameters(), source.parameters()):
-        averaged.lerp_(current, rate)
-    for averaged, current in zip(ema.buffers(), source.buffers()):
-        averaged.copy_(current)
-
-
-def _progress_fields(record: dict[str, float]) -> dict[str, float]:
-    names = {"kl_real": "KL(real)", "kl_rec": "KL(rec)", "kl_sample": "KL(sample)", "ae": "L_AE", "margin": "m",
-             "k": "k", "convergence": "M"}  # the last two: avae's PID-controlled k_t and convergence measure
-    return {label: record[key] for key, label in names.items() if key in record}
-
-
 def _eval_summary(record: dict[str, float]) -> str:
     names = {"eval_fid": "FID", "eval_ms_ssim": "MS-SSIM", "eval_swd": "SWD", "eval_rmse": "RMSE", "eval_psnr": "PSNR"}
     parts = [f"{label} {record[key]:.4g}" for key, label in names.items() if key in record]
@@ -186,22 +121,23 @@ class Trainer:
         # Only rank 0 prints, writes logs, grids and checkpoints (all ranks hold the same model).
         self.dist = dist
         self.config, self.run_dir, self.data, self.quiet = config, Path(run_dir), data, quiet or not dist.is_main
-        if config.batch_size % dist.world_size:
-            raise UserError(f"--batch-size {config.batch_size} is the global batch and must split evenly over the "
-                            f"{dist.world_size} processes: use a multiple of {dist.world_size}.")
+        check_batch_split(config.batch_size, dist.world_size)
         self.device = resolve_device(config.device)
         # "auto" is resolved before a run's config.json is written; a Trainer built directly resolves it here.
-        self.precision = resolve_precision(config.precision, self.device)[0]
+        precision = resolve_precision(config.precision, self.device)[0]
         self.model = Model.build(config, self.device)
         self.networks = self.model.networks
-        self.objective = build_objective(config)
-        self._initial_objective_state = self.objective.state_dict() if hasattr(self.objective, "state_dict") else None
-        self.optimizers = self._new_optimizers()
+        objective = build_objective(config)
+        self._initial_objective_state = objective.state_dict()
+        self.engine = Engine(objective, self.networks, config.resolved_lr(), (config.adam_beta1, config.adam_beta2),
+                             precision, dist.world_size, config.ema)
         self.order = DataOrder(len(data.train), config.seed)
-        self.step, self.images_seen, self.bad_steps = 0, 0, 0
+        self.step, self.images_seen = 0, 0
         self.lr_scale, self.rollbacks = 1.0, 0  # changed by divergence roll-backs; saved with each checkpoint
         self._stop_signal: int | None = None  # set by SIGTERM / Ctrl-C during fit
         self._progress: Progress | None = None
+        self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
+        self._run_log = RunLog(self.run_dir, tensorboard=config.tensorboard and dist.is_main)
         if dist.is_main:
             for directory in (self.run_dir, self.run_dir / CHECKPOINT_DIR, self.run_dir / "grids"):
                 remove_stale_temporaries(directory)  # what writes killed mid-way left behind
@@ -226,17 +162,30 @@ class Trainer:
                                 "--test-fraction above 0 (e.g. 0.1).")
             self._eval_reference = cache_in_memory(data.test).images
 
-    def _new_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        config = self.config
-        return {name: torch.optim.Adam(self.networks[name].parameters(), lr=learning_rate(config),
-                                       betas=(config.adam_beta1, config.adam_beta2))
-                for name in self.objective.roles}
+    # The engine holds the objective, the optimizers and the count of skipped steps; these read through to it.
+
+    @property
+    def objective(self) -> Objective:
+        return self.engine.objective
+
+    @objective.setter
+    def objective(self, objective: Objective) -> None:
+        self.engine.objective = objective
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.engine.optimizers
+
+    @property
+    def bad_steps(self) -> int:
+        return self.engine.bad_steps
+
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
 
     def _set_learning_rates(self) -> None:
-        lr = learning_rate(self.config) * self.lr_scale
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        self.engine.set_learning_rate(self.config.resolved_lr() * self.lr_scale)
 
     # ---- state
 
@@ -247,9 +196,8 @@ class Trainer:
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
+            "objective": self.objective.state_dict(),  # e.g. a controller's state ({} for most objectives)
         }
-        if hasattr(self.objective, "state_dict"):  # e.g. the PID controller of avae
-            state["objective"] = self.objective.state_dict()
         return state
 
     def prepare_inference(self) -> None:
@@ -267,7 +215,8 @@ class Trainer:
             return
         self.prepare_inference()
         try:
-            save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints)
+            save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints,
+                            config=self.config.to_dict())
         except CheckpointWriteError as error:
             raise CheckpointWriteError(f"{str(error).rstrip('.')}: make room, then continue with "
                                        f"`introvae train --resume {self.run_dir}`.") from None
@@ -287,8 +236,8 @@ class Trainer:
         try:
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
-            # Runs written before an objective kept state (IntroVAE's measured margin) have none to load.
-            if hasattr(self.objective, "load_state_dict") and "objective" in state:
+            # Runs written before objectives kept state have none to load.
+            if state.get("objective"):
                 self.objective.load_state_dict(state["objective"])
             self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
             self.lr_scale, self.rollbacks = float(state.get("lr_scale", 1.0)), int(state.get("rollbacks", 0))
@@ -296,7 +245,7 @@ class Trainer:
             raise UserError(f"{path} does not hold the training state of this run ({type(error).__name__}: "
                             f"{error}).") from None
         self._set_learning_rates()
-        self.bad_steps = 0
+        self.engine.bad_steps = 0
         self._statistics_step = -1
 
     def _load_latest(self) -> None:
@@ -309,10 +258,9 @@ class Trainer:
         """The state before step 1: the initial weights (a function of the seed alone), fresh optimizers."""
         initial = Model.build(self.config, self.device).networks.state_dict()
         self.networks.load_state_dict(initial)
-        if self._initial_objective_state is not None:
-            self.objective.load_state_dict(self._initial_objective_state)
-        self.optimizers = self._new_optimizers()
-        self.step, self.images_seen, self.bad_steps = 0, 0, 0
+        self.objective.load_state_dict(self._initial_objective_state)
+        self.engine.optimizers = self.engine.new_optimizers()
+        self.step, self.images_seen, self.engine.bad_steps = 0, 0, 0
 
     def _truncate_log(self, step: int) -> None:
         """Drop log records written after the checkpoint we resume from: those steps are trained again.
@@ -324,11 +272,8 @@ class Trainer:
             atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
 
     def _append_log(self, record: dict[str, Any]) -> None:
-        if not self.dist.is_main:
-            return
-        # Opened per record: a roll-back rewrites the file (a new inode) mid-run.
-        with (self.run_dir / "log.jsonl").open("a") as log:
-            log.write(json.dumps(record) + "\n")
+        if self.dist.is_main:
+            self._run_log.append(record)  # log.jsonl, and TensorBoard with --tensorboard
 
     # ---- one step
 
@@ -349,36 +294,25 @@ class Trainer:
         A step whose loss or gradients are not finite is skipped: its batch is consumed, the step counter does not
         advance, the batch-norm statistics its forward passes moved are put back (a NaN batch would leave them NaN
         for good) and {} is returned. Networks whose phases came before the bad one have stepped (see
-        `step_phases`); when the first phase is the bad one, nothing changes. After MAX_BAD_STEPS bad steps in a row
-        the trainer rolls back (`roll_back`).
+        `introvae.engine`); when the first phase is the bad one, nothing changes. After MAX_BAD_STEPS bad steps in a
+        row the trainer rolls back (`roll_back`).
         """
         x = self._batch()
         # Rank 0 draws what a single process draws; the other ranks' streams add their rank to the seed.
         parts = (self.config.seed, _STEP_NOISE, self.step) + ((self.dist.rank,) if self.dist.rank else ())
         noise = torch.Generator(self.device).manual_seed(stream_seed(*parts))
-        buffers = [b for b in self.networks.buffers()]
-        saved_buffers = [b.clone() for b in buffers]
-        logs, bad_network = step_phases(self.objective, self.networks, self.optimizers, x, self.step, noise,
-                                        precision=self.precision, world_size=self.dist.world_size)
-        if bad_network is not None:
-            with torch.no_grad():
-                for buffer, saved in zip(buffers, saved_buffers):
-                    buffer.copy_(saved)
-            self.bad_steps += 1
-            if self.bad_steps >= MAX_BAD_STEPS:
-                self.roll_back(bad_network)
+        result = self.engine.step(x, self.step, noise)
+        if not result.ran:
+            if result.diverged:
+                self.roll_back(result.bad_network)
             return {}
-        distributed.broadcast_buffers(self.networks, self.dist.world_size)  # rank 0's batch-norm statistics
-        if "generator_ema" in self.networks:
-            update_ema(self.networks["generator_ema"], self.networks["generator"], self.config.ema, self.step)
-        self.bad_steps = 0
         self.step += 1
-        for event in self.objective.pop_events() if hasattr(self.objective, "pop_events") else []:
+        for event in self.objective.pop_events():
             record = {"step": self.step, **event}
             self._append_log(record)
             self._note(f"introvae: {event['event']} at step {self.step}: " + ", ".join(
                 f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items() if k != "event"))
-        return logs
+        return result.logs
 
     def roll_back(self, network: str) -> dict[str, Any]:
         """Return to the newest complete checkpoint (or the initial state if there is none) with every learning rate
@@ -391,8 +325,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"training diverged at step {diverged_at}: the {network} loss or its gradients were not finite "
                 f"{MAX_BAD_STEPS} steps in a row, even after {self.rollbacks} roll-backs to the newest checkpoint "
-                f"with the learning rate halved each time (now x{self.lr_scale:g}); lower --lr, raise --margin or "
-                "lower --beta, or add --warmup-steps.")
+                f"with the learning rate halved each time (now x{self.lr_scale:g}); {self.objective.divergence_advice}.")
         rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * ROLLBACK_LR_FACTOR
         if checkpoint_steps(self.run_dir):
             load_newest(self.run_dir, self._load_checkpoint)
@@ -445,88 +378,98 @@ class Trainer:
     # ---- the loop
 
     def fit(self) -> None:
-        config = self.config
-        self._progress = progress = None if self.quiet else Progress(config.steps, initial=self.step)
-        # Sums stay on the device between log steps, so logging costs one synchronisation per record.
-        sums: dict[str, Tensor] = {}
-        counts: dict[str, int] = {}
+        """Train until `config.steps`, then write the final checkpoint, grid and summary images.
+
+        Stops early on SIGTERM or Ctrl-C (TrainingInterrupted, after saving), on a full disk (UserError) or after
+        MAX_ROLLBACKS roll-backs (TrainingDiverged).
+        """
+        self._progress = None if self.quiet else Progress(self.config.steps, initial=self.step)
+        losses = LossAverager()
         started = time.time()
-        self._stop_signal = None
-        in_step = False
+        self._stop_signal, self._in_step = None, False
         self.run_dir.mkdir(parents=True, exist_ok=True)
         replaced = self._install_signal_handlers()
         try:
-            while self.step < config.steps and self._keep_going():
-                before, rollbacks = self.step, self.rollbacks
-                in_step = True
-                logs = self.train_step()
-                in_step = False
-                if self.rollbacks != rollbacks:  # the sums are of steps that were undone
-                    sums.clear()
-                    counts.clear()
-                    if progress:
-                        progress.close()
-                        self._progress = progress = Progress(config.steps, initial=self.step)
-                    continue
-                if self.step == before:  # a skipped (non-finite) step: nothing to log or save
-                    continue
-                for key, value in logs.items():
-                    sums[key] = sums.get(key, 0) + value.float()
-                    counts[key] = counts.get(key, 0) + 1
-                step = self.step
-                if step % config.log_every == 0 or step == config.steps:
-                    record = {"step": step, **{k: float(v) / counts[k] for k, v in sums.items()},
-                              "time": round(time.time() - started, 3)}
-                    self._append_log(record)
-                    sums.clear()
-                    counts.clear()
-                    if progress:
-                        progress.update(step, _progress_fields(record))
-                if config.eval_every and step % config.eval_every == 0 and self.dist.is_main:
-                    record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
-                    self._append_log(record)
-                    if progress:
-                        progress.note(_eval_summary(record))
-                if config.grid_every and step % config.grid_every == 0:
-                    self.save_grid()
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    self.save()
+            self._loop(losses, started)
         except KeyboardInterrupt:
-            # A second Ctrl-C. Between steps the state is whole and is saved; within a step some networks may have
-            # stepped and others not, so the newest checkpoint is left as the place to continue from.
             self._restore_signal_handlers(replaced)
-            if not in_step:
-                self._save_unless_saved()
-                raise TrainingInterrupted(self._stopped_message(signal.SIGINT), self.step, signal.SIGINT,
-                                          True) from None
-            saved = checkpoint_steps(self.run_dir)
-            where = (f"continue from the newest checkpoint, at step {saved[-1]}, with `introvae train --resume "
-                     f"{self.run_dir}`" if saved else "no checkpoint was written yet, so start it again")
-            raise TrainingInterrupted(f"interrupted during step {self.step + 1}, so its state was not saved; {where}.",
-                                      self.step, signal.SIGINT, False) from None
+            raise self._second_interrupt() from None
         except OSError as error:
             if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
                 raise
-            saved = checkpoint_steps(self.run_dir)
-            intact = f"the newest checkpoint, at step {saved[-1]}, is intact" if saved else "no checkpoint was written"
-            raise UserError(f"writing {getattr(error, 'filename', None) or self.run_dir} failed: the disk is full; "
-                            f"{intact}: make room, then continue with `introvae train --resume {self.run_dir}`.") from None
+            raise self._disk_full(error) from None
         finally:
             self._restore_signal_handlers(replaced)
+            if self._progress:
+                self._progress.close()
             self._progress = None
-            if progress:
-                progress.close()
         if self._stop_signal is not None:
             signum, self._stop_signal = self._stop_signal, None
-            if sums:  # the steps since the last record, so that the log reaches the checkpoint
-                self._append_log({"step": self.step, **{k: float(v) / counts[k] for k, v in sums.items()},
-                                  "time": round(time.time() - started, 3)})
+            if losses:  # the steps since the last record, so that the log reaches the checkpoint
+                self._append_log(self._loss_record(losses, started))
             self._save_unless_saved()
             raise TrainingInterrupted(self._stopped_message(signum), self.step, signum, True)
         self.prepare_inference()  # on every rank, so that all ranks end with the same statistics
         self._save_unless_saved()
         self.save_grid()
         self.write_summary_images()
+
+    def _loop(self, losses: LossAverager, started: float) -> None:
+        while self.step < self.config.steps and self._keep_going():
+            before, rollbacks = self.step, self.rollbacks
+            self._in_step = True
+            logs = self.train_step()
+            self._in_step = False
+            if self.rollbacks != rollbacks:  # the sums are of steps that were undone
+                losses.clear()
+                if self._progress:
+                    self._progress.close()
+                    self._progress = Progress(self.config.steps, initial=self.step)
+                continue
+            if self.step != before:  # else a skipped (non-finite) step: nothing to log or save
+                losses.add(logs)
+                self._after_step(losses, started)
+
+    def _loss_record(self, losses: LossAverager, started: float) -> dict[str, Any]:
+        record = {"step": self.step, **losses.means(), "time": round(time.time() - started, 3)}
+        losses.clear()
+        return record
+
+    def _after_step(self, losses: LossAverager, started: float) -> None:
+        """The periodic work after step `self.step`: log record, light evaluation, grid, checkpoint."""
+        config, step, progress = self.config, self.step, self._progress
+        if step % config.log_every == 0 or step == config.steps:
+            record = self._loss_record(losses, started)
+            self._append_log(record)
+            if progress:
+                progress.update(step, self.objective.progress_fields(record))
+        if config.eval_every and step % config.eval_every == 0 and self.dist.is_main:
+            record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
+            self._append_log(record)
+            if progress:
+                progress.note(_eval_summary(record))
+        if config.grid_every and step % config.grid_every == 0:
+            self.save_grid()
+        if config.checkpoint_every and step % config.checkpoint_every == 0:
+            self.save()
+
+    def _second_interrupt(self) -> TrainingInterrupted:
+        """A second Ctrl-C. Between steps the state is whole and is saved; within a step some networks may have
+        stepped and others not, so the newest checkpoint is left as the place to continue from."""
+        if not self._in_step:
+            self._save_unless_saved()
+            return TrainingInterrupted(self._stopped_message(signal.SIGINT), self.step, signal.SIGINT, True)
+        saved = checkpoint_steps(self.run_dir)
+        where = (f"continue from the newest checkpoint, at step {saved[-1]}, with `introvae train --resume "
+                 f"{self.run_dir}`" if saved else "no checkpoint was written yet, so start it again")
+        return TrainingInterrupted(f"interrupted during step {self.step + 1}, so its state was not saved; {where}.",
+                                   self.step, signal.SIGINT, False)
+
+    def _disk_full(self, error: OSError) -> UserError:
+        saved = checkpoint_steps(self.run_dir)
+        intact = f"the newest checkpoint, at step {saved[-1]}, is intact" if saved else "no checkpoint was written"
+        return UserError(f"writing {getattr(error, 'filename', None) or self.run_dir} failed: the disk is full; "
+                         f"{intact}: make room, then continue with `introvae train --resume {self.run_dir}`.")
 
     def _keep_going(self) -> bool:
         """No stop signal here, nor (under torchrun, which signals every rank) on any other rank."""
@@ -574,7 +517,8 @@ class Trainer:
             # Row 1: image a, 8 decoded steps between their codes, image b (Fig. 6). Row 2: between two seeds.
             rows = [real[:1], model.interpolate(real[0], real[1], 8), real[1:2], model.interpolate_seeds(0, 1, 10)]
             save_image(torch.cat(rows), self.run_dir / "interpolation.png", nrow=10)
-        plot_dynamics(read_log(self.run_dir / "log.jsonl"), self.run_dir / "dynamics.png", title=f"{self.config.model}: {self.run_dir.name}")
+        plot_dynamics(read_log(self.run_dir / "log.jsonl"), self.run_dir / "dynamics.png",
+                      title=f"{self.config.model}: {self.run_dir.name}", panels=self.objective.dynamics)
 
 
 def _prepare_run(config: Config, out: Path | None, resume: Path | None, overrides: dict[str, Any]) -> tuple[Config, Path]:
@@ -593,9 +537,8 @@ def _prepare_run(config: Config, out: Path | None, resume: Path | None, override
         raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out.")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file, not a directory.")
-    config = config.replace(**overrides).validate()
-    # The run records the learning rate it trains with, not "the model's default".
-    return config.replace(lr=learning_rate(config)), run_dir
+    # The run records the learning rate and warm-up it trains with, not "the model's default".
+    return config.replace(**overrides).validate().resolved(), run_dir
 
 
 def train(config: Config | None = None, out: str | Path | None = None, resume: str | Path | None = None,
@@ -618,11 +561,14 @@ def train(config: Config | None = None, out: str | Path | None = None, resume: s
             distributed.teardown()
 
 
+def check_batch_split(batch_size: int, world_size: int) -> None:
+    if batch_size % world_size:
+        raise UserError(f"--batch-size {batch_size} is the global batch and must split evenly over the "
+                        f"{world_size} processes: use a multiple of {world_size}.")
+
+
 def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool, dist: Distributed,
            device: str) -> Path:
-    if config.batch_size % dist.world_size:
-        raise UserError(f"--batch-size {config.batch_size} is the global batch and must split evenly over the "
-                        f"{dist.world_size} processes: use a multiple of {dist.world_size}.")
     data = open_data(config.data, config.image_size, config.channels or None, config.test_fraction, config.seed,
                      config.builtin_count)
     # config.json records the precision the run trains with, so a resumed run keeps it on any machine.
@@ -637,8 +583,16 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
         if recorded["train"] != data.train.names:
             raise UserError(f"the images of {config.data} changed since {run_dir} started ({len(recorded['train'])} "
                             f"training images then, {len(data.train)} now); resume needs the same data.")
-    elif dist.is_main:
+    else:
         config = config.replace(channels=data.channels)
+    if not quiet:
+        print(f"introvae: {data.description}; precision {precision} ({why}); run directory {run_dir}",
+              file=sys.stderr)
+    # This rank's GPU; config.json keeps the device the user asked for. The Trainer checks the batch split before
+    # anything is written.
+    here = config.replace(device=device) if dist.enabled and config.device != device else config
+    trainer = Trainer(here, run_dir, data, resume=resume is not None, quiet=quiet, dist=dist)
+    if resume is None and dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             # config.json last: it is what marks the directory as a run that --resume can continue.
@@ -646,14 +600,6 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
             config.save(run_dir / "config.json")
         except OSError as error:
             raise UserError(f"cannot write the run directory {run_dir}: {error.strerror or error}.") from None
-    else:
-        config = config.replace(channels=data.channels)
     distributed.barrier(dist.world_size)
-    if not quiet:
-        print(f"introvae: {data.description}; precision {precision} ({why}); run directory {run_dir}",
-              file=sys.stderr)
-    if dist.enabled and config.device != device:
-        config = config.replace(device=device)  # this rank's GPU; config.json keeps what the user asked for
-    trainer = Trainer(config, run_dir, data, resume=resume is not None, quiet=quiet, dist=dist)
     trainer.fit()
     return run_dir

@@ -13,8 +13,8 @@ from torch import nn
 
 from introvae.distributed import setup, teardown
 from introvae.nets.mlp import build_mlp_networks
-from introvae.objectives.base import Phase, kl_per_sample
-from introvae.train import step_phases
+from introvae.engine import step_phases
+from introvae.objectives.base import Objective, Phase, kl_per_sample
 
 torch.set_num_threads(1)
 info, _ = setup("cpu")
@@ -24,12 +24,13 @@ data = torch.Generator().manual_seed(1)
 x_global, eps_global = torch.rand(3, 8, 4, generator=data), torch.randn(3, 8, 2, generator=data)
 
 
-class FixedNoiseVAE:
+class FixedNoiseVAE(Objective):
     """A VAE step whose reparameterisation noise is given, so the split over ranks is the only difference."""
 
     roles = ("encoder", "generator")
 
     def __init__(self, eps):
+        super().__init__()
         self.eps = eps
 
     def phases(self, nets, x, step, noise):

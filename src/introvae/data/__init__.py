@@ -1,28 +1,29 @@
 """Training data for introvae: the built-in shapes set, folders of images, LMDB databases and .npy/.npz arrays,
-verified once when opened and served as uint8 image sources."""
+verified once when opened and served as uint8 image sources; and image sets to compare (`load_image_set`).
 
+Each kind of data set is a `DataSourceKind` in the registry `DATA_SOURCES` (see `introvae.data.source`).
+"""
+
+from introvae.data.base import DataSplit, DecodingSource, ImageSource, TensorSource, cache_in_memory
 from introvae.data.builtin import make_shapes
 from introvae.data.folder import scan_folder
+from introvae.data.foldersource import FolderSource
+from introvae.data.imagesets import load_image_set
 from introvae.data.scan import ScanReport
-from introvae.data.source import (
-    DataSplit,
-    DecodingSource,
-    FolderSource,
-    ImageSource,
-    TensorSource,
-    check_data,
-    open_data,
-)
+from introvae.data.source import DATA_SOURCES, check_data, open_data
 
 __all__ = [
     "open_data",
     "check_data",
+    "DATA_SOURCES",
     "DataSplit",
     "ScanReport",
     "ImageSource",
     "TensorSource",
     "DecodingSource",
     "FolderSource",
+    "cache_in_memory",
     "make_shapes",
     "scan_folder",
+    "load_image_set",
 ]

@@ -1,5 +1,5 @@
 """Images stored as one uint8 array in a .npy or .npz file: (N, H, W, C) or (N, C, H, W) with C in {1, 3, 4},
-or (N, H, W) gray.
+or (N, H, W) gray (--data FILE.npz or FILE.npy).
 
 Each image goes through the same conversion as an image file (`introvae.images.fit_image`: shorter side
 resized to the training size, centre crop; an alpha channel composited onto white), so an array gives
@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from introvae.data.base import DataRequest, DataSourceKind, DecodingSource, ImageSource, Items, cache_in_memory
 from introvae.data.scan import MIN_IMAGE_SIDE, ScanReport, ScanResult, require_usable
-from introvae.data.source import DataSplit, DecodingSource, ImageSource, cache_in_memory, describe, split_scanned
 from introvae.errors import DataError
 from introvae.images import fit_image
 
-__all__ = ["ArraySource", "load_array", "open_array"]
+__all__ = ["ArraySource", "ARRAYS", "array_items", "is_array_spec", "load_array"]
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -113,44 +113,50 @@ class ArraySource(DecodingSource):
             raise DataError(f"Cannot read image {self.names[index]} of {self.where} ({type(e).__name__}: {e}).") from e
 
 
-def open_array(path: Path, size: int, channels: int | None, test_fraction: float, seed: int,
-               cache_limit_bytes: int) -> DataSplit:
-    """Open a .npy/.npz file of uint8 images as a train/test split (see `open_data`)."""
+def is_array_spec(spec: str) -> bool:
+    """A path ending in .npz or .npy."""
+    return Path(spec).suffix.lower() in (".npz", ".npy")
+
+
+def array_items(request: DataRequest) -> Items:
+    """The images of the array file `request.spec`; checked from the array's shape, without decoding each one."""
     started = time.perf_counter()
-    path = Path(path)
+    path = Path(request.spec).expanduser()
     array, channels_first = load_array(path)
     n = int(array.shape[0])
-    if channels_first:
-        c, h, w = int(array.shape[1]), int(array.shape[2]), int(array.shape[3])
-    else:
-        h, w, c = int(array.shape[1]), int(array.shape[2]), int(array.shape[3])
     width = max(6, len(str(max(n - 1, 0))))
     names = [f"array/{i:0{width}d}" for i in range(n)]
-    report = ScanReport(f"array {path} ({n} images of {w}x{h}, {c} channels)", size, kind="array image")
-    report.examined = n
-    report.channels = channels or (1 if c == 1 else 3)
-    report.detected_gray = c == 1
-    if min(h, w) < MIN_IMAGE_SIDE:
-        report.skipped["too small"] = list(names)
-    else:
-        report.usable = n
-        if min(h, w) < size:
-            report.upscaled = n
-            report.upscaled_examples = names[:64]
-    channels = report.channels
     where = f"Array file {path}"
-    require_usable(report, where)
-    cached = n * channels * size * size <= cache_limit_bytes
-    images = None
-    if cached:
-        everything = ArraySource(array, channels_first, list(range(n)), names, size, channels, where)
-        images = cache_in_memory(everything).images
-    result = ScanResult(list(range(n)), report, channels, images)
-    report.seconds = time.perf_counter() - started
 
-    def lazy(items: list[int]) -> ImageSource:
-        return ArraySource(array, channels_first, items, [names[i] for i in items], size, channels, where, path=path)
+    def serve(items: list[int], channels: int) -> ImageSource:
+        return ArraySource(array, channels_first, items, [names[i] for i in items], request.size, channels, where,
+                           path=path)
 
-    train, test = split_scanned(result, names, lazy, test_fraction, seed, where)
-    description = describe(f"array {path}", train, test, channels, size, report)
-    return DataSplit(train, test, channels, size, description, source=str(path), report=report)
+    def scan() -> ScanResult:
+        if channels_first:
+            c, h, w = int(array.shape[1]), int(array.shape[2]), int(array.shape[3])
+        else:
+            h, w, c = int(array.shape[1]), int(array.shape[2]), int(array.shape[3])
+        report = ScanReport(f"array {path} ({n} images of {w}x{h}, {c} channels)", request.size, kind="array image")
+        report.examined = n
+        report.channels = request.channels or (1 if c == 1 else 3)
+        report.detected_gray = c == 1
+        if min(h, w) < MIN_IMAGE_SIDE:
+            report.skipped["too small"] = list(names)
+        else:
+            report.usable = n
+            if min(h, w) < request.size:
+                report.upscaled = n
+                report.upscaled_examples = names[:64]
+        require_usable(report, where)
+        images = None
+        if request.fits_in_memory(n, report.channels):
+            images = cache_in_memory(serve(list(range(n)), report.channels)).images
+        report.seconds = time.perf_counter() - started
+        return ScanResult(list(range(n)), report, report.channels, images)
+
+    return Items(title=f"array {path}", where=where, source=str(path), names=names, serve=serve, scan=scan,
+                 kind="array image")
+
+
+ARRAYS = DataSourceKind("array", "a .npz/.npy file of images", matches=is_array_spec, open=array_items)

@@ -2,7 +2,8 @@
 
 Each image has a plain background and one or two shapes (circles, ellipses, squares, rectangles, triangles,
 rings, crosses, stars) of random colour, size, position and rotation. Image i depends only on (seed, i),
-so a longer set starts with the shorter one and runs are reproducible.
+so a longer set starts with the shorter one and runs are reproducible. As a data source (`BUILTIN`, --data
+builtin) the set is generated, not read: it is split by position instead of by scanned names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPE_KINDS", "make_shapes"]
+from introvae.data.base import DataRequest, DataSourceKind, DataSplit, TensorSource, channel_words
+from introvae.errors import DataError
+
+__all__ = ["SHAPE_KINDS", "make_shapes", "shape_kinds", "BUILTIN", "BUILTIN_SEED"]
+
+# The built-in images are always the same set, whatever --seed says: the seed changes the run (init,
+# batch order), not the data, so runs with different seeds stay comparable.
+BUILTIN_SEED = 1234
 
 SHAPE_KINDS: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "ring", "cross", "star")
 
@@ -150,3 +158,53 @@ def make_shapes(num_images: int, size: int, channels: int = 3, seed: int = 0) ->
             for future in [pool.submit(fill, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
                 future.result()
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+class _NoDrawing:
+    """Stands in for ImageDraw where only the random draws of a shape matter (see `shape_kinds`)."""
+
+    def ellipse(self, *args, **kwargs) -> None:
+        pass
+
+    def polygon(self, *args, **kwargs) -> None:
+        pass
+
+
+def shape_kinds(num_images: int, seed: int = 0) -> list[tuple[str, ...]]:
+    """The kinds of the shapes on images 0 .. num_images-1 of `make_shapes(..., seed=seed)`, in drawing order.
+
+    It replays each image's random draws (background, kinds, colours and each shape's own draws) without drawing,
+    so it stays in step with `_render` and does not depend on the size or the channels.
+    """
+    kinds = []
+    for index in range(num_images):
+        rng = np.random.default_rng([seed, index])
+        background = _random_colour(rng)
+        image_kinds = []
+        for _ in range(int(rng.integers(1, 3))):
+            kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
+            _draw_shape(_NoDrawing(), rng, kind, 64, _contrasting_colour(rng, background))  # type: ignore[arg-type]
+            image_kinds.append(kind)
+        kinds.append(tuple(image_kinds))
+    return kinds
+
+
+def open_builtin(request: DataRequest) -> DataSplit:
+    """The built-in set of `request.builtin_count` images; the last `test_fraction` of them are held out."""
+    count, size, channels = request.builtin_count, request.size, request.channels or 3
+    if count < 2:
+        raise DataError(f"The built-in data set needs at least 2 images, got a count of {count}.")
+    images = make_shapes(count, size, channels, seed=BUILTIN_SEED)
+    names = [f"builtin/{i:06d}" for i in range(count)]
+    n_test = min(round(request.test_fraction * count), count - 1)  # training always keeps at least one image
+    n_train = count - n_test
+    train = TensorSource(images[:n_train], names[:n_train])
+    test = TensorSource(images[n_train:], names[n_train:]) if n_test > 0 else None
+    description = (
+        f"builtin shapes: {count} images ({n_train} train, {n_test} test), {channel_words(channels)}, {size}x{size}"
+    )
+    return DataSplit(train, test, channels, size, description, source="builtin")
+
+
+BUILTIN = DataSourceKind("builtin", "the built-in data set", matches=lambda spec: spec == "builtin", open=open_builtin,
+                         generated=True)

@@ -1,5 +1,6 @@
 """LMDB databases of encoded images, the format LSUN ships: values are image files' bytes (webp, jpeg, png)
-under arbitrary keys. Needs the optional `lmdb` package (`pip install introvae[lmdb]`).
+under arbitrary keys (--data lmdb:PATH, or a folder holding data.mdb). Needs the optional `lmdb` package
+(`pip install introvae[lmdb]`).
 
 The environment is opened read-only without a lock file (lock=False), so a database on a read-only or
 shared file system works, once per process (an LMDB handle must not cross a fork). Keys are
@@ -16,12 +17,12 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
-from introvae.data.scan import ScanReport, bytes_opener, verify_items
-from introvae.data.source import DataSplit, DecodingSource, ImageSource, describe, split_scanned
+from introvae.data.base import DataRequest, DataSourceKind, DecodingSource, ImageSource, Items
+from introvae.data.scan import bytes_opener
 from introvae.errors import DataError
 from introvae.images import load_image
 
-__all__ = ["LMDBSource", "open_lmdb", "key_name"]
+__all__ = ["LMDBSource", "LMDB", "lmdb_items", "is_lmdb_spec", "key_name"]
 
 
 def _lmdb_module(path: Path) -> Any:
@@ -113,10 +114,25 @@ def read_records(env: Any, keys: list[bytes]) -> list[bytes | None]:
         return out
 
 
-def open_lmdb(path: Path, size: int, channels: int | None, test_fraction: float, seed: int,
-              cache_limit_bytes: int) -> DataSplit:
-    """Open an LMDB database of encoded images as a verified train/test split (see `open_data`)."""
-    path = Path(path)
+def _lmdb_path(spec: str) -> Path:
+    return Path(spec[len("lmdb:"):] if spec.startswith("lmdb:") else spec).expanduser()
+
+
+def is_lmdb_spec(spec: str) -> bool:
+    """"lmdb:PATH", or a folder holding data.mdb (LSUN's layout)."""
+    if spec.startswith("lmdb:"):
+        return True
+    path = Path(spec).expanduser()
+    try:
+        return path.is_dir() and (path / "data.mdb").is_file()
+    except OSError as e:  # e.g. a folder without read/search permission on the way
+        reason = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+        raise DataError(f"Data path {path} cannot be read ({reason}); check its permissions.") from e
+
+
+def lmdb_items(request: DataRequest) -> Items:
+    """The records of the LMDB database that `request.spec` names, listed in key order."""
+    path = _lmdb_path(request.spec)
     env = _environment(path)
     lmdb = _lmdb_module(path)
     try:
@@ -127,18 +143,15 @@ def open_lmdb(path: Path, size: int, channels: int | None, test_fraction: float,
     if not keys:
         raise DataError(f"LMDB database {path} holds no records; pass a database of encoded images.")
     names = [key_name(k) for k in keys]
-    cached = len(keys) * (channels or 3) * size * size <= cache_limit_bytes
 
     def fetch(indices: list[int]) -> list[Callable[[], BinaryIO]]:
         return [bytes_opener(v) for v in read_records(env, [keys[i] for i in indices])]
 
-    report = ScanReport(f"LMDB {path}", size, kind="record")
-    result = verify_items(names, fetch, size, channels, cached, report)
-    channels = result.channels
+    def serve(items: list[int], channels: int) -> ImageSource:
+        return LMDBSource(path, [keys[i] for i in items], [names[i] for i in items], request.size, channels)
 
-    def lazy(items: list[int]) -> ImageSource:
-        return LMDBSource(path, [keys[i] for i in items], [names[i] for i in items], size, channels)
+    return Items(title=f"LMDB {path}", where=f"LMDB database {path}", source=f"lmdb:{path}", names=names,
+                 serve=serve, fetch=fetch, kind="record")
 
-    train, test = split_scanned(result, names, lazy, test_fraction, seed, f"LMDB database {path}")
-    description = describe(f"LMDB {path}", train, test, channels, size, report)
-    return DataSplit(train, test, channels, size, description, source=f"lmdb:{path}", report=report)
+
+LMDB = DataSourceKind("lmdb", "an LMDB database", matches=is_lmdb_spec, open=lmdb_items)

@@ -15,12 +15,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["GaussianStats", "gaussian_stats", "frechet_distance", "fid", "kid", "inception_score"]
+from introvae.metrics.base import FEATURES, Metric, SetPair, fmt_number
+
+__all__ = ["GaussianStats", "gaussian_stats", "frechet_distance", "fid", "kid", "inception_score", "FID", "KID",
+           "INCEPTION_SCORE"]
 
 
 @dataclass
@@ -126,3 +130,46 @@ def inception_score(logits: Tensor | np.ndarray, splits: int = 10) -> dict[str, 
         kl_per_image = (block.exp() * (block - log_p_y)).sum(dim=1)
         scores.append(float(kl_per_image.mean().exp()))
     return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "splits": splits}
+
+
+# ---- as registered metrics (see introvae.metrics.base)
+
+
+def _fid_row(value: float, metrics: dict[str, Any]) -> tuple[str, str, str]:
+    return ("FID", fmt_number(value),
+            f"lower is better; {metrics['num_samples']} samples vs {metrics['num_reference']} reference")
+
+
+def _kid_row(value: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, str, str]:
+    return ("KID x 1e3", f"{value['mean'] * 1e3:.3f} +- {value['std'] * 1e3:.3f}",
+            f"{value['num_subsets']} subsets of {value['subset_size']}")
+
+
+def _inception_score_of_pair(pair: SetPair, settings: Any) -> dict[str, Any]:
+    value = {"samples": inception_score(pair.sample_features["logits"])}
+    if pair.reference_figures:
+        value["reference"] = inception_score(pair.reference_features["logits"])
+    return value
+
+
+def _inception_score_row(value: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, str, str]:
+    samples, reference = value["samples"], value["reference"]
+    return ("Inception Score", f"{samples['mean']:.3f} +- {samples['std']:.3f}",
+            f"reference images: {reference['mean']:.3f}; 10 splits")
+
+
+FID = Metric(
+    "fid", FEATURES,
+    compute=lambda pair, settings: fid(pair.sample_features["pool"], pair.reference_features["pool"]),
+    row=_fid_row, log=lambda value: {"eval_fid": value},
+)
+KID = Metric(
+    "kid", FEATURES,
+    compute=lambda pair, settings: kid(pair.sample_features["pool"], pair.reference_features["pool"],
+                                       settings.kid_subsets, settings.kid_subset_size, seed=settings.seed),
+    row=_kid_row, log=lambda value: {"eval_kid": value["mean"]},
+)
+INCEPTION_SCORE = Metric(
+    "inception_score", FEATURES, compute=_inception_score_of_pair, row=_inception_score_row,
+    min_images=10, unmet="needs at least 10 images in each set (10 splits)",
+)

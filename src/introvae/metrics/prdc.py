@@ -20,11 +20,15 @@ dwarf their distances, and near-tie comparisons with the radii would then depend
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["precision_recall"]
+from introvae.metrics.base import FEATURES, Metric, SetPair
+
+__all__ = ["precision_recall", "PRECISION_RECALL"]
 
 
 def _as_float64_matrix(features: Tensor | np.ndarray, name: str) -> Tensor:
@@ -93,3 +97,22 @@ def precision_recall(
         "precision": _fraction_inside(fake, real, real_radii, batch_size),
         "recall": _fraction_inside(real, fake, fake_radii, batch_size),
     }
+
+
+# ---- as a registered metric (see introvae.metrics.base)
+
+
+def _precision_recall_of_pair(pair: SetPair, settings: Any) -> dict[str, Any]:
+    return {**precision_recall(pair.reference_features["pool"], pair.sample_features["pool"], k=settings.pr_k),
+            "k": settings.pr_k}
+
+
+def _precision_recall_row(value: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, str, str]:
+    return ("precision / recall", f"{value['precision']:.3f} / {value['recall']:.3f}",
+            f"k = {value['k']} in Inception features")
+
+
+PRECISION_RECALL = Metric(
+    "precision_recall", FEATURES, compute=_precision_recall_of_pair, row=_precision_recall_row,
+    min_images=lambda settings: settings.pr_k + 1, unmet="needs more than k = {pr_k} images in each set",
+)

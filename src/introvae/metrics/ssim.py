@@ -51,12 +51,15 @@ and float32 rounding of those (~1e-8 absolute) is ~1e-5 of C2 = 9e-4, the level 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ssim", "ms_ssim", "ms_ssim_diversity", "MS_SSIM_WEIGHTS"]
+from introvae.metrics.base import PIXELS, Metric, SetPair
+
+__all__ = ["ssim", "ms_ssim", "ms_ssim_diversity", "MS_SSIM_WEIGHTS", "MS_SSIM_DIVERSITY"]
 
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
@@ -222,3 +225,29 @@ def ms_ssim_diversity(
         y = _shrink_to(_to_unit_float64(images[second_batch]), max_size)
         score_sum += ms_ssim(x, y, data_range=1.0).sum().item()
     return score_sum / num_pairs
+
+
+# ---- MS-SSIM diversity as a registered metric (see introvae.metrics.base)
+
+# The smallest images the five scales of `ms_ssim` accept: 2**(5 - 1) px keeps one pixel at the coarsest scale.
+MIN_DIVERSITY_SIZE = 2 ** (len(MS_SSIM_WEIGHTS) - 1)
+
+
+def _diversity_of_pair(pair: SetPair, settings: Any) -> dict[str, Any]:
+    value = {"samples": ms_ssim_diversity(pair.samples_u8, settings.msssim_pairs, seed=settings.seed),
+             "pairs": settings.msssim_pairs}
+    if pair.reference_figures:
+        value["reference"] = ms_ssim_diversity(pair.reference_u8, settings.msssim_pairs, seed=settings.seed)
+    return value
+
+
+def _diversity_row(value: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, str, str]:
+    return ("MS-SSIM (samples)", f"{value['samples']:.4f}",
+            f"reference images: {value['reference']:.4f}; {value['pairs']} pairs; lower = more diverse")
+
+
+MS_SSIM_DIVERSITY = Metric(
+    "ms_ssim", PIXELS, compute=_diversity_of_pair, row=_diversity_row,
+    log=lambda value: {"eval_ms_ssim": value["samples"]},
+    min_images=2, min_size=MIN_DIVERSITY_SIZE, unmet=f"needs at least 2 images of at least {MIN_DIVERSITY_SIZE} px",
+)

@@ -41,9 +41,14 @@ Deliberate differences from PGGAN's code:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from introvae.images import to_float
+from introvae.metrics.base import PIXELS, Metric, SetPair
 
 __all__ = [
     "pyramid_down",
@@ -53,6 +58,7 @@ __all__ = [
     "random_directions",
     "sliced_wasserstein",
     "swd",
+    "SWD",
 ]
 
 PATCH_SIZE = 7  # PGGAN's neighbourhood size
@@ -299,3 +305,21 @@ def swd(
         distance = sliced_wasserstein(desc_a, desc_b.to(desc_a.device), dirs_per_repeat, dir_repeats, generator)
         per_level[_level_key(h, w)] = distance * 1e3
     return {"levels": per_level, "mean": sum(per_level.values()) / len(per_level)}
+
+
+# ---- as a registered metric (see introvae.metrics.base)
+
+
+def _swd_of_pair(pair: SetPair, settings: Any) -> dict:
+    return swd(to_float(pair.samples_u8), to_float(pair.reference_u8), settings.swd_descriptors, seed=settings.seed)
+
+
+def _swd_row(value: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, str, str]:
+    levels = ", ".join(f"{key}: {distance:.1f}" for key, distance in value["levels"].items())
+    return ("SWD x 1e3", f"{value['mean']:.2f}", f"per level {levels}")
+
+
+SWD = Metric(
+    "swd", PIXELS, compute=_swd_of_pair, row=_swd_row, log=lambda value: {"eval_swd": value["mean"]},
+    min_size=PATCH_SIZE, same_shape=True, unmet=f"needs images of the same shape, at least {PATCH_SIZE} px",
+)

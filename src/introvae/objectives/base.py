@@ -1,19 +1,55 @@
-"""What every objective shares: the per-image loss terms and the contract with the training loop.
+"""What every objective shares: the contract with the step engine, the declarations, and the per-image loss terms.
 
 An objective turns a batch into a sequence of *phases*. Each phase names the network whose optimizer steps on it and
-carries that network's loss. The trainer steps each phase's optimizer before asking for the next phase, so an
-objective can compute a later loss with the networks as updated by an earlier phase (Algorithm 1 of IntroVAE
-computes the generator's loss with the freshly updated encoder). The trainer differentiates each loss with respect
-to its own network's parameters only, so a phase never moves another network's weights.
+carries that network's loss. The engine (`introvae.engine`) steps each phase's optimizer before asking for the next
+phase, so an objective can compute a later loss with the networks as updated by an earlier phase (Algorithm 1 of
+IntroVAE computes the generator's loss with the freshly updated encoder). The engine differentiates each loss with
+respect to its own network's parameters only, so a phase never moves another network's weights.
+
+Everything generic code needs to know about an objective it learns from the class's declarations (`Objective`):
+its name, roles, learning rate, options (a small dataclass, from which the config section, config.json and the
+command line's option group are generated), warm-up, state, progress line, dynamics plot and 2-D settings. So the
+engine, trainer, plot, model and 2-D benchmark name no objective, and a new objective is one file (README, "Adding
+an objective").
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Series:
+    """One logged quantity an objective declares: its log.jsonl key, its label, and how a line plot draws it."""
+
+    key: str
+    label: str
+    dashed: bool = False  # a target (such as the margin m) rather than a measurement
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of the training-dynamics figure: a title, a y label and the series drawn in it."""
+
+    title: str
+    ylabel: str
+    series: tuple[Series, ...]
+    log_scale: bool | None = None  # None: logarithmic when the values span several decades
+
+
+# Series that several objectives log under the same keys.
+KL_REAL = Series("kl_real", "KL(real)")
+KL_REC = Series("kl_rec", "KL(reconstruction)")
+KL_SAMPLE = Series("kl_sample", "KL(sample)")
+AE = Series("ae", "L_AE")
+AE_PANEL = Panel("L_AE (reconstruction)", "L_AE", (AE,))
 
 
 @dataclass
@@ -23,17 +59,121 @@ class Phase:
     logs: dict[str, Tensor] = field(default_factory=dict)  # detached scalars, averaged into log.jsonl
 
 
-class Objective(Protocol):
-    name: str
-    roles: tuple[str, ...]  # the networks it trains, each with its own optimizer: ("encoder", "generator", ...)
-    default_lr: float  # the Adam learning rate of its paper, used when --lr is not given
+def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
+           parse: Callable[[str], Any] | None = None, flag: str | None = None) -> Any:
+    """A field of an objective's options dataclass, with what the command line and validation need.
+
+    `flag` is the option's name on the command line and in the flat `Config(...)` keywords when the field's own
+    name would clash with another objective's option of a different meaning (avae's `alpha` is `--avae-alpha`;
+    IntroVAE's is `--alpha`). Objectives that share a flag (`beta` of introvae and vae) share its meaning and default.
+    `minimum` is checked by `validate_options`; `parse` turns the command line's text into the value.
+    """
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum, "parse": parse,
+                                            "flag": flag})
+
+
+def option_flag(f: dataclasses.Field) -> str:
+    """The flat name (Config keyword, `--flag` with dashes) of an options field."""
+    return f.metadata.get("flag") or f.name
+
+
+def validate_options(options: Any) -> None:
+    """Raise UserError when a field is outside its declared choices or below its declared minimum."""
+    for f in dataclasses.fields(options):
+        value, flag = getattr(options, f.name), "--" + option_flag(f).replace("_", "-")
+        choices, minimum = f.metadata.get("choices"), f.metadata.get("minimum")
+        if choices and value not in choices:
+            raise UserError(f"{flag} {value!r} is not one of {', '.join(map(str, choices))}.")
+        if minimum is not None and isinstance(value, (int, float)) and value < minimum:
+            raise UserError(f"{flag} must be at least {minimum:g}, got {value}.")
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of an objective that has none."""
+
+
+REGISTRY: dict[str, type["Objective"]] = {}  # name -> class, filled as subclasses are defined
+
+
+class Objective:
+    """The base of every objective: declarations with defaults, and the hooks the engine calls.
+
+    A subclass sets the class attributes below and implements `phases`; everything else has a default. Defining a
+    subclass with a `name` registers it (see `introvae.objectives`).
+    """
+
+    name: ClassVar[str]  # the registry key and --model value
+    title: ClassVar[str] = ""  # one line for --help: the paper it implements
+    roles: ClassVar[tuple[str, ...]] = ("encoder", "generator")  # networks, each with its own optimizer, in order
+    default_lr: ClassVar[float] = 2e-4  # the Adam learning rate of its paper, used when --lr is not given
+    Options: ClassVar[type] = NoOptions  # its own options: a dataclass whose fields are made with `option`
+    # Steps of plain VAE training before its own phases (`warmup_phases`); None: it has no warm-up, and
+    # --warmup-steps does not apply to it.
+    default_warmup_steps: ClassVar[int | None] = None
+    warmup_text: ClassVar[str] = ""  # what the warm-up trains, for reports ("the plain VAE ...")
+    averaged_roles: ClassVar[tuple[str, ...]] = ("generator",)  # networks of which --ema keeps a moving average
+    divergence_advice: ClassVar[str] = "lower --lr"  # what to change when training diverged for good
+    progress: ClassVar[tuple[Series, ...]] = ()  # log keys the progress line shows, with their labels
+    dynamics: ClassVar[tuple[Panel, ...]] = ()  # the panels of its training-dynamics plot (dynamics.png)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+                raise TypeError(f"two objectives are named {cls.name!r}: {REGISTRY[cls.name]} and {cls}")
+            REGISTRY[cls.name] = cls
+
+    def __init__(self, options: Any = None, warmup_steps: int | None = None):
+        self.options = self.Options() if options is None else options
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, not {type(self.options).__name__}")
+        self.warmup_steps = self.resolve_warmup_steps(-1 if warmup_steps is None else warmup_steps)
+
+    @classmethod
+    def resolve_warmup_steps(cls, requested: int) -> int:
+        """The warm-up this objective trains with for --warmup-steps `requested` (negative: its default)."""
+        if cls.default_warmup_steps is None:
+            return 0
+        return cls.default_warmup_steps if requested < 0 else requested
+
+    @classmethod
+    def check(cls, options: Any, warmup_steps: int) -> None:
+        """Raise UserError for options that are invalid on their own or with this warm-up (a resolved count)."""
+        validate_options(options)
+
+    @classmethod
+    def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:
+        """Flat Config values of the 2-D benchmark (`introvae.toy2d`), given Soft-IntroVAE's published weights
+        {beta_kl, beta_rec, beta_neg} of the data set."""
+        return {}
+
+    @classmethod
+    def progress_fields(cls, record: dict[str, float]) -> dict[str, float]:
+        """{label: value} of the `progress` series present in a log record, for the progress line."""
+        return {series.label: record[series.key] for series in cls.progress if series.key in record}
 
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
         """Yield the phases of one training step on the batch x (images in [0, 1], or points (N, D))."""
+        raise NotImplementedError
 
-    # An objective with state of its own (the PID controller of avae) also has
-    #     state_dict() -> dict[str, Tensor | float | list]  and  load_state_dict(state)
-    # which the trainer saves with each checkpoint, so that resuming continues exactly.
+    def warmup_phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
+        """The phases of a warm-up step (step < warmup_steps); only objectives that declare a warm-up have them."""
+        raise NotImplementedError(f"{self.name} has no warm-up")
+
+    def after_step(self, step: int, logs: dict[str, Tensor]) -> None:
+        """Called by the engine when every phase of `step` has stepped (not after a skipped, non-finite step)."""
+
+    def pop_events(self) -> list[dict[str, Any]]:
+        """Records for log.jsonl of what happened since the last call (IntroVAE: the margin --margin auto chose)."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """Its own training state (avae's PID controller), saved with every checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
 
 
 def kl_per_sample(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -14,31 +14,37 @@ ng(.) stops the gradient: the encoder's adversarial terms see X_r and X_p as con
 one computed at line 7 (from the encoder's code before its update), as in Algorithm 1.
 
 Where the paper and the authors' code differ we follow the paper by default and expose the code's choice
-(see `introvae.config`): the hinge on each image's KL (Eq. 5) or on the batch-mean KL (`hinge`), the half sum of
+(`IntroVAEOptions`): the hinge on each image's KL (Eq. 5) or on the batch-mean KL (`hinge`), the half sum of
 squared errors or the sum (`reconstruction`), the sum or the mean of the two adversarial terms
 (`adversarial_reduction`), one alpha or a separate generator alpha (`alpha_generator`).
 
 During the warm-up (App. D: "pre-train the model ... in the original VAEs form (i.e., alpha = 0)") the adversarial
-terms are zero, so they are not computed: the step is the plain VAE step with the same beta.
+terms are zero, so they are not computed: the step is the plain VAE step with the same beta (`warmup_phases`, which
+the engine runs for the first `warmup_steps` steps).
 
 `margin="auto"` follows App. D ("m can be selected to be a little larger than the training kl-divergence value of
 VAEs") inside the run: the warm-up is that VAE, so the mean KL(real) of its last quarter is measured and m is set
 to `propose_margin` of it when the game starts. The measurement and m are the objective's state (saved with every
 checkpoint), and the choice is reported as an event record in log.jsonl.
+
+The margin is logged with the losses (0 during the warm-up, where no hinge applies): with --margin auto it is chosen
+inside the run, so the dynamics plot draws the m actually in force rather than a value from config.json.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from ..config import Config
-from .base import Phase, kl_per_sample, prior_sample, reconstruction_per_image, reparameterize
-from .vae import vae_phases
 from ..distributed import mean_over_ranks
+from ..errors import UserError
+from .base import (AE, AE_PANEL, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel, Phase, Series, kl_per_sample, option,
+                   prior_sample, reconstruction_per_image, reparameterize, validate_options)
+from .vae import RECONSTRUCTIONS, vae_phases
 
 # m = MARGIN_FACTOR x the VAE's KL(real), rounded up to a multiple of MARGIN_STEP. Why 1.5 and not "a little": on the
 # built-in shapes, once the game starts KL(real) rises 25-45 % above the VAE's value (16 px, beta 8: 27.7 -> 36-43;
@@ -53,25 +59,88 @@ def propose_margin(kl_real_mean: float) -> float:
     return MARGIN_STEP * math.ceil(MARGIN_FACTOR * kl_real_mean / MARGIN_STEP)
 
 
-class IntroVAE:
+def number_or_auto(text: str) -> float | str:
+    """A float, or the word auto (an option whose value the run measures)."""
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a number nor auto") from None
+
+
+INTROVAE_MARGIN_2D = 5.0  # above KL(real), as App. D asks of m: the 2-D models reach 0.4-1.5 nats with z = 2
+
+
+@dataclass(frozen=True)
+class IntroVAEOptions:
+    margin: float | str = option(35.0, "margin m of the hinge on the KL of generated images (Eq. 11), or auto: set at "
+                                 "the end of the warm-up to 1.5 x the KL(real) of its last quarter, rounded up to a "
+                                 "multiple of 5 (as `calibrate` proposes)", parse=number_or_auto)
+    alpha: float = option(0.25, "weight alpha of the adversarial KL terms of the encoder (Eq. 11)", minimum=0)
+    alpha_generator: float = option(-1.0, "weight of the generator's KL terms (Eq. 12); negative means the same as "
+                                    "--alpha")
+    beta: float = option(2.0, "weight beta of the reconstruction loss L_AE (introvae: Eq. 11-12)", minimum=0)
+    hinge: str = option("per_sample", "where the hinge [m - KL]+ is applied: to each image's KL (Eq. 5) or to the "
+                        "batch-mean KL (as the authors' code does)", choices=("per_sample", "batch_mean"))
+    reconstruction: str = option("half_sse", "per-image reconstruction loss: half the sum of squared errors (Eq. 10), "
+                                 "the full sum (the authors' code) or the per-pixel mean", choices=RECONSTRUCTIONS)
+    adversarial_reduction: str = option("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) "
+                                        "or their mean (the authors' code)", choices=("sum", "mean"))
+
+    @property
+    def generator_alpha(self) -> float:
+        return self.alpha if self.alpha_generator < 0 else self.alpha_generator
+
+
+class IntroVAE(Objective):
     name = "introvae"
+    title = "IntroVAE (Huang et al. 2018)"
     roles = ("encoder", "generator")
     default_lr = 2e-4  # Sec. 4.1
+    Options = IntroVAEOptions
+    default_warmup_steps = 200  # App. D: pre-train as a VAE (alpha = 0)
+    warmup_text = "IntroVAE's own warm-up (alpha = 0)"
+    divergence_advice = "lower --lr, raise --margin or lower --beta, or add --warmup-steps"
+    progress = (KL_REAL, Series("kl_rec", "KL(rec)"), Series("kl_sample", "KL(sample)"), AE, Series("margin", "m"))
+    dynamics = (Panel("KL divergence vs margin", "KL / margin",
+                      (KL_REAL, KL_REC, KL_SAMPLE, Series("margin", "margin m", dashed=True)), log_scale=False),
+                AE_PANEL)
 
-    def __init__(self, config: Config):
-        self.auto_margin = config.margin == "auto"
-        self.margin = math.nan if self.auto_margin else float(config.margin)  # nan: not measured yet
-        self.alpha = config.alpha
-        self.alpha_generator = config.generator_alpha
-        self.beta = config.beta
-        self.hinge = config.hinge
-        self.reconstruction = config.reconstruction
-        self.adversarial_scale = 1.0 if config.adversarial_reduction == "sum" else 0.5
-        self.warmup_steps = config.warmup_steps
+    def __init__(self, options: IntroVAEOptions | None = None, warmup_steps: int | None = None):
+        super().__init__(options, warmup_steps)
+        o = self.options
+        self.auto_margin = o.margin == "auto"
+        self.margin = math.nan if self.auto_margin else float(o.margin)  # nan: not measured yet
+        self.alpha, self.alpha_generator, self.beta = o.alpha, o.generator_alpha, o.beta
+        self.hinge, self.reconstruction = o.hinge, o.reconstruction
+        self.adversarial_scale = 1.0 if o.adversarial_reduction == "sum" else 0.5
         # --margin auto: KL(real) summed over the last quarter of the warm-up, and the number of steps in the sum.
         self.measure_from = self.warmup_steps - max(1, self.warmup_steps // 4)
         self.kl_real_sum, self.kl_real_steps = 0.0, 0
         self._events: list[dict[str, Any]] = []
+
+    @classmethod
+    def check(cls, options: IntroVAEOptions, warmup_steps: int) -> None:
+        margin = options.margin
+        if margin == "auto":
+            if warmup_steps < 1:
+                raise UserError("--margin auto measures KL(real) during the warm-up: give --warmup-steps (e.g. 200), "
+                                "or a number for --margin.")
+        elif not isinstance(margin, (int, float)) or isinstance(margin, bool):
+            raise UserError(f"--margin {margin!r} is neither a number nor auto.")
+        elif margin < 0:
+            raise UserError("--margin must not be negative.")
+        validate_options(options)
+
+    @classmethod
+    def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:
+        """Reconstruction "sse" with beta = beta_rec / beta_kl of the data set (the Soft-IntroVAE authors' VAE with the
+        KL's weight fixed at 1, as Eq. 11 has it), the paper's alpha 0.25, margin 5 nats (above KL(real), as App. D
+        asks of m: the 2-D models reach 0.4-1.5 nats with z = 2), the hinge on each sample's KL, and its own warm-up
+        (alpha = 0). On 8gaussians, 4000 steps: all eight modes, KL 0.21, JSD 0.043."""
+        return dict(beta=weights["beta_rec"] / weights["beta_kl"], reconstruction="sse", alpha=0.25,
+                    margin=INTROVAE_MARGIN_2D, hinge="per_sample")
 
     def state_dict(self) -> dict[str, Any]:
         return {"margin": self.margin, "kl_real_sum": self.kl_real_sum, "kl_real_steps": self.kl_real_steps}
@@ -101,19 +170,19 @@ class IntroVAE:
             return torch.relu(self.margin - kl).mean()
         return torch.relu(self.margin - kl.mean())
 
+    def warmup_phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
+        for phase in vae_phases(networks, x, noise, 1.0, self.beta, self.reconstruction):
+            if phase.network == "encoder":
+                phase.logs["margin"] = torch.zeros(())  # alpha = 0: no game yet; the dynamics plot shows m = 0
+            yield phase
+
+    def after_step(self, step: int, logs: dict[str, Tensor]) -> None:
+        # Only completed steps arrive here, so a skipped (non-finite) warm-up step is not measured.
+        if self.auto_margin and self.measure_from <= step < self.warmup_steps:
+            self.kl_real_sum += float(logs["kl_real"])
+            self.kl_real_steps += 1
+
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
-        if step < self.warmup_steps:
-            kl_real = None
-            for phase in vae_phases(networks, x, noise, 1.0, self.beta, self.reconstruction):
-                if phase.network == "encoder":
-                    phase.logs["margin"] = torch.zeros(())  # alpha = 0: no game yet; the dynamics plot shows m = 0
-                    kl_real = phase.logs["kl_real"]
-                yield phase
-            # Reached only when every phase stepped: a skipped (non-finite) step is not measured.
-            if self.auto_margin and step >= self.measure_from:
-                self.kl_real_sum += float(kl_real)
-                self.kl_real_steps += 1
-            return
         if math.isnan(self.margin):
             self._choose_margin()
 

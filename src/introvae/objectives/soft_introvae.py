@@ -20,27 +20,51 @@ from before the encoder step are the images it would produce again.
 
 from __future__ import annotations
 
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from ..config import Config
-from .base import Phase, kl_per_sample, prior_sample, reconstruction_per_image, reparameterize
+from .base import (AE, AE_PANEL, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel, Phase, Series, kl_per_sample, option,
+                   prior_sample, reconstruction_per_image, reparameterize)
+from .vae import vae_phases
 
 
-class SoftIntroVAE:
+@dataclass(frozen=True)
+class SoftIntroVAEOptions:
+    beta_kl: float = option(1.0, "weight of the KL of real images",
+                            minimum=0)
+    beta_rec: float = option(1.0, "weight of the reconstruction error", minimum=0)
+    beta_neg: float = option(256.0, "weight of the KL of generated images inside the exponential penalty", minimum=0)
+    gamma_r: float = option(1e-8, "weight of the reconstruction error of generated images in the decoder loss",
+                            minimum=0)
+
+
+class SoftIntroVAE(Objective):
     name = "soft-introvae"
+    title = "Soft-IntroVAE (Daniel & Tamar 2021)"
     roles = ("encoder", "generator")
     default_lr = 2e-4  # the authors' Adam learning rate for images and 2-D data
+    Options = SoftIntroVAEOptions
+    default_warmup_steps = 0  # the authors' image scripts: num_vae = 0
+    warmup_text = "the plain VAE beta_rec * SSE + beta_kl * KL"
+    progress = (KL_REAL, Series("kl_rec", "KL(rec)"), Series("kl_sample", "KL(sample)"), AE)
+    dynamics = (Panel("KL divergence", "KL", (KL_REAL, KL_REC, KL_SAMPLE), log_scale=False), AE_PANEL)
 
-    def __init__(self, config: Config):
-        self.beta_kl = config.beta_kl
-        self.beta_rec = config.beta_rec
-        self.beta_neg = config.beta_neg
-        self.gamma_r = config.gamma_r
+    @classmethod
+    def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:
+        """The authors' recommended 2-D hyper-parameters of the data set (their README and main.py), gamma_r 1e-8;
+        their first 2000 of 30,000 iterations are the VAE warm-up (`warmup_phases`)."""
+        return dict(weights, gamma_r=1e-8)
+
+    def warmup_phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
+        o = self.options
+        yield from vae_phases(networks, x, noise, o.beta_kl, o.beta_rec, "sse")
 
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
+        beta_kl, beta_rec, beta_neg, gamma_r = (self.options.beta_kl, self.options.beta_rec, self.options.beta_neg,
+                                                self.options.gamma_r)
         encoder, generator = networks["encoder"], networks["generator"]
         scale = 1.0 / x[0].numel()
         mu, logvar = encoder(x)
@@ -55,9 +79,9 @@ class SoftIntroVAE:
             mu_f, logvar_f = encoder(fake)
             sse_f = reconstruction_per_image(generator(reparameterize(mu_f, logvar_f, noise)), fake, "sse")
             kl_f = kl_per_sample(mu_f, logvar_f)
-            exp_elbo.append(torch.exp(-2.0 * scale * (self.beta_rec * sse_f + self.beta_neg * kl_f)).mean())
+            exp_elbo.append(torch.exp(-2.0 * scale * (beta_rec * sse_f + beta_neg * kl_f)).mean())
             kl_fake.append(kl_f.mean().detach())
-        loss_encoder = scale * (self.beta_rec * sse_real + self.beta_kl * kl_real) + 0.25 * (exp_elbo[0] + exp_elbo[1])
+        loss_encoder = scale * (beta_rec * sse_real + beta_kl * kl_real) + 0.25 * (exp_elbo[0] + exp_elbo[1])
         yield Phase("encoder", loss_encoder, {
             "kl_real": kl_real.detach(), "kl_rec": kl_fake[0], "kl_sample": kl_fake[1], "ae": sse_real.detach(),
             "exp_elbo_rec": exp_elbo[0].detach(), "exp_elbo_sample": exp_elbo[1].detach(),
@@ -71,6 +95,6 @@ class SoftIntroVAE:
             z_f = reparameterize(mu_f, logvar_f, noise).detach()
             kl_generated.append(kl_per_sample(mu_f, logvar_f).mean())
             sse_generated.append(reconstruction_per_image(generator(z_f), fake.detach(), "sse").mean())
-        loss_generator = scale * (self.beta_rec * sse_real + 0.5 * self.beta_kl * (kl_generated[0] + kl_generated[1])
-                                  + 0.5 * self.gamma_r * self.beta_rec * (sse_generated[0] + sse_generated[1]))
+        loss_generator = scale * (beta_rec * sse_real + 0.5 * beta_kl * (kl_generated[0] + kl_generated[1])
+                                  + 0.5 * gamma_r * beta_rec * (sse_generated[0] + sse_generated[1]))
         yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()})

@@ -1,0 +1,46 @@
+"""The latent space as a tool: attribute vectors and edits, principal directions and traversals, looping
+interpolations as animations, and out-of-distribution scores of images (introvae.latent.attribute, .traverse,
+.ood). Every function takes a `Model` in eval mode; the CLI commands attribute, edit, traverse, score and
+interpolate --out X.gif call these."""
+
+from .attribute import (
+    ATTRIBUTES_DIR,
+    AttributeVector,
+    attribute_file_name,
+    attribute_position,
+    attributes_from_labels,
+    compute_attribute,
+    edit_images,
+    load_attributes,
+    run_attributes,
+)
+from .ood import (
+    SCORE_KEYS,
+    decoder_sigma,
+    detection_metrics,
+    fit_sigma,
+    gaussian_scores,
+    plot_score_histograms,
+    score_images,
+)
+from .sets import load_named_images, read_labels_csv, training_images
+from .traverse import (
+    ANIMATION_SUFFIXES,
+    PrincipalDirections,
+    axis_directions,
+    loop_codes,
+    principal_directions,
+    read_animation,
+    traverse,
+    write_animation,
+)
+
+__all__ = [
+    "AttributeVector", "compute_attribute", "attributes_from_labels", "edit_images", "attribute_position",
+    "load_attributes", "run_attributes", "attribute_file_name", "ATTRIBUTES_DIR",
+    "PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes", "write_animation",
+    "read_animation", "ANIMATION_SUFFIXES",
+    "SCORE_KEYS", "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "detection_metrics",
+    "plot_score_histograms",
+    "training_images", "load_named_images", "read_labels_csv",
+]

@@ -1,0 +1,98 @@
+"""The image sets the latent-space tools read: a run's own training images, and named images from a path.
+
+The tools need the training images for the principal directions of the codes and for fitting the decoder's noise
+level of the OOD scores; they open the run's data the way training did (`open_data` with the run's config) and take
+evenly spaced training images, so the result is the same on every call. `load_named_images` reads a single image
+file or a folder (recursively, in the order of `scan_folder`), keeping the relative names for CSV files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..config import Config
+from ..data import load_image_set, open_data, scan_folder
+from ..errors import DataError, UserError
+from ..images import load_image
+
+__all__ = ["training_images", "load_named_images", "read_labels_csv"]
+
+TRAINING_IMAGES = 1024  # enough for a stable PCA of 128-d codes and a noise level; a few seconds to encode at 32 px
+
+
+def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
+    """Up to `count` evenly spaced training images of the run with `config`, uint8 (N, C, S, S)."""
+    try:
+        data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
+                         config.builtin_count)
+    except DataError as e:
+        raise UserError(f"the run's training data {config.data!r} cannot be opened ({e}); run the command where "
+                        f"that data is, or give the images yourself (see --help).") from None
+    total = len(data.train)
+    chosen = torch.linspace(0, total - 1, min(count, total)).round().long().unique()
+    return data.train.get(chosen.tolist())
+
+
+def load_named_images(path: str | Path, size: int, channels: int, option: str = "--input") -> tuple[list[str], Tensor]:
+    """(names, uint8 images (N, C, size, size)) of one image file, of every image in a folder (recursively), or of
+    a .npz/.npy array of uint8 images (named FILE/000123).
+
+    In a folder, names are paths relative to it and a top-level grid.png (what `sample` and `reconstruct` write
+    beside their images) is left out. `option` names the command-line option in error messages.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in (".npz", ".npy"):
+        images = load_image_set(path, size)
+        if images.shape[1] != channels:  # gray <-> RGB, with the luma weights Pillow's convert("L") uses
+            images = images.expand(-1, 3, -1, -1).contiguous() if channels == 3 else (
+                torch.tensordot(torch.tensor([0.299, 0.587, 0.114]), images.float(), dims=([0], [1]))
+                .round().clamp(0, 255).to(torch.uint8)[:, None])
+        return [f"{path.name}/{i:06d}" for i in range(len(images))], images
+    if path.is_file():
+        return [path.name], load_image(path, size, channels)[None]
+    if not path.is_dir():
+        raise UserError(f"{option} {path} does not exist: give an image file or a folder of images.")
+    files = [f for f in scan_folder(path) if f.relative_to(path).as_posix() != "grid.png"]
+    if not files:
+        raise UserError(f"{option} {path} holds no images (png, jpg, jpeg, webp, bmp, tif): give a folder of images.")
+    names = [f.relative_to(path).as_posix() for f in files]
+    return names, torch.stack([load_image(f, size, channels) for f in files])
+
+
+def read_labels_csv(path: str | Path, root: str | Path | None = None) -> tuple[list[Path], list[str]]:
+    """(image files, labels) from a CSV of `file,label` rows; a first row `file,label` is a header and skipped.
+
+    File names are relative to `root` (default: the CSV's folder) unless absolute. Every named file must exist.
+    """
+    import csv
+
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
+    except OSError as e:
+        raise UserError(f"--labels {path} cannot be read ({e.strerror or type(e).__name__}): give a CSV file of "
+                        f"file,label rows.") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise UserError(f"--labels {path} is not a UTF-8 CSV file: give a CSV file of file,label rows.") from None
+    if rows and [cell.strip().lower() for cell in rows[0]] == ["file", "label"]:
+        rows = rows[1:]
+    files, labels = [], []
+    for number, row in enumerate(rows, start=1):
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise UserError(f"--labels {path}: row {number} ({','.join(row)!r}) is not 'file,label': give each image "
+                            f"and its label, separated by a comma.")
+        file = Path(row[0].strip())
+        file = file if file.is_absolute() else root / file
+        if not file.is_file():
+            raise UserError(f"--labels {path}: row {number} names {file}, which does not exist: fix the row, or "
+                            f"pass --data with the folder the names are relative to.")
+        files.append(file)
+        labels.append(row[1].strip())
+    if not files:
+        raise UserError(f"--labels {path} has no rows: give file,label rows, one per image.")
+    return files, labels

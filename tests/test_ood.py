@@ -1,0 +1,272 @@
+"""Out-of-distribution scores: the likelihood estimator against a linear-Gaussian model's exact log p(x), the
+detection metrics against brute-force counts and hand-computed cases, and `introvae score` end to end."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from introvae import Config, Model
+from introvae.cli import main
+from introvae.data import make_shapes
+from introvae.images import save_image, to_float
+from introvae.latent import SCORE_KEYS, detection_metrics, fit_sigma, gaussian_scores, score_images
+
+# ---- a linear-Gaussian model: z ~ N(0, I), x = W z + b + N(0, sigma^2 I), with log p(x) in closed form
+
+LATENT, DIMS, SIGMA = 2, 4, 0.3
+
+
+def _linear_model(orthogonal: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    if orthogonal:  # W^T W diagonal: the exact posterior has a diagonal covariance, which the encoder can express
+        q, _ = torch.linalg.qr(torch.randn(DIMS, LATENT, generator=g, dtype=torch.float64))
+        w = q * torch.tensor([1.5, 0.7], dtype=torch.float64)
+    else:
+        w = torch.randn(DIMS, LATENT, generator=g, dtype=torch.float64)
+    b = torch.randn(DIMS, generator=g, dtype=torch.float64) * 0.2
+    precision = torch.eye(LATENT, dtype=torch.float64) + w.T @ w / SIGMA**2
+    posterior_cov = torch.linalg.inv(precision)
+    return w, b, posterior_cov
+
+
+def _encode_fn(w, b, posterior_cov, variance_scale: float):
+    gain = posterior_cov @ w.T / SIGMA**2  # posterior mean = gain (x - b)
+    logvar = torch.log(torch.diagonal(posterior_cov) * variance_scale)
+
+    def encode(x):
+        flat = x.reshape(len(x), -1).double()
+        return (flat - b) @ gain.T, logvar.expand(len(x), LATENT)
+
+    return encode
+
+
+def _decode_fn(w, b):
+    return lambda z: (z.double() @ w.T + b).reshape(len(z), 1, 2, 2)
+
+
+def _exact_log_px(w, b, x):
+    cov = w @ w.T + SIGMA**2 * torch.eye(DIMS, dtype=torch.float64)
+    return torch.distributions.MultivariateNormal(b, covariance_matrix=cov).log_prob(x.reshape(len(x), -1).double())
+
+
+def _draw(w, b, n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, LATENT, generator=g, dtype=torch.float64)
+    return (z @ w.T + b + SIGMA * torch.randn(n, DIMS, generator=g, dtype=torch.float64)).reshape(n, 1, 2, 2)
+
+
+def test_exact_posterior_gives_the_exact_log_likelihood_for_any_number_of_samples():
+    w, b, posterior_cov = _linear_model(orthogonal=True)
+    x = _draw(w, b, 10)
+    exact = _exact_log_px(w, b, x).numpy()
+    for samples in (1, 5):
+        scores = gaussian_scores(_encode_fn(w, b, posterior_cov, 1.0), _decode_fn(w, b), x, SIGMA, samples=samples)
+        # With q(z|x) = p(z|x) every importance weight equals p(x): the estimate has no variance, and the ELBO's
+        # gap KL(q || p(z|x)) is zero (up to the Monte Carlo error of its reconstruction term for few samples).
+        np.testing.assert_allclose(-scores["neg_log_px_nats"], exact, rtol=0, atol=1e-9)
+    scores = gaussian_scores(_encode_fn(w, b, posterior_cov, 1.0), _decode_fn(w, b), x, SIGMA, samples=20000)
+    np.testing.assert_allclose(-scores["neg_elbo_nats"], exact, rtol=0, atol=0.03)
+
+
+def test_importance_weighted_estimate_converges_to_the_exact_log_likelihood_and_the_elbo_stays_below():
+    w, b, posterior_cov = _linear_model(orthogonal=False)
+    x = _draw(w, b, 20)
+    exact = _exact_log_px(w, b, x).numpy()
+    # A diagonal, too wide posterior: the ELBO has a real gap, the importance weights vary.
+    encode, decode = _encode_fn(w, b, posterior_cov, 2.0), _decode_fn(w, b)
+    errors = {}
+    for samples in (1, 16, 4096):
+        scores = gaussian_scores(encode, decode, x, SIGMA, samples=samples, seed=3)
+        errors[samples] = np.abs(-scores["neg_log_px_nats"] - exact).mean()
+    elbo = -gaussian_scores(encode, decode, x, SIGMA, samples=4096, seed=3)["neg_elbo_nats"]
+    gap = exact - elbo
+    assert (gap > 0.05).all(), gap  # the ELBO is a strict lower bound here
+    assert errors[1] > errors[16] > errors[4096], errors
+    assert errors[4096] < 0.01, errors
+    assert errors[1] > 0.1, errors
+
+
+def test_score_identities_and_bits_per_dimension():
+    w, b, posterior_cov = _linear_model(orthogonal=False)
+    x = _draw(w, b, 6)
+    scores = gaussian_scores(_encode_fn(w, b, posterior_cov, 1.5), _decode_fn(w, b), x, SIGMA, samples=8)
+    assert set(scores) == set(SCORE_KEYS)
+    np.testing.assert_allclose(scores["neg_elbo_nats"], scores["reconstruction"] + scores["kl"])
+    np.testing.assert_allclose(scores["neg_log_px_bpd"], scores["neg_log_px_nats"] / (DIMS * math.log(2)) + 8)
+    np.testing.assert_allclose(scores["neg_elbo_bpd"], scores["neg_elbo_nats"] / (DIMS * math.log(2)) + 8)
+    # The analytic KL of N(mu, diag var) from N(0, I), by hand for the first image.
+    mu, logvar = _encode_fn(w, b, posterior_cov, 1.5)(x[:1])
+    kl = 0.5 * float((mu.pow(2) + logvar.exp() - 1 - logvar).sum())
+    assert scores["kl"][0] == pytest.approx(kl)
+
+
+def test_fitted_sigma_is_the_root_mean_squared_error_per_dimension():
+    x = torch.tensor([[[[0.1, 0.2], [0.3, 0.4]]], [[[0.0, 0.0], [0.5, 0.5]]]])
+    encode = lambda images: (torch.zeros(len(images), 3), torch.zeros(len(images), 3))  # noqa: E731
+    decode = lambda z: torch.zeros(len(z), 1, 2, 2)  # noqa: E731  every code decodes to black
+    expected = math.sqrt((0.01 + 0.04 + 0.09 + 0.16 + 0.25 + 0.25) / 8)
+    assert fit_sigma(encode, decode, x, samples=3) == pytest.approx(expected)
+
+
+def test_bad_estimator_arguments_are_user_errors():
+    from introvae.errors import UserError
+
+    w, b, posterior_cov = _linear_model(orthogonal=True)
+    x = _draw(w, b, 2)
+    encode, decode = _encode_fn(w, b, posterior_cov, 1.0), _decode_fn(w, b)
+    for kwargs in ({"sigma": 0.0}, {"sigma": float("nan")}, {"sigma": 0.3, "samples": 0}):
+        with pytest.raises(UserError):
+            gaussian_scores(encode, decode, x, **kwargs)
+
+
+# ---- detection metrics
+
+
+def _brute_force_auroc(inliers, outliers):
+    pairs = [(o > i) + 0.5 * (o == i) for o in outliers for i in inliers]
+    return sum(pairs) / len(pairs)
+
+
+def _brute_force_average_precision(inliers, outliers):
+    scores = list(inliers) + list(outliers)
+    labels = [0] * len(inliers) + [1] * len(outliers)
+    ap, previous_recall = 0.0, 0.0
+    for t in sorted(set(scores), reverse=True):
+        flagged = [label for s, label in zip(scores, labels) if s >= t]
+        recall = sum(flagged) / len(outliers)
+        ap += (recall - previous_recall) * sum(flagged) / len(flagged)
+        previous_recall = recall
+    return ap
+
+
+def test_auroc_and_average_precision_match_brute_force_with_ties():
+    rng = np.random.default_rng(0)
+    inliers, outliers = rng.integers(0, 12, 37), rng.integers(3, 15, 23)  # many ties, overlapping
+    metrics = detection_metrics(inliers, outliers)
+    assert metrics["auroc"] == pytest.approx(_brute_force_auroc(inliers, outliers))
+    assert metrics["auprc"] == pytest.approx(_brute_force_average_precision(inliers, outliers))
+    assert metrics["inliers"] == 37 and metrics["outliers"] == 23
+
+
+def test_detection_metrics_by_hand():
+    # in {1, 2}, out {1.5, 3}: outlier-above-inlier pairs 3 of 4; thresholds 3, 2, 1.5, 1 give (precision, recall)
+    # (1, .5), (.5, .5), (2/3, 1), (.5, 1): AP = .5 * 1 + .5 * 2/3; 95 % of 2 outliers needs both: t = 1.5, which
+    # flags the inlier 2.
+    metrics = detection_metrics([1.0, 2.0], [3.0, 1.5])
+    assert metrics["auroc"] == pytest.approx(0.75)
+    assert metrics["auprc"] == pytest.approx(0.5 + 1 / 3)
+    assert metrics["fpr_at_95_tpr"] == pytest.approx(0.5)
+    # 20 outliers 1..20: one may be missed, so t = 2; of the inliers, 2.5 and 30 are flagged.
+    metrics = detection_metrics([0.5, 1.5, 2.5, 30.0], np.arange(1, 21))
+    assert metrics["threshold_at_95_tpr"] == 2.0 and metrics["fpr_at_95_tpr"] == pytest.approx(0.5)
+    separated = detection_metrics([0, 1, 2], [5, 6])
+    assert (separated["auroc"], separated["auprc"], separated["fpr_at_95_tpr"]) == (1.0, 1.0, 0.0)
+    assert detection_metrics([5, 6], [0, 1, 2])["auroc"] == 0.0
+
+
+def test_detection_metrics_refuse_empty_or_non_finite_scores():
+    from introvae.errors import UserError
+
+    with pytest.raises(UserError):
+        detection_metrics([], [1.0])
+    with pytest.raises(UserError):
+        detection_metrics([1.0, float("inf")], [1.0])
+
+
+# ---- through a Model and the command line
+
+
+@pytest.fixture(scope="module")
+def scored_run(tiny_run, tmp_path_factory):
+    """The shared tiny run, with twelve shapes as inliers and nine noise images as outliers (outside the run)."""
+    root = tmp_path_factory.mktemp("ood")
+    inliers, outliers = root / "inliers", root / "outliers"
+    for i, image in enumerate(to_float(make_shapes(12, 16, 3, seed=77))):
+        save_image(image, inliers / f"{i:02d}.png")
+    g = torch.Generator().manual_seed(5)
+    for i in range(9):
+        save_image(torch.rand(3, 16, 16, generator=g), outliers / f"noise{i}.png")
+    return tiny_run, inliers, outliers
+
+
+def test_model_scores_do_not_depend_on_the_batch_size(scored_run):
+    run, inliers, _ = scored_run
+    model = Model.load(run, device="cpu")
+    images = to_float(make_shapes(5, 16, 3, seed=9))
+    one = score_images(model, images, samples=4, batch_size=1, sigma=0.2)
+    many = score_images(model, images, samples=4, batch_size=64, sigma=0.2)
+    for key in SCORE_KEYS:
+        np.testing.assert_allclose(one[key], many[key], rtol=1e-5)
+    assert score_images(model, images[:2], samples=4, sigma=0.2)["neg_log_px_nats"] == pytest.approx(
+        one["neg_log_px_nats"][:2], rel=1e-5)  # image i's noise depends on (seed, i) only
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_score_command_writes_per_image_scores(scored_run, tmp_path, capsys):
+    run, inliers, _ = scored_run
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(run), "--data", str(inliers), "--samples", "4", "--sigma", "0.25", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    rows = _read_csv(out)
+    assert [r["file"] for r in rows] == [f"{i:02d}.png" for i in range(12)]
+    images = torch.stack([to_float(torch.from_numpy(np.array(Image.open(inliers / r["file"]))).permute(2, 0, 1))
+                          for r in rows])
+    expected = score_images(Model.load(run, device="cpu"), images, samples=4, sigma=0.25)
+    for key in SCORE_KEYS:
+        np.testing.assert_allclose([float(r[key]) for r in rows], expected[key], rtol=1e-5)
+    # The same images as a uint8 NHWC array file, named by index.
+    np.savez(tmp_path / "set.npz", images=(images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    assert main(["score", str(run), "--data", str(tmp_path / "set.npz"), "--samples", "4", "--sigma", "0.25",
+                 "--out", str(tmp_path / "npz.csv"), "--device", "cpu"]) == 0
+    array_rows = _read_csv(tmp_path / "npz.csv")
+    assert [r["file"] for r in array_rows] == [f"set.npz/{i:06d}" for i in range(12)]
+    assert [r["neg_elbo_nats"] for r in array_rows] == [r["neg_elbo_nats"] for r in rows]
+
+
+def test_score_command_with_inliers_and_outliers_reports_detection_metrics(scored_run, tmp_path, capsys):
+    run, inliers, outliers = scored_run
+    out = tmp_path / "ood" / "scores.csv"
+    assert main(["score", str(run), "--inliers", str(inliers), "--outliers", str(outliers), "--samples", "2",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    rows = _read_csv(out)
+    assert [r["set"] for r in rows] == ["inliers"] * 12 + ["outliers"] * 9
+    report = json.loads((tmp_path / "ood" / "scores.json").read_text())
+    assert report["sigma_fitted"] and report["sigma"] > 0 and report["step"] == Config.load(run / "config.json").steps
+    for key in SCORE_KEYS:
+        inlier_scores = [float(r[key]) for r in rows if r["set"] == "inliers"]
+        outlier_scores = [float(r[key]) for r in rows if r["set"] == "outliers"]
+        # The CSV holds 6 significant digits, which is enough for the ranks of these scores.
+        assert report["metrics"][key]["auroc"] == pytest.approx(_brute_force_auroc(inlier_scores, outlier_scores))
+    assert f"{report['metrics']['neg_log_px_bpd']['auroc']:.4f}" in printed
+    histogram = np.array(Image.open(tmp_path / "ood" / "scores-histogram.png").convert("RGB")).reshape(-1, 3)
+    # Both distributions are drawn: bars in matplotlib's tab:blue and tab:orange at alpha 0.6 over white.
+    blended = lambda rgb: np.round(0.6 * np.array(rgb) + 0.4 * 255)  # noqa: E731
+    for colour in ((31, 119, 180), (255, 127, 14)):
+        assert (np.abs(histogram - blended(colour)).max(1) <= 2).sum() > 50, colour
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "X", "--inliers", "X", "--outliers", "X"], "either --data"),
+    (["--inliers", "X"], "either --data"),
+    (["--data", "X", "--samples", "0"], "--samples"),
+    (["--data", "X", "--histogram-score", "nope"], "--histogram-score"),
+    (["--data", "X", "--sigma", "-1"], "--sigma"),
+    (["--data", "missing-folder"], "does not exist"),
+])
+def test_score_command_refuses_bad_input(scored_run, tmp_path, capsys, args, message):
+    run, inliers, _ = scored_run
+    args = [str(inliers) if a == "X" else str(tmp_path / a) if a == "missing-folder" else a for a in args]
+    assert main(["score", str(run), *args, "--out", str(tmp_path / "s.csv"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "s.csv").exists()
