@@ -1,5 +1,5 @@
 """The adversarial VAE of Khan et al. (avae): the PID controller of Eq. 12, every loss term of Eq. 2-15 against a
-plain computation, the phase order of Algorithm 1 through the trainer's `step_phases`, and the BEGAN-style
+plain computation, the phase order of Algorithm 1 through the engine's `step_phases`, and the BEGAN-style
 auto-encoder discriminator."""
 
 import json
@@ -202,7 +202,8 @@ def test_step_phases_updates_each_network_in_its_own_phase():
     objective = AVAE(config.objective)
     objective.load_state_dict({"k": 0.5, "errors": [0.2, -0.1]})
     torch.manual_seed(0)
-    networks = nn.ModuleDict(build_image_networks(config, objective.roles))
+    networks = nn.ModuleDict(build_image_networks(config, objective.roles,
+                                                  **objective.network_options(config.objective)))
     assert isinstance(networks["discriminator"], BEGANAutoencoder)
     optimizers = {name: torch.optim.Adam(networks[name].parameters(), lr=1e-3) for name in objective.roles}
     initial = {name: [p.detach().clone() for p in networks[name].parameters()] for name in objective.roles}

@@ -111,6 +111,18 @@ def test_reconstruct_a_folder(run_dir, mixed_folder, tmp_path, read_grid):
     expected = originals[:8] + reconstructions[:8] + originals[8:] + reconstructions[8:]
     tiles = read_grid(tmp_path / "rec" / "grid.png", 16, 8).reshape(-1, 16, 16, 3)
     assert len(tiles) == len(expected) and all(np.array_equal(t, e) for t, e in zip(tiles, expected))
+    # A folder that `sample` wrote: its grid.png is not one of the images; one image file works too.
+    assert main(["sample", str(run_dir), "--num", "3", "--out", str(tmp_path / "samples")]) == 0
+    assert main(["reconstruct", str(run_dir), "--input", str(tmp_path / "samples"), "--out",
+                 str(tmp_path / "rec-samples")]) == 0
+    assert sorted(p.name for p in (tmp_path / "rec-samples").iterdir()) == [
+        "000000.png", "000001.png", "000002.png", "grid.png"]
+    assert read_grid(tmp_path / "rec-samples" / "grid.png", 16, 3).shape[:2] == (2, 3)  # 3 originals over 3 recs
+    assert main(["reconstruct", str(run_dir), "--input", str(tmp_path / "samples" / "000001.png"), "--out",
+                 str(tmp_path / "rec-one")]) == 0
+    one = np.asarray(Image.open(tmp_path / "rec-one" / "000001.png").convert("RGB")).astype(int)
+    of_three = np.asarray(Image.open(tmp_path / "rec-samples" / "000001.png").convert("RGB")).astype(int)
+    assert np.abs(one - of_three).max() <= 1  # the same reconstruction, batched kernels aside
 
 
 def test_interpolate_images_and_seeds(run_dir, mixed_folder, tmp_path):
@@ -126,12 +138,21 @@ def test_interpolate_images_and_seeds(run_dir, mixed_folder, tmp_path):
 def test_plot_and_calibrate(run_dir, mixed_folder, tmp_path, capsys, train_flags):
     assert main(["plot", str(run_dir), "--out", str(tmp_path / "d.png")]) == 0
     assert Image.open(tmp_path / "d.png").size[0] > 500
+    # `plot` redraws the figure training drew: the objective's panels, the same title.
+    assert (tmp_path / "d.png").read_bytes() == (run_dir / "dynamics.png").read_bytes()
     assert main(["calibrate", "--data", str(mixed_folder), "--steps", "4", *train_flags]) == 0
     out = capsys.readouterr().out
     assert "KL(real)" in out and "proposed margin: --margin" in out
+    # Only IntroVAE has a margin: another model is refused before anything is trained.
+    assert main(["calibrate", "--data", str(mixed_folder), "--steps", "4", *train_flags, "--model", "avae",
+                 "--out", str(tmp_path / "avae")]) == 2
+    assert "--model avae does not have" in capsys.readouterr().err and not (tmp_path / "avae").exists()
 
 
-def test_dry_run_prints_the_preset(capsys):
+def test_dry_run_prints_the_preset(capsys, tmp_path):
+    # With --resume it trains nothing: the resumed run's config is its config.json.
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "9", "--dry-run"]) == 2
+    assert "a resumed run keeps its own" in capsys.readouterr().err and not (tmp_path / "run").exists()
     assert main(["train", "--preset", "paper-1024", "--dry-run", "--out", "x"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert (config["dataset"]["image_size"], config["networks"]["latent_dim"], config["objective"]["margin"],
@@ -158,3 +179,14 @@ def test_an_existing_run_is_never_overwritten(run_dir, capsys, train_flags):
     assert main(["train", "--data", "builtin", "--out", str(run_dir), "--steps", "1", *train_flags]) == 2
     assert "--resume" in capsys.readouterr().err
     assert (run_dir / "config.json").read_text() == before
+
+
+def test_an_output_path_that_cannot_be_written_is_one_sentence_and_exit_2(tiny_run, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    status = main(["sample", str(tiny_run), "--num", "2", "--out", str(blocker / "samples")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(blocker) in err and err.startswith("introvae: error: cannot use")
+    assert blocker.read_text() == "not a folder"  # nothing already there is touched

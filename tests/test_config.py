@@ -152,6 +152,10 @@ def test_a_bad_config_file_is_one_sentence(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "bad.json is not valid JSON" in err and "Traceback" not in err
+    # Values of the wrong kind are refused before training, naming the option.
+    (tmp_path / "kinds.json").write_text(json.dumps({"optim": {"steps": "many"}, "run": {"tensorboard": "yes"}}))
+    assert main(["train", "--config", str(tmp_path / "kinds.json"), "--out", str(tmp_path / "r")]) == 2
+    assert "--steps must be a whole number, got 'many'." in capsys.readouterr().err and not (tmp_path / "r").exists()
 
 
 # ---- one validation per section
@@ -165,6 +169,8 @@ def test_a_bad_config_file_is_one_sentence(tmp_path, capsys):
     ({"margin": -1.0}, "--margin"), ({"hinge": "both"}, "--hinge"), ({"margin": "auto", "warmup_steps": 0}, "--margin"),
     ({"model": "avae", "avae_alpha": -1.0}, "--avae-alpha"), ({"model": "avae", "disc_latent": 0}, "--disc-latent"),
     ({"model": "soft-introvae", "beta_neg": -1.0}, "--beta-neg"),
+    ({"steps": 2.5}, "--steps must be a whole number"), ({"hflip": 1}, "--hflip must be true or false"),
+    ({"beta": "2"}, "--beta must be a number"),
 ])
 def test_each_section_rejects_its_bad_values_naming_the_option(flat, phrase):
     with pytest.raises(UserError, match=phrase):
@@ -207,7 +213,8 @@ def test_declared_progress_and_plot_series_are_what_a_step_logs(name):
                     disc_channels=4, disc_latent=4, warmup_steps=0)
     objective = build_objective(config)
     torch.manual_seed(0)
-    networks = nn.ModuleDict(build_image_networks(config, objective.roles))
+    networks = nn.ModuleDict(build_image_networks(config, objective.roles,
+                                                  **objective.network_options(config.objective)))
     optimizers = {role: torch.optim.Adam(networks[role].parameters(), lr=1e-4) for role in objective.roles}
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     logs, bad = step_phases(objective, networks, optimizers, x, 0, torch.Generator().manual_seed(2))

@@ -212,6 +212,19 @@ def small_run(tmp_path_factory, tiny_config):
     return train(config, out=out, quiet=True)
 
 
+def test_evaluate_an_exported_weights_file_like_its_run(small_run, tmp_path):
+    weights_file = tmp_path / "exported" / "model.safetensors"
+    assert main(["export", str(small_run), "--out", str(weights_file)]) == 0
+    assert main(["evaluate", str(weights_file), "--num-samples", "12", "--no-download", *SMALL_CLI]) == 0
+    of_file = json.loads((tmp_path / "exported" / "eval" / "eval-model.json").read_text())
+    assert of_file["step"] == 4 and (tmp_path / "exported" / "eval" / "nearest_pixels.png").is_file()
+    assert main(["evaluate", str(small_run), "--num-samples", "12", "--no-download", *SMALL_CLI, "--out",
+                 str(tmp_path / "of-run.json")]) == 0
+    of_run = json.loads((tmp_path / "of-run.json").read_text())
+    # The file holds the run's inference networks: the same samples, reconstructions and numbers.
+    assert of_file["metrics"] == of_run["metrics"] and of_file["reconstruction"] == of_run["reconstruction"]
+
+
 def test_evaluate_a_run(small_run, weights, capsys, read_grid):
     code = main(["evaluate", str(small_run), "--num-samples", "12", "--fid-weights", str(weights), *SMALL_CLI])
     assert code == 0

@@ -128,6 +128,9 @@ def test_export_refuses_bad_input_in_one_sentence(ema_run, tmp_path, capsys):
     export_model(ema_run, tmp_path / "again" / "model.safetensors", step=2)
     export_model(ema_run, tmp_path / "again" / "model.safetensors", step=4)
     assert "step 4" in (tmp_path / "again" / "README.md").read_text()
+    (tmp_path / "a-file").write_text("")
+    assert main(["export", str(ema_run), "--out", str(tmp_path / "a-file" / "model.safetensors")]) == 2
+    assert "cannot write --out" in capsys.readouterr().err
     with pytest.raises(UserError, match="not a readable safetensors file"):
         (tmp_path / "junk.safetensors").write_bytes(b"not weights")
         Model.load(tmp_path / "junk.safetensors")

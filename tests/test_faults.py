@@ -23,7 +23,7 @@ from introvae.checkpoint import (check_safetensors, checkpoint_steps, load_netwo
                                  save_checkpoint, train_state_path)
 from introvae.data import open_data
 from introvae.errors import UserError
-from introvae.objectives import Phase, build_objective, learning_rate
+from introvae.objectives import Phase, build_objective
 from introvae.plot import plot_dynamics, read_log
 from introvae.engine import MAX_BAD_STEPS, step_phases
 from introvae.train import MAX_ROLLBACKS, Trainer, TrainingDiverged, TrainingInterrupted
@@ -331,7 +331,7 @@ def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path, 
     assert events == [{"step": 3, "event": "rollback", "to_step": 3, "diverged_at": 4, "network": "encoder",
                        "lr_scale": 0.5, "rollbacks": 1}]
     assert [r["step"] for r in records] == [1, 2, 3, 3, 4, 5, 6, 7]  # step 4 was trained once more, after the event
-    base = learning_rate(trainer.config)
+    base = trainer.config.resolved_lr()
     state = load_tree(train_state_path(tmp_path, 7))
     assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1
     assert all(g["lr"] == base * 0.5 for o in state["optimizers"].values() for g in o["param_groups"])

@@ -12,7 +12,7 @@ from torch import nn
 from introvae.cli import main
 from introvae.config import PRESETS, Config
 from introvae.model import Model
-from introvae.objectives import OBJECTIVES, build_objective, learning_rate
+from introvae.objectives import OBJECTIVES, build_objective
 from introvae.engine import update_ema
 from introvae.train import train
 
@@ -74,10 +74,10 @@ def test_vae_loss_by_hand(tiny_networks):
 
 
 def test_learning_rate_defaults_per_model():
-    assert learning_rate(Config(model="introvae")) == 2e-4
-    assert learning_rate(Config(model="introvae", lr=1e-3)) == 1e-3
+    assert Config(model="introvae").resolved_lr() == 2e-4
+    assert Config(model="introvae", lr=1e-3).resolved_lr() == 1e-3
     for name, cls in OBJECTIVES.items():
-        assert learning_rate(Config(model=name)) == cls.default_lr
+        assert Config(model=name).resolved_lr() == cls.default_lr
 
 
 # ---- EMA of the generator

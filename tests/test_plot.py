@@ -133,6 +133,8 @@ def test_without_panels_a_log_of_unknown_keys_gets_one_panel_per_key_group(tmp_p
     figure = dynamics_figure(records)
     assert [axes.get_title() for axes in figure.axes] == ["foo", "bar"]
     assert _legend_labels(figure.axes[0]) == ["foo_a", "foo_b"]
+    # An objective that declares no panels (the default `dynamics = ()`) gets the same panels, not an empty figure.
+    assert [axes.get_title() for axes in dynamics_figure(records, panels=()).axes] == ["foo", "bar"]
     # More panels than fit a row wrap onto a second row of the figure.
     wide = [{"step": s, **{f"k{i}": float(s + i) for i in range(5)}} for s in range(3)]
     out = tmp_path / "wide.png"

@@ -115,6 +115,36 @@ def test_dynamics_is_the_runs_picture(client, run):
     assert response.data == (run_dir / "dynamics.png").read_bytes()
 
 
+def test_a_weights_file_finds_the_vectors_attribute_wrote_beside_it(tiny_run, tmp_path):
+    weights = tmp_path / "model.safetensors"
+    assert main(["export", str(tiny_run), "--out", str(weights)]) == 0
+    for folder, seed in (("a", "1"), ("b", "2")):
+        assert main(["sample", str(weights), "--num", "4", "--seed", seed, "--out", str(tmp_path / folder)]) == 0
+    assert main(["attribute", str(weights), "--with", str(tmp_path / "a"), "--without", str(tmp_path / "b"),
+                 "--name", "seeds"]) == 0
+    assert (tmp_path / "attributes" / "seeds.safetensors").is_file()
+    report = evaluate_run(weights, settings=EvalSettings(num_samples=8, msssim_pairs=10, kid_subsets=2,
+                                                         kid_subset_size=4, download=False, neighbour_rows=0))
+    explorer = Explorer.open(weights, **OPEN)
+    info = explorer.info()
+    assert [d["key"] for d in info["directions"]][-1] == "attribute:seeds"
+    assert info["evaluation"]["table"] == format_table(report)  # the report evaluate wrote beside the file
+
+
+def test_dynamics_redrawn_from_the_log_has_the_objectives_panels(tiny_run_copy, tmp_path):
+    from introvae.plot import plot_dynamics, read_log
+
+    (tiny_run_copy / "dynamics.png").unlink()  # as for a run still training: the page draws it from log.jsonl
+    explorer = Explorer.open(tiny_run_copy, **OPEN)
+    assert main(["plot", str(tiny_run_copy), "--out", str(tmp_path / "plotted.png")]) == 0
+    records = read_log(tiny_run_copy / "log.jsonl")
+    plot_dynamics(records, tmp_path / "from-keys.png", title=f"introvae: {tiny_run_copy.name}")
+    picture = explorer.dynamics_png()
+    assert picture == (tmp_path / "plotted.png").read_bytes()  # what `introvae plot` (and the trainer) draw
+    assert picture != (tmp_path / "from-keys.png").read_bytes()
+    assert not (tiny_run_copy / "dynamics.png").exists()  # the run directory is not written to
+
+
 def test_samples_are_the_models_samples(client, explorer):
     response = client.get("/api/samples?seed=7&count=5")
     assert response.status_code == 200

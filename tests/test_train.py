@@ -156,6 +156,10 @@ def test_resume_refuses_options_that_define_the_run(tmp_path, tiny_config):
         train(resume=run, steps=2, latent_dim=32, quiet=True)
     with pytest.raises(UserError, match="already holds a run"):
         train(tiny_config(), out=run, quiet=True)
+    for damaged in ('{"test": []}', "[]", "{"):  # valid JSON without the split, or no JSON at all
+        (run / "split.json").write_text(damaged)
+        with pytest.raises(UserError, match="split.json is missing or damaged"):
+            train(resume=run, steps=2, quiet=True)
 
 
 def test_run_directory_contents(tmp_path, tiny_config, read_grid, read_chart):

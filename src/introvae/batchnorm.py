@@ -33,7 +33,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from .images import to_float
+from .images import as_float
 from .nets.conv import PRIOR_MEAN, PRIOR_VAR
 
 # Real images per re-estimation, fed in batches of the training batch size so that each batch is normalised as in
@@ -72,7 +72,7 @@ def _accumulate(network: nn.Module, batches) -> None:
 def reestimate(encoder: nn.Module, generators: list[nn.Module], images: Tensor, batch_size: int) -> None:
     """Recompute the batch-norm averages of `encoder` and `generators` from `images` (uint8 or float in [0, 1])."""
     device = next(encoder.parameters()).device
-    batches = [to_float(chunk) if chunk.dtype == torch.uint8 else chunk for chunk in images.split(batch_size)]
+    batches = [as_float(chunk) for chunk in images.split(batch_size)]
     batches = [b.to(device) for b in batches if len(b) > 1]  # batch-norm needs two values per channel
     if not batches:
         return

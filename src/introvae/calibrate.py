@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
-from .objectives.introvae import propose_margin
+from .errors import UserError
+from .objectives.introvae import IntroVAE, propose_margin
 from .plot import read_log
 from .train import train
 
@@ -42,6 +43,9 @@ class Calibration:
 
 def calibrate(config: Config, out: str | Path | None = None, quiet: bool = False) -> Calibration:
     """Run the VAE warm-up for config.steps steps (into `out`, or a temporary directory) and measure KL(real)."""
+    if config.model != IntroVAE.name:  # only IntroVAE has a margin, and a warm-up that logs KL(real) and L_AE
+        raise UserError(f"calibrate proposes IntroVAE's margin m, which --model {config.model} does not have: leave "
+                        f"--model out (it defaults to {IntroVAE.name}).")
     warmup = config.replace(warmup_steps=config.steps, grid_every=0, checkpoint_every=0)
     with tempfile.TemporaryDirectory(prefix="introvae-calibrate-") as scratch:
         run_dir = train(warmup, out=Path(out) if out else Path(scratch) / "run", quiet=quiet)

@@ -103,7 +103,8 @@ def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("reconstruct", help="reconstruct a folder of images (posterior mean) with a trained run")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--input", type=Path, required=True, help="folder of images (searched recursively)")
+    p.add_argument("--input", type=Path, required=True, help="a folder of images (searched recursively; a top-level "
+                   "grid.png is left out), one image, or a .npz/.npy of uint8 images")
     p.add_argument("--out", type=Path, required=True, help="directory for the reconstructions and grid.png")
     _add_run_options(p)
 
@@ -225,7 +226,8 @@ def _add_run_tool_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="FID, KID, IS, precision/recall, MS-SSIM, SWD and reconstruction errors of a "
                        "run (or of two image sets), offline", description="Evaluate a run against its held-out split "
                        "(or --data), or compare --samples with --reference. Prints a table; writes JSON.")
-    p.add_argument("run_dir", type=Path, nargs="?", metavar="RUN_DIR", help="run directory to evaluate")
+    p.add_argument("run_dir", type=Path, nargs="?", metavar="RUN_DIR", help="run directory to evaluate, or a weights "
+                   "file (what `introvae export` writes)")
     p.add_argument("--samples", type=Path, help="instead of a run: generated images (folder, .npz or .npy)")
     p.add_argument("--reference", type=Path, help="with --samples: real images (folder, .npz or .npy), loaded at "
                    "the samples' size")
@@ -236,8 +238,8 @@ def _add_run_tool_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fid-weights", help="pt_inception-2015-12-05-6726825d.pth (default: $INTROVAE_FID_WEIGHTS, then "
                    "the torch hub cache, then a download when a network is there)")
     p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
-    p.add_argument("--out", type=Path, help="JSON report (default: RUN_DIR/eval/eval-STEP.json; with --samples: "
-                   "none unless given)")
+    p.add_argument("--out", type=Path, help="JSON report (default: RUN_DIR/eval/eval-STEP.json, or eval/eval-NAME.json "
+                   "beside a weights file; with --samples: none unless given)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, also for random pairs, subsets and patches (int, default: 0)")
     p.add_argument("--msssim-pairs", type=int, default=10000, help="random sample pairs for MS-SSIM (int, default: 10000)")
     p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (int, default: 100)")
@@ -333,6 +335,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.preset or args.config:
             raise UserError(f"--{'preset' if args.preset else 'config'} cannot be combined with --resume: a resumed "
                             "run keeps its own config.")
+        if args.dry_run:  # without this check the run would train
+            raise UserError(f"--dry-run prints the config of a new run; a resumed run keeps its own, "
+                            f"{args.resume / 'config.json'}.")
         train(resume=args.resume, quiet=args.quiet, **overrides)
         print(f"introvae: finished {args.resume}")
         return 0
@@ -384,19 +389,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .data import scan_folder
-    from .images import load_image, save_image, to_float
+    from .images import save_image, to_float
+    from .latent import load_named_images
 
     model = _load(args)
-    files = scan_folder(args.input)
-    size, channels = model.config.image_size, model.config.channels
-    images = to_float(torch.stack([load_image(f, size, channels) for f in files]))
+    # As the latent commands read images: a folder (its top-level grid.png, what `sample` writes, left out), one
+    # image file, or a .npz/.npy array.
+    names, images_u8 = load_named_images(args.input, model.config.image_size, model.config.channels)
+    images = to_float(images_u8)
     recs = model.reconstruct(images, batch_size=args.batch_size)
-    for f, rec in zip(files, recs):
-        save_image(rec, args.out / f.relative_to(args.input).with_suffix(".png"))
-    rows = [torch.cat([images[i:i + 8], recs[i:i + 8]]) for i in range(0, min(len(files), 64), 8)]
-    save_image(torch.cat(rows), args.out / "grid.png", nrow=min(8, len(files)))
-    print(f"introvae: reconstructed {len(files)} images into {args.out} (grid.png: originals above reconstructions)")
+    for name, rec in zip(names, recs):
+        save_image(rec, args.out / Path(name).with_suffix(".png"))
+    rows = [torch.cat([images[i:i + 8], recs[i:i + 8]]) for i in range(0, min(len(names), 64), 8)]
+    save_image(torch.cat(rows), args.out / "grid.png", nrow=min(8, len(names)))
+    print(f"introvae: reconstructed {len(names)} images into {args.out} (grid.png: originals above reconstructions)")
     return 0
 
 
@@ -452,7 +458,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from .images import load_image, to_float
-    from .latent import (ATTRIBUTES_DIR, attribute_file_name, attributes_from_labels, compute_attribute,
+    from .latent import (attribute_file_name, attributes_folder, attributes_from_labels, compute_attribute,
                          load_named_images, read_labels_csv)
 
     pair = args.with_images is not None or args.without_images is not None
@@ -465,7 +471,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     model = _load(args)
     size, channels = model.config.image_size, model.config.channels
     # A run's own vectors live in RUN_DIR/attributes/; for a weights file, in attributes/ beside it.
-    default_folder = (args.run_dir if args.run_dir.is_dir() else args.run_dir.parent) / ATTRIBUTES_DIR
+    default_folder = attributes_folder(args.run_dir)
     if pair:
         with_images = load_named_images(args.with_images, size, channels, "--with")[1]
         without_images = load_named_images(args.without_images, size, channels, "--without")[1]
@@ -616,9 +622,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise UserError(f"{log} does not exist: is {args.run_dir} a run directory written by `introvae train`?")
     out = args.out or args.run_dir / "dynamics.png"
     config_path = args.run_dir / "config.json"
-    # The panels the run's objective declares; without its config.json, whatever the log holds.
-    panels = Config.load(config_path).objective_class.dynamics if config_path.is_file() else None
-    plot_dynamics(read_log(log), out, title=args.run_dir.name, panels=panels)
+    # The panels and title the trainer draws; without the run's config.json, whatever the log holds.
+    config = Config.load(config_path) if config_path.is_file() else None
+    title = f"{config.model}: {args.run_dir.name}" if config else args.run_dir.name
+    plot_dynamics(read_log(log), out, title=title, panels=config.objective_class.dynamics if config else None)
     print(f"introvae: wrote {out}")
     return 0
 
@@ -631,7 +638,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EvalSettings, evaluate_run, evaluate_sets, format_table
+    from .evaluate import EvalSettings, evaluate_run, evaluate_sets, format_table, report_path
 
     two_sets = args.samples is not None or args.reference is not None
     if two_sets == (args.run_dir is not None):
@@ -650,7 +657,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         report = evaluate_run(args.run_dir, data=args.data, settings=settings, out=args.out, step=args.step,
                               quiet=args.quiet)
-        where = args.out or args.run_dir / "eval" / f"eval-{report['step']:08d}.json"
+        where = args.out or report_path(args.run_dir, report["step"])
     print(format_table(report))
     if where is not None and not args.quiet:
         print(f"introvae: wrote {where}", file=sys.stderr)
@@ -703,6 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as error:
         print(f"introvae: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # A file the command reads or writes (an --out in a read-only place, a full disk): the system's reason and
+        # the path in one sentence, like every other bad input. Training turns these into UserErrors itself.
+        where = f" {error.filename}" if error.filename else ""
+        print(f"introvae: error: cannot use{where}: {error.strerror or error}; check the path and the free space.",
+              file=sys.stderr)
         return 2
 
 

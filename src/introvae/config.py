@@ -24,7 +24,8 @@ Loss conventions (they differ between IntroVAE code bases, and hyper-parameters 
 
 * ``kl_per_sample``: KL(q(z|x) || N(0, I)) summed over the latent dimensions, one value per image. Eq. 9 of the
   paper prints it without the leading minus sign; we use the correct, non-negative KL.
-* ``ae_per_image``: by default half the sum of squared errors over all pixels of an image (Eq. 10), images in [0, 1].
+* ``reconstruction_per_image``: by default half the sum of squared errors over all pixels of an image (Eq. 10),
+  images in [0, 1].
 * Losses are the batch mean of these per-image values, so the scale of every weight is independent of the batch size
   (Eq. 9-10 sum over the batch instead; with Adam only the relative weights matter, which this keeps).
 """
@@ -42,12 +43,11 @@ from .data.base import check_data_options
 from .errors import UserError
 from .objectives import OBJECTIVES
 from .objectives.base import option, option_flag, validate_options
-from .objectives.introvae import number_or_auto
 from .precision import PRECISIONS
 from .runlog import require_tensorboard
 
 __all__ = ["Config", "DataConfig", "NetConfig", "OptimConfig", "OptionSpec", "PRESETS", "RunConfig", "from_preset",
-           "number_or_auto", "option_table"]
+           "option_table"]
 
 
 @dataclass(frozen=True)

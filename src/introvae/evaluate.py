@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from .atomic import atomic_write_bytes, atomic_write_text
-from .checkpoint import latest_step
+from .checkpoint import latest_step, read_metadata
 from .data import ImageSource, cache_in_memory, open_data
 from .data.imagesets import load_image_set
 from .errors import DataError, UserError
@@ -50,10 +50,11 @@ from .metrics import METRICS, Metric
 from .metrics.base import FEATURES, SetPair
 from .metrics.inception import WeightsMissing, inception_features, load_inception
 from .metrics.ssim import ssim
-from .model import Model, resolve_device
+from .model import Model
+from .runtime import resolve_device
 
 __all__ = ["EvalSettings", "FeatureSpace", "evaluate_run", "evaluate_sets", "light_evaluation", "format_table",
-           "load_image_set", "reconstruction_errors"]
+           "load_image_set", "reconstruction_errors", "report_path"]
 
 CACHE_ENV = "INTROVAE_CACHE"
 _CHUNK = 500  # images generated, reconstructed or compared at a time
@@ -328,9 +329,19 @@ def reconstruct_set(model, images_u8: Tensor, batch_size: int) -> Tensor:
     return torch.cat([model.reconstruct(to_float(chunk), batch_size) for chunk in images_u8.split(_CHUNK)])
 
 
+def report_path(run: str | Path, step: int | None) -> Path:
+    """Where `evaluate_run` writes its report unless told: RUN_DIR/eval/eval-STEP.json, or, for a weights file
+    (`Model.load` takes one), eval/eval-NAME.json beside it."""
+    run = Path(run)
+    if run.is_file():
+        return run.parent / "eval" / f"eval-{run.stem}.json"
+    return run / "eval" / f"eval-{step:08d}.json"
+
+
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: EvalSettings | None = None,
                  out: str | Path | None = None, step: int | None = None, quiet: bool = True) -> dict[str, Any]:
-    """Evaluate a run's newest (or `step`) checkpoint and write the report into RUN_DIR/eval/ (or `out`).
+    """Evaluate a run's newest (or `step`) checkpoint, or a weights file, and write the report to `report_path`
+    (or `out`); the nearest-neighbour grids go beside it.
 
     The reference set is the run's held-out split, or all images of the folder `data`. Reconstructions are of the
     reference images; nearest neighbours are searched in the run's training split.
@@ -339,7 +350,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
     started = time.time()
     run_dir = Path(run_dir)
     model = Model.load(run_dir, step=step, device=settings.device)
-    step = latest_step(run_dir) if step is None else step
+    if run_dir.is_file():  # its step is in its metadata (none in files from before weights described themselves)
+        recorded_step = read_metadata(run_dir).get("step")
+        step = int(recorded_step) if recorded_step is not None else None
+    elif step is None:
+        step = latest_step(run_dir)
     config = model.config
     try:
         split = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
@@ -357,7 +372,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
         raise UserError(f"{run_dir} has no held-out images to compare with (it was trained with --test-fraction "
                         f"{config.test_fraction}); pass --data DIR with reference images.")
     reference_u8 = cache_in_memory(reference_source).images
-    out_dir = run_dir / "eval"
+    out_dir = report_path(run_dir, step).parent
     _say(quiet, f"sampling {settings.num_samples} images (seed {settings.seed}) from {run_dir} at step {step}")
     samples_u8 = generate_samples(model, settings.num_samples, settings.seed, settings.batch_size)
     features = FeatureSpace(settings, quiet)
@@ -377,7 +392,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
     report = {"mode": "run", "run_dir": str(run_dir), "step": step, "reference": reference_name,
               "metrics": metrics, "reconstruction": reconstruction, "nearest_neighbours": neighbours,
               "skipped": skipped, "settings": dataclasses.asdict(settings), "seconds": round(time.time() - started, 1)}
-    _write_report(report, Path(out) if out is not None else out_dir / f"eval-{step:08d}.json")
+    _write_report(report, Path(out) if out is not None else report_path(run_dir, step))
     return report
 
 

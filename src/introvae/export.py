@@ -47,10 +47,13 @@ def export_model(run_dir: str | Path, out: str | Path, step: int | None = None) 
     model = Model.load(run_dir, step=step, device="cpu")
     averaged = model.generator is not model.networks["generator"]
     inference = nn.ModuleDict({"encoder": model.encoder, "generator": model.generator})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_networks(out, inference, model.config.to_dict(), step=str(step), exported_from=run_dir.name,
-                  generator="ema" if averaged else "trained")
-    atomic_write_text(readme, model_card(model.config, step, out, run_dir.name, averaged))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_networks(out, inference, model.config.to_dict(), step=str(step), exported_from=run_dir.name,
+                      generator="ema" if averaged else "trained")
+        atomic_write_text(readme, model_card(model.config, step, out, run_dir.name, averaged))
+    except OSError as error:  # a read-only or full disk, a file where a folder should be
+        raise UserError(f"cannot write --out {out} ({error.strerror or error}): choose a writable folder.") from None
     return out
 
 
@@ -80,7 +83,7 @@ def model_card(config: Any, step: int, weights: Path, run_name: str, averaged: b
 | --- | --- |
 | model | `{config.model}`: {_objective_title(config.model)} |
 | data | `{config.data}` at {size} x {size}, {channels} channel{"s" if channels != 1 else ""} |
-| training | {step} steps of batch {config.batch_size}, Adam lr {config.lr:g}, precision {config.precision}, seed {config.seed} |
+| training | {step} steps of batch {config.batch_size}, Adam lr {config.resolved_lr():g}, precision {config.precision}, seed {config.seed} |
 | networks | latent size {config.latent_dim}; widths base {config.base_channels}, max {config.max_channels} (App. B of IntroVAE) |
 | objective options | {_options_text(config.objective)} |
 | decoder | {generator} |

@@ -22,13 +22,18 @@ from PIL import Image, ImageOps
 from introvae.atomic import atomic_write_bytes
 from introvae.errors import DataError, UserError
 
-__all__ = ["to_float", "to_uint8", "make_grid", "save_image", "load_image", "load_image_raw", "prepare_image",
+__all__ = ["as_float", "to_float", "to_uint8", "make_grid", "save_image", "load_image", "load_image_raw", "prepare_image",
            "fit_image"]
 
 
 def to_float(u8: torch.Tensor) -> torch.Tensor:
     """uint8 images in [0, 255] -> float32 in [0, 1], on the same device."""
     return u8.to(torch.float32).div_(255.0)
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """Images as float in [0, 1]: uint8 images converted (`to_float`), float images returned as they are."""
+    return to_float(images) if images.dtype == torch.uint8 else images
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

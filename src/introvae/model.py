@@ -23,7 +23,7 @@ from .checkpoint import CHECKPOINT_DIR, config_of_weights, latest_step, load_net
 from .config import Config
 from .errors import UserError
 from .nets import build_image_networks, ema_name, init_weights
-from .runtime import resolve_device, stream_seed  # noqa: F401 (re-exported: introvae.model.stream_seed)
+from .runtime import resolve_device, stream_seed
 
 INTERPOLATIONS = ("lerp", "slerp")
 
@@ -44,7 +44,8 @@ class Model:
         """
         if config.channels not in (1, 3):
             raise UserError("the config's channels must be resolved to 1 or 3 before building a model.")
-        networks = nn.ModuleDict(build_image_networks(config, config.roles))
+        networks = nn.ModuleDict(build_image_networks(
+            config, config.roles, **config.objective_class.network_options(config.objective)))
         init_weights(networks, torch.Generator().manual_seed(config.seed))
         if config.ema > 0:
             for role in config.averaged_roles:

@@ -150,14 +150,15 @@ class _DrawnSeries:
 def dynamics_figure(records: Sequence[Any], panels: Sequence[Panel] | None = None, title: str = "") -> "Figure":
     """The training-dynamics Figure of a log: one axes per panel, series absent from the log left out.
 
-    `panels` are what the run's objective declares (`OBJECTIVES[model].dynamics`); None: `panels_from_log(records)`.
+    `panels` are what the run's objective declares (`OBJECTIVES[model].dynamics`); None or empty (an objective that
+    declares none): `panels_from_log(records)`.
     A panel's y axis is logarithmic when it says so, or (log_scale None) when its values span more than two decades.
     A panel without data says "no data"; a series with a single point is drawn as a marker.
     """
     from matplotlib.figure import Figure
 
     records = list(records or [])
-    panels = list(panels_from_log(records) if panels is None else panels) or [Panel("", "", ())]
+    panels = list(panels or panels_from_log(records)) or [Panel("", "", ())]
     columns = min(len(panels), _MAX_COLUMNS)
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(_PANEL_INCHES[0] * columns, _PANEL_INCHES[1] * rows), dpi=DPI, layout="constrained")

@@ -135,7 +135,9 @@ def decode_prior(generator_net: nn.Module, num: int, latent_dim: int, seed: int,
 def _build_engine(config: Config, hidden: int, layers: int, device: torch.device) -> Engine:
     objective = build_objective(config)
     networks = nn.ModuleDict(build_mlp_networks(objective.roles, data_dim=2, latent_dim=config.latent_dim,
-                                                hidden=hidden, layers=layers, code_dim=config.disc_latent))
+                                                hidden=hidden, layers=layers,
+                                                code_dim=objective.network_options(config.objective)
+                                                .get("discriminator_code")))
     init_weights(networks, torch.Generator().manual_seed(config.seed))
     # fp32: these MLPs gain nothing from bf16.
     return Engine(objective, networks.to(device), config.resolved_lr(), (config.adam_beta1, config.adam_beta2))

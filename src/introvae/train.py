@@ -44,18 +44,18 @@ from .batchnorm import REESTIMATE_IMAGES
 from .checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, checkpoint_steps, load_networks, load_newest, load_tree,
                          model_path, save_checkpoint, train_state_path)
 from .config import Config
-from .data import DataSplit, open_data
-from .data.source import cache_in_memory
+from .data import DataSplit, cache_in_memory, open_data
 from .errors import UserError
 from .images import save_image, to_float
 from .engine import MAX_BAD_STEPS, Engine, LossAverager
-from .model import Model, resolve_device, stream_seed
+from .model import Model
 from .objectives import build_objective
 from .objectives.base import Objective
 from .precision import resolve_precision
 from .plot import plot_dynamics, read_log
 from .progress import Progress
 from .runlog import RunLog
+from .runtime import resolve_device, stream_seed
 from . import distributed
 from .distributed import Distributed
 
@@ -110,8 +110,9 @@ class DataOrder:
 
 
 def _eval_summary(record: dict[str, float]) -> str:
-    names = {"eval_fid": "FID", "eval_ms_ssim": "MS-SSIM", "eval_swd": "SWD", "eval_rmse": "RMSE", "eval_psnr": "PSNR"}
-    parts = [f"{label} {record[key]:.4g}" for key, label in names.items() if key in record]
+    """The light evaluation's numbers as one line: every eval_* key the metrics logged (eval_ms_ssim -> MS-SSIM)."""
+    parts = [f"{key[len('eval_'):].replace('_', '-').upper()} {value:.4g}" for key, value in record.items()
+             if key.startswith("eval_")]
     return f"eval at step {record['step']}: " + ", ".join(parts)
 
 
@@ -270,6 +271,10 @@ class Trainer:
         if log.exists() and self.dist.is_main:
             kept = [r for r in read_log(log) if r.get("step", 0) <= step]
             atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def close(self) -> None:
+        """Close the TensorBoard writer of --tensorboard, if one is open (`fit` may be called again after)."""
+        self._run_log.close()
 
     def _append_log(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -576,12 +581,12 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
     config = config.replace(precision=precision)
     if resume is not None:
         try:
-            recorded = json.loads((run_dir / "split.json").read_text())
-        except (FileNotFoundError, ValueError):
+            recorded_train = json.loads((run_dir / "split.json").read_text())["train"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
             raise UserError(f"{run_dir / 'split.json'} is missing or damaged: is {run_dir} a run directory written by "
                             "`introvae train`?") from None
-        if recorded["train"] != data.train.names:
-            raise UserError(f"the images of {config.data} changed since {run_dir} started ({len(recorded['train'])} "
+        if recorded_train != data.train.names:
+            raise UserError(f"the images of {config.data} changed since {run_dir} started ({len(recorded_train)} "
                             f"training images then, {len(data.train)} now); resume needs the same data.")
     else:
         config = config.replace(channels=data.channels)
@@ -601,5 +606,8 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
         except OSError as error:
             raise UserError(f"cannot write the run directory {run_dir}: {error.strerror or error}.") from None
     distributed.barrier(dist.world_size)
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
     return run_dir

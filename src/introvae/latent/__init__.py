@@ -8,6 +8,7 @@ from .attribute import (
     AttributeVector,
     attribute_file_name,
     attribute_position,
+    attributes_folder,
     attributes_from_labels,
     compute_attribute,
     edit_images,
@@ -37,7 +38,7 @@ from .traverse import (
 
 __all__ = [
     "AttributeVector", "compute_attribute", "attributes_from_labels", "edit_images", "attribute_position",
-    "load_attributes", "run_attributes", "attribute_file_name", "ATTRIBUTES_DIR",
+    "load_attributes", "run_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR",
     "PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes", "write_animation",
     "read_animation", "ANIMATION_SUFFIXES",
     "SCORE_KEYS", "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "detection_metrics",

@@ -23,13 +23,13 @@ from torch import Tensor
 
 from ..atomic import atomic_write_bytes
 from ..errors import UserError
-from ..images import to_float
+from ..images import as_float
 
 if TYPE_CHECKING:
     from ..model import Model
 
 __all__ = ["AttributeVector", "compute_attribute", "attributes_from_labels", "edit_images", "attribute_position",
-           "run_attributes", "load_attributes", "attribute_file_name", "ATTRIBUTES_DIR"]
+           "run_attributes", "load_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR"]
 
 ATTRIBUTES_DIR = "attributes"  # inside a run directory: where `introvae attribute` puts vectors by default
 _FORMAT = "introvae-attribute-vector"
@@ -109,20 +109,22 @@ def load_attributes(path: str | Path) -> dict[str, AttributeVector]:
     return {vector.name: vector}
 
 
-def run_attributes(run_dir: str | Path) -> dict[str, AttributeVector]:
-    """The vectors stored in RUN_DIR/attributes/ (empty when there are none)."""
-    folder = Path(run_dir) / ATTRIBUTES_DIR
+def attributes_folder(run: str | Path) -> Path:
+    """Where a run keeps its vectors: RUN_DIR/attributes/, or, for a weights file, attributes/ beside it."""
+    run = Path(run)
+    return (run if run.is_dir() else run.parent) / ATTRIBUTES_DIR
+
+
+def run_attributes(run: str | Path) -> dict[str, AttributeVector]:
+    """The vectors stored in the run's `attributes_folder` (empty when there are none)."""
+    folder = attributes_folder(run)
     return load_attributes(folder) if folder.is_dir() else {}
-
-
-def _as_float(images: Tensor) -> Tensor:
-    return to_float(images) if images.dtype == torch.uint8 else images
 
 
 def _mean_code(model: "Model", images: Tensor, batch_size: int, what: str) -> Tensor:
     if len(images) == 0:
         raise UserError(f"{what} holds no images: an attribute vector needs images with and without the attribute.")
-    mu, _ = model.encode(_as_float(images), batch_size)
+    mu, _ = model.encode(as_float(images), batch_size)
     return mu.double().mean(0)
 
 
@@ -146,7 +148,7 @@ def attributes_from_labels(model: "Model", images: Tensor, labels: Sequence[str]
     if len(values) < 2:
         raise UserError(f"all images have the label {values[0]!r}: an attribute vector needs at least two label "
                         f"values." if values else "there are no labelled images.")
-    mu, _ = model.encode(_as_float(images), batch_size)  # encoded once for all label values
+    mu, _ = model.encode(as_float(images), batch_size)  # encoded once for all label values
     mu = mu.double()
     vectors = {}
     for value in values:
@@ -178,7 +180,7 @@ def edit_images(model: "Model", images: Tensor, vector: AttributeVector | Tensor
     direction = _direction(model, vector)
     if len(strengths) == 0:
         raise UserError("--strength needs at least one value, e.g. --strength -2 -1 0 1 2.")
-    mu, _ = model.encode(_as_float(images), batch_size)
+    mu, _ = model.encode(as_float(images), batch_size)
     strengths_tensor = torch.tensor([float(s) for s in strengths])
     codes = mu[:, None, :] + strengths_tensor[None, :, None] * direction  # (N, S, latent_dim)
     decoded = model.decode(codes.reshape(-1, codes.shape[-1]), batch_size)
@@ -189,6 +191,6 @@ def attribute_position(model: "Model", images: Tensor, vector: AttributeVector, 
     """Where each image's mu lies along the vector, (N,): 0 at the mean of the images without the attribute, 1 at
     the mean of those with it (without a stored `mean_without`, the projection of mu in units of the direction)."""
     direction = _direction(model, vector).double()
-    mu, _ = model.encode(_as_float(images), batch_size)
+    mu, _ = model.encode(as_float(images), batch_size)
     origin = vector.mean_without.double() if vector.mean_without is not None else torch.zeros_like(direction)
     return ((mu.double() - origin) @ direction / direction.dot(direction).clamp_min(1e-30)).float()

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from ..images import to_float
+from ..images import as_float
 from ..runtime import stream_seed
 
 if TYPE_CHECKING:
@@ -130,10 +130,6 @@ def _model_functions(model: "Model", batch_size: int) -> tuple[EncodeFn, DecodeF
     return (lambda x: model.encode(x, batch_size)), (lambda z: model.decode(z.float(), batch_size))
 
 
-def _as_float(images: Tensor) -> Tensor:
-    return to_float(images) if images.dtype == torch.uint8 else images
-
-
 def decoder_sigma(model: "Model", images: Tensor | None = None, samples: int = 1, seed: int = 0,
                   batch_size: int = 64) -> float:
     """The model's maximum-likelihood sigma on `images`, by default on (up to 1024 of) its run's training images."""
@@ -142,7 +138,7 @@ def decoder_sigma(model: "Model", images: Tensor | None = None, samples: int = 1
 
         images = training_images(model.config)
     encode, decode = _model_functions(model, batch_size)
-    return fit_sigma(encode, decode, _as_float(images), samples, seed, batch_size)
+    return fit_sigma(encode, decode, as_float(images), samples, seed, batch_size)
 
 
 def score_images(model: "Model", images: Tensor, samples: int = 16, seed: int = 0, batch_size: int = 64,
@@ -156,7 +152,7 @@ def score_images(model: "Model", images: Tensor, samples: int = 16, seed: int = 
     if sigma is None:
         sigma = decoder_sigma(model, batch_size=batch_size)
     encode, decode = _model_functions(model, batch_size)
-    return gaussian_scores(encode, decode, _as_float(images), sigma, samples, seed, batch_size)
+    return gaussian_scores(encode, decode, as_float(images), sigma, samples, seed, batch_size)
 
 
 def _finite_scores(scores, what: str) -> np.ndarray:

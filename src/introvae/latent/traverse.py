@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..atomic import atomic_write_bytes
 from ..errors import UserError
-from ..images import to_float, to_uint8
+from ..images import as_float, to_float, to_uint8
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -56,7 +56,7 @@ def principal_directions(model: "Model", images: Tensor, k: int, batch_size: int
     if k > limit:
         raise UserError(f"--pca {k} asks for more components than {len(images)} images of {model.config.latent_dim}-"
                         f"dimensional codes have ({limit}): use --pca {limit} or fewer.")
-    mu, _ = model.encode(to_float(images) if images.dtype == torch.uint8 else images, batch_size)
+    mu, _ = model.encode(as_float(images), batch_size)
     codes = mu.double()
     mean = codes.mean(0)
     _, singular, vh = torch.linalg.svd(codes - mean, full_matrices=False)

@@ -12,5 +12,5 @@ def ema_name(role: str) -> str:
     return role + EMA_SUFFIX
 
 
-__all__ = ["EMA_SUFFIX", "ema_name", "Encoder", "Generator", "ResBlock", "build_image_networks", "build_networks", "count_parameters",
-           "encoder_widths", "generator_widths", "init_weights"]
+__all__ = ["EMA_SUFFIX", "ema_name", "Encoder", "Generator", "ResBlock", "build_image_networks", "build_networks",
+           "count_parameters", "encoder_widths", "generator_widths", "init_weights"]

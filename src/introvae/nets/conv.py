@@ -152,19 +152,21 @@ def build_networks(config) -> tuple[Encoder, Generator]:
     return Encoder(*args), Generator(*args)
 
 
-def build_image_networks(config, roles: tuple[str, ...]) -> dict[str, nn.Module]:
+def build_image_networks(config, roles: tuple[str, ...], discriminator_width: int = 64,
+                         discriminator_code: int = 64) -> dict[str, nn.Module]:
     """The networks an objective names in `roles`, for images of a `Config`:
 
     encoder (x -> mu, logvar) and generator (z -> x) of App. B; discriminator: the BEGAN-style auto-encoder of
-    Khan et al. (x -> reconstruction, code).
+    Khan et al. (x -> reconstruction, code), `discriminator_width` channels wide with a code of
+    `discriminator_code` numbers (the objective's `network_options` give them).
     """
     encoder, generator = build_networks(config)
     networks: dict[str, nn.Module] = {"encoder": encoder, "generator": generator}
     if "discriminator" in roles:
         from .began import BEGANAutoencoder
 
-        networks["discriminator"] = BEGANAutoencoder(config.image_size, config.channels, config.disc_channels,
-                                                     config.disc_latent)
+        networks["discriminator"] = BEGANAutoencoder(config.image_size, config.channels, discriminator_width,
+                                                     discriminator_code)
     unknown = set(roles) - set(networks)
     if unknown:
         raise ValueError(f"no image network for the roles {sorted(unknown)}")

@@ -33,11 +33,6 @@ def build_objective(config: Any) -> Objective:
     return OBJECTIVES[config.model](config.objective, warmup_steps=config.warmup_steps)
 
 
-def learning_rate(config: Any) -> float:
-    """--lr, or the model's own default when it is negative (not given)."""
-    return config.lr if config.lr > 0 else OBJECTIVES[config.model].default_lr
-
-
-__all__ = ["OBJECTIVES", "Objective", "Panel", "Phase", "Series", "build_objective", "kl_per_sample", "learning_rate",
+__all__ = ["OBJECTIVES", "Objective", "Panel", "Phase", "Series", "build_objective", "kl_per_sample",
            "reconstruction_per_image", "AVAE", "AVAEOptions", "IntroVAE", "IntroVAEOptions", "SoftIntroVAE",
            "SoftIntroVAEOptions", "VAE", "VAEOptions"]

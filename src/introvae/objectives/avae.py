@@ -50,6 +50,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
+from ..distributed import mean_over_ranks
 from .base import KL_REAL, Objective, Panel, Phase, Series, kl_per_sample, option, prior_sample, reparameterize
 
 
@@ -132,6 +133,10 @@ class AVAE(Objective):
         self.controller = PIDController(o.pid_integral, o.pid_proportional, o.pid_derivative)
 
     @classmethod
+    def network_options(cls, options: AVAEOptions) -> dict[str, Any]:
+        return {"discriminator_width": options.disc_channels, "discriminator_code": options.disc_latent}
+
+    @classmethod
     def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:
         """Khan et al.'s weights (the defaults) and an MLP auto-encoder discriminator whose code (1 number) is smaller
         than a point, as BEGAN's code is smaller than an image, so it cannot learn the identity. Not tuned for 2-D:
@@ -178,8 +183,10 @@ class AVAE(Objective):
         yield Phase("encoder", loss_encoder, {**logs, "loss_encoder": loss_encoder.detach()})
         yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()})
         yield Phase("discriminator", loss_discriminator, {"loss_discriminator": loss_discriminator.detach()})
-        # Reached only after the discriminator's step: k_t for the next step (Algorithm 1, line 12).
-        self.controller.update(error.item())
+        # Reached only after the discriminator's step: k_t for the next step (Algorithm 1, line 12). Under torchrun
+        # each process sees its own share of the batch, so the error is averaged over the processes first: every
+        # process then keeps the same k_t, the one its checkpoint saves.
+        self.controller.update(mean_over_ranks(error.item()))
 
     def state_dict(self) -> dict[str, Any]:
         return self.controller.state_dict()

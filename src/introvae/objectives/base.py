@@ -16,6 +16,7 @@ an objective").
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -77,10 +78,27 @@ def option_flag(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or f.name
 
 
+def _kind_mismatch(value: Any, default: Any) -> str | None:
+    """What a value of the default's kind is ("a whole number", ...) when `value` is not one, else None.
+
+    A config file or a Python caller can give any JSON value; the command line has already parsed its text."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, numbers.Integral) and not isinstance(value, bool) else "a whole number"
+    if isinstance(default, float):
+        return None if isinstance(value, numbers.Real) and not isinstance(value, bool) else "a number"
+    return None
+
+
 def validate_options(options: Any) -> None:
-    """Raise UserError when a field is outside its declared choices or below its declared minimum."""
+    """Raise UserError when a field is not of its default's kind (a number, a whole number, true or false; fields
+    with their own `parse` are checked by their objective), outside its declared choices or below its minimum."""
     for f in dataclasses.fields(options):
         value, flag = getattr(options, f.name), "--" + option_flag(f).replace("_", "-")
+        kind = None if f.metadata.get("parse") else _kind_mismatch(value, f.default)
+        if kind is not None:
+            raise UserError(f"{flag} must be {kind}, got {value!r}.")
         choices, minimum = f.metadata.get("choices"), f.metadata.get("minimum")
         if choices and value not in choices:
             raise UserError(f"{flag} {value!r} is not one of {', '.join(map(str, choices))}.")
@@ -115,7 +133,8 @@ class Objective:
     averaged_roles: ClassVar[tuple[str, ...]] = ("generator",)  # networks of which --ema keeps a moving average
     divergence_advice: ClassVar[str] = "lower --lr"  # what to change when training diverged for good
     progress: ClassVar[tuple[Series, ...]] = ()  # log keys the progress line shows, with their labels
-    dynamics: ClassVar[tuple[Panel, ...]] = ()  # the panels of its training-dynamics plot (dynamics.png)
+    # The panels of its training-dynamics plot (dynamics.png); (): panels derived from the log's keys.
+    dynamics: ClassVar[tuple[Panel, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -141,6 +160,13 @@ class Objective:
     def check(cls, options: Any, warmup_steps: int) -> None:
         """Raise UserError for options that are invalid on their own or with this warm-up (a resolved count)."""
         validate_options(options)
+
+    @classmethod
+    def network_options(cls, options: Any) -> dict[str, Any]:
+        """Keyword arguments, from its options, for the builders of its networks beyond the encoder and generator
+        (`introvae.nets`: e.g. discriminator_width, discriminator_code), so network code reads no objective's
+        options."""
+        return {}
 
     @classmethod
     def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:

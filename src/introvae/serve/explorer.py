@@ -96,9 +96,10 @@ class Explorer:
     def open(cls, run_dir: str | Path, attribute_files: Sequence[str | Path] = (), step: int | None = None,
              device: str = "auto", components: int = 8, reference_count: int = 512, score_reference: int = 64,
              score_samples: int = 16) -> "Explorer":
-        """Load a run (or a weights file that `Model.load` takes), its stored attribute vectors
-        (RUN_DIR/attributes/*.safetensors) and those of `attribute_files`, and compute the principal directions of the posterior means of `reference_count`
-        training images (evenly spaced over the run's training split)."""
+        """Load a run (or a weights file that `Model.load` takes), its stored attribute vectors (RUN_DIR/attributes/,
+        or attributes/ beside a weights file, where `introvae attribute` puts them) and those of `attribute_files`, and
+        compute the principal directions of the posterior means of `reference_count` training images (evenly spaced
+        over the run's training split)."""
         from ..latent import decoder_sigma, load_attributes, principal_directions, run_attributes
 
         run_dir = Path(run_dir)
@@ -236,10 +237,14 @@ class Explorer:
     # ---- the run's files
 
     def evaluation_table(self) -> dict[str, Any] | None:
-        """The newest report of `introvae evaluate` in RUN_DIR/eval/, as the table the command prints."""
-        from ..evaluate import format_table
+        """The newest report of `introvae evaluate` in RUN_DIR/eval/ (for a weights file, its own report beside it),
+        as the table the command prints."""
+        from ..evaluate import format_table, report_path
 
-        reports = sorted((self.run_dir / "eval").glob("eval-*.json"))
+        if self.run_dir.is_file():
+            reports = [path for path in [report_path(self.run_dir, None)] if path.is_file()]
+        else:
+            reports = sorted((self.run_dir / "eval").glob("eval-*.json"))
         if not reports:
             return None
         path = reports[-1]
@@ -263,7 +268,10 @@ class Explorer:
 
             with tempfile.TemporaryDirectory() as folder:
                 out = Path(folder) / "dynamics.png"
-                plot_dynamics(read_log(log), out, title=self.run_dir.name)
+                # The figure the trainer and `introvae plot` draw: the objective's panels, the same title.
+                config = self.model.config
+                plot_dynamics(read_log(log), out, title=f"{config.model}: {self.run_dir.name}",
+                              panels=config.objective_class.dynamics)
                 return out.read_bytes()
         except (OSError, UserError, ValueError):
             return None
