@@ -4,6 +4,7 @@ photo crops at 32x32, for chosen training precisions and seeds.
     python benchmarks/quality.py [--budget-s 300] [--models introvae soft-introvae avae vae] [--samples 2000]
                                  [--data builtin photos] [--precisions fp32 bf16] [--seeds 0 1 2]
                                  [--device auto] [--out benchmarks/results/quality.json]
+                                 [--set beta=64 batch_size=8 ...] [--pictures DIR]
 
 Data sets: "builtin" is the generated shapes; "photos" is 4096 random crops of the colour photographs shipped inside
 scikit-image (benchmarks/photos.py builds benchmarks/results/photos-32.npz once; `pip install introvae[bench]`).
@@ -27,7 +28,9 @@ A first row per data set, "real (train split)", scores 2000 training images the 
 reach with this many images. A run the library refuses (e.g. a precision this device does not support) or that
 fails becomes a row with its error instead of stopping the benchmark. With more than one seed, a second table gives
 the mean and spread (max - min) over seeds of SWD, FD-8px and RMSE per (data, model, precision): the noise between
-seeds that a precision's difference is measured against. Prints the tables and writes JSON.
+seeds that a precision's difference is measured against. `--set KEY=VALUE ...` overrides options of every model's
+preset (flat `Config` names, values parsed as JSON: a tuning experiment), and `--pictures DIR` keeps 64 samples and
+32 held-out reconstructions of each run as PNGs, to look at. Prints the tables and writes JSON.
 """
 
 from __future__ import annotations
@@ -99,18 +102,33 @@ def score(samples_u8, reference_u8, settings) -> dict:
     return row
 
 
+def parse_settings(items: list[str]) -> dict:
+    """KEY=VALUE strings as Config overrides: the value as JSON when it parses (64, 1e-3, true), else the text."""
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: write KEY=VALUE with a Config option name, e.g. beta=64.")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
+
+
 def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float, num_samples: int,
-              device: str, steps: int = 0) -> dict:
-    """Train `model` on `spec` for `budget_s` seconds of steps (or exactly `steps` steps when positive), then
-    evaluate it (called in a child process)."""
+              device: str, steps: int = 0, overrides: dict | None = None, pictures: Path | None = None) -> dict:
+    """Train `model` on `spec` for `budget_s` seconds of steps (or exactly `steps` steps when positive), with
+    `overrides` of its preset, then evaluate it (called in a child process); with `pictures`, keep PNGs of its
+    samples and held-out reconstructions there."""
     import torch
 
     from introvae import from_preset
     from introvae.evaluate import EvalSettings, generate_samples, reconstruct_set, reconstruction_errors
     from introvae.train import Trainer
 
-    config = from_preset(MODELS[model], data=spec, precision=precision, seed=seed, steps=10**9, grid_every=0,
-                         checkpoint_every=0, device=device)
+    config = from_preset(MODELS[model], **(overrides or {}), data=spec, precision=precision, seed=seed, steps=10**9,
+                         grid_every=0, checkpoint_every=0, device=device)
     # validate() as the command line does, so a precision the library does not know is refused, not ignored.
     # The learning rate and warm-up the run trains with, as `introvae train` records them.
     config = config.replace(channels=3).validate().resolved()
@@ -128,7 +146,16 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
         settings = EvalSettings(num_samples=num_samples, device=device, download=False)
         reference = data.test.images
         samples = generate_samples(model_, num_samples, seed=seed, batch_size=64)
-        rec = reconstruction_errors(reference, reconstruct_set(model_, reference, 64))
+        reconstructions = reconstruct_set(model_, reference, 64)
+        rec = reconstruction_errors(reference, reconstructions)
+        if pictures is not None:
+            from introvae.images import save_image, to_float
+
+            pictures.mkdir(parents=True, exist_ok=True)
+            name = f"{Path(spec).stem}-{model}-{precision}-seed{seed}"
+            save_image(to_float(samples[:64]), pictures / f"{name}-samples.png")
+            save_image(torch.cat([to_float(reference[:32]), to_float(reconstructions[:32])]),
+                       pictures / f"{name}-reconstructions.png")
         row = {"preset": MODELS[model], "steps": trainer.step, "train_seconds": round(seconds, 1),
                "images_per_second": trainer.step * config.batch_size / seconds,
                "rmse": rec["rmse"], "psnr": rec["psnr"], "ssim": rec["ssim"], **score(samples, reference, settings)}
@@ -149,8 +176,9 @@ def run_child(name: str, spec: str, model: str, precision: str, seed: int, args:
     """One (data, model, precision, seed) in a fresh process; its failure becomes the row's "error"."""
     child = subprocess.run([sys.executable, __file__, "--one", model, "--spec", spec, "--precisions", precision,
                             "--seeds", str(seed), "--budget-s", str(args.budget_s), "--steps", str(args.steps),
-                            "--samples", str(args.samples),
-                            "--device", args.device], capture_output=True, text=True)
+                            "--samples", str(args.samples), "--device", args.device, "--set", *args.set,
+                            *(["--pictures", str(args.pictures)] if args.pictures else [])],
+                           capture_output=True, text=True)
     row = {"data": name, "model": model, "precision": precision, "seed": seed}
     if child.returncode == 0:
         return {**row, **json.loads(child.stdout.strip().splitlines()[-1])}
@@ -201,13 +229,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000, help="samples per run for the metrics (default 2000)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override options of every model's preset (flat Config names; values as JSON)")
+    parser.add_argument("--pictures", type=Path, help="folder for each run's samples and reconstructions (PNG)")
     # Child process: train and evaluate one model on the data at --spec, with the first precision and seed.
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    overrides = parse_settings(args.set)
     if args.one:
         print(json.dumps(run_model(args.one, args.spec, args.precisions[0], args.seeds[0], args.budget_s,
-                                   args.samples, args.device, args.steps)))
+                                   args.samples, args.device, args.steps, overrides, args.pictures)))
         return
     rows = []
     for name in args.data:
@@ -223,8 +255,8 @@ def main() -> None:
                     print(_format(rows[-1:], ROW_COLUMNS).splitlines()[-1], file=sys.stderr, flush=True)
     table = _format(rows, ROW_COLUMNS)
     print(table)
-    result = {"budget_s": args.budget_s, "steps": args.steps, "samples": args.samples, "data": args.data, "precisions": args.precisions,
-              "seeds": args.seeds, "platform": platform.platform(), "python": platform.python_version(),
+    result = {"budget_s": args.budget_s, "steps": args.steps, "samples": args.samples, "data": args.data,
+              "precisions": args.precisions, "seeds": args.seeds, "set": overrides, "platform": platform.platform(), "python": platform.python_version(),
               "rows": rows, "table": table}
     summary = summarize(rows)
     if len(args.seeds) > 1 and summary:
