@@ -90,13 +90,19 @@ def _unreadable(path: Path, reason: str) -> UserError:
     return UserError(f"{path} is not a readable safetensors file ({reason}); it may be damaged or not a checkpoint.")
 
 
+def metadata_of_bytes(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's JSON header, from the file's bytes (torch's loader returns only
+    the tensors)."""
+    header_len = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; anything else (a pickle included) is refused unread."""
     try:
         data = path.read_bytes()
         tensors = load_safetensors_bytes(data)
-        header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
+        metadata = metadata_of_bytes(data)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist.") from None
     except IsADirectoryError:

@@ -22,6 +22,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
 from ..atomic import atomic_write_bytes
+from ..checkpoint import metadata_of_bytes
 from ..errors import UserError
 from ..images import as_float
 
@@ -74,7 +75,7 @@ class AttributeVector:
                             f"file written by `introvae attribute`.") from None
         try:
             tensors = load_safetensors_bytes(data)
-            metadata = _safetensors_metadata(data)
+            metadata = metadata_of_bytes(data)
         except (SafetensorError, ValueError, json.JSONDecodeError):
             raise UserError(f"{path} is not a safetensors file: pass an attribute vector written by "
                             f"`introvae attribute`.") from None
@@ -85,13 +86,6 @@ class AttributeVector:
                    count_with=int(metadata.get("count_with", 0)), count_without=int(metadata.get("count_without", 0)),
                    norm=float(metadata.get("norm", tensors["direction"].norm())),
                    mean_without=tensors.get("mean_without"))
-
-
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
-    """The `__metadata__` of a safetensors file's JSON header (the torch loader returns only the tensors)."""
-    header_length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_length])
-    return header.get("__metadata__") or {}
 
 
 def attribute_file_name(name: str) -> str:

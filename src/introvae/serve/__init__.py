@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Explorer", "create_app", "make_explorer_server", "serve"]
 
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # --host values that keep the page on this machine
 
 
 def _app_module():
@@ -71,7 +71,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, attrib
     if not quiet:
         shown = f"[{host}]" if ":" in host else host
         print(f"introvae: serving {run_dir} at http://{shown}:{server.port}/ (Ctrl-C stops)", file=sys.stderr)
-        if host not in _LOOPBACK_HOSTS:
+        if host not in LOOPBACK_HOSTS:
             print(f"introvae: warning: --host {host} makes the page reachable from other machines; anyone who can "
                   f"reach it can use it.", file=sys.stderr)
     try:

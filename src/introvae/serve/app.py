@@ -28,12 +28,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from ..errors import UserError
 from ..images import to_uint8
+from . import LOOPBACK_HOSTS
 from .explorer import MAX_UPLOAD_BYTES, Explorer
 
 __all__ = ["create_app", "make_explorer_server", "LOOPBACK_NAMES", "png_data_url"]
 
 STATIC = Path(__file__).with_name("static")
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+# The same hosts as Host header values (an IPv6 address in brackets).
+LOOPBACK_NAMES = frozenset(f"[{host}]" if ":" in host else host for host in LOOPBACK_HOSTS)
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
