@@ -149,12 +149,13 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
         reconstructions = reconstruct_set(model_, reference, 64)
         rec = reconstruction_errors(reference, reconstructions)
         if pictures is not None:
-            from introvae.images import save_image, to_float
+            from introvae.images import as_float, save_image
 
             pictures.mkdir(parents=True, exist_ok=True)
             name = f"{Path(spec).stem}-{model}-{precision}-seed{seed}"
-            save_image(to_float(samples[:64]), pictures / f"{name}-samples.png")
-            save_image(torch.cat([to_float(reference[:32]), to_float(reconstructions[:32])]),
+            save_image(as_float(samples[:64]), pictures / f"{name}-samples.png")
+            # reconstruct_set gives float images, the reference set is uint8
+            save_image(torch.cat([as_float(reference[:32]), as_float(reconstructions[:32])]),
                        pictures / f"{name}-reconstructions.png")
         row = {"preset": MODELS[model], "steps": trainer.step, "train_seconds": round(seconds, 1),
                "images_per_second": trainer.step * config.batch_size / seconds,

@@ -11,7 +11,7 @@ from torch import nn
 
 from introvae.config import Config
 from introvae.nets.began import BEGANAutoencoder, began_resolutions
-from introvae.nets.conv import build_image_networks
+from introvae.nets import build_image_networks
 from introvae.objectives.avae import AVAE, AVAEOptions, PIDController
 from introvae.engine import step_phases
 

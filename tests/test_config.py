@@ -91,6 +91,7 @@ def test_a_flat_config_json_from_before_the_sections_still_loads():
                                 "adversarial_reduction")})
     assert (config.image_size, config.channels, config.lr, config.warmup_steps, config.precision) == (
         32, 3, 2e-4, 200, "fp32")
+    assert "arch" not in flat and config.arch == "appb"  # runs from before --arch keep App. B's networks
 
 
 def _flat_like_before(config: Config) -> dict:

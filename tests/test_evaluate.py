@@ -172,6 +172,12 @@ def test_image_sets_from_npz_and_folders_with_a_grid(tmp_path):
     assert torch.equal(load_image_set(folder), images)
     np.save(tmp_path / "nchw.npy", images.numpy())
     assert torch.equal(load_image_set(tmp_path / "nchw.npy"), images)
+    # Asked for one channel, an RGB array turns gray as an RGB file does (PIL's luma), within rounding.
+    gray_array = load_image_set(tmp_path / "s.npz", channels=1).int()
+    gray_files = load_image_set(folder, channels=1).int()
+    assert gray_array.shape == (6, 1, 16, 16) and (gray_array - gray_files).abs().max() <= 1
+    assert load_image_set(tmp_path / "s.npz", channels=3).shape == (6, 3, 16, 16)
+    assert torch.equal(load_image_set(tmp_path / "nchw.npy", channels=1, size=16), gray_array.to(torch.uint8))
     np.save(tmp_path / "bad.npy", np.zeros((2, 5, 5), np.float32))
     with pytest.raises(DataError, match="uint8 images"):
         load_image_set(tmp_path / "bad.npy")

@@ -12,7 +12,7 @@ from introvae import Config, Model, train
 from introvae.checkpoint import checkpoint_steps, load_networks, model_path, save_networks
 from introvae.errors import UserError
 from introvae.images import to_float, to_uint8
-from introvae.nets import encoder_widths, generator_widths
+from introvae.nets import ARCHITECTURES, light_widths, encoder_widths, generator_widths
 from introvae.plot import read_log
 from introvae.train import Trainer
 from introvae.data import open_data
@@ -26,10 +26,21 @@ def test_widths_reproduce_table_3_of_the_paper():
     assert model.generator.fc[0].out_features == 8192  # FC-8192 + ReLU, reshape 512 x 4 x 4
 
 
+def test_light_widths_double_per_halving_up_to_the_cap():
+    assert light_widths(32, 32, 256) == [32, 64, 128]  # 32 -> 16 -> 8 -> 4
+    assert light_widths(256, 16, 128) == [16, 32, 64, 128, 128, 128]
+    model = Model.build(Config(arch="light", image_size=32, channels=3, latent_dim=16, base_channels=32,
+                               max_channels=256))
+    assert model.encoder.fc.in_features == 128 * 16 and model.encoder.fc.out_features == 32
+    assert model.generator.fc.out_features == 128 * 16
+
+
 @pytest.mark.parametrize("size", [16, 32, 64, 128, 256, 512, 1024])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_output_shapes_for_every_size(size, channels):
-    model = Model.build(Config(image_size=size, channels=channels, latent_dim=8, base_channels=2, max_channels=8))
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_output_shapes_for_every_size(size, channels, arch):
+    model = Model.build(Config(arch=arch, image_size=size, channels=channels, latent_dim=8, base_channels=2,
+                               max_channels=8))
     x = torch.rand(2, channels, size, size)
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (2, 8)

@@ -39,7 +39,7 @@ import torch
 from .config import PRESETS, Config, OptionSpec, from_preset, option_table
 from .errors import UserError
 
-GROUP_TITLES = {"data": "data options", "networks": "network options (App. B)", "objective": "objective",
+GROUP_TITLES = {"data": "data options", "networks": "network options", "objective": "objective",
                 "optimisation": "optimisation options", "run": "run directory options"}
 
 

@@ -29,7 +29,7 @@ def load_image_set(path: str | Path, size: int | None = None, channels: int | No
     """
     path = Path(path)
     if path.suffix in (".npz", ".npy"):
-        return _load_array(path, size)
+        return _load_array(path, size, channels)
     files = [f for f in scan_folder(path) if f.relative_to(path).as_posix() != "grid.png"]
     if not files:
         raise DataError(f"{path} holds no images besides grid.png; pass the folder of individual images.")
@@ -44,7 +44,7 @@ def load_image_set(path: str | Path, size: int | None = None, channels: int | No
     return torch.stack([load_image(f, size, channels) for f in files])
 
 
-def _load_array(path: Path, size: int | None) -> Tensor:
+def _load_array(path: Path, size: int | None, channels: int | None) -> Tensor:
     array, channels_first = load_array(path)  # the data package's reader: no pickles, 'images' or the only array
     images = torch.from_numpy(np.array(array))  # a writable copy: a .npy comes memory-mapped read-only
     if not channels_first:
@@ -54,4 +54,9 @@ def _load_array(path: Path, size: int | None) -> Tensor:
     if size is not None and images.shape[-1] != size:
         images = to_uint8(torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="area"
                                                           if images.shape[-1] > size else "bilinear"))
+    if channels == 1 and images.shape[1] == 3:  # to gray as PIL's convert("L") does for files (ITU-R 601-2 luma)
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    elif channels == 3 and images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1).contiguous()
     return images

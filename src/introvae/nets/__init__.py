@@ -1,8 +1,10 @@
-"""Networks: the convolutional encoder and generator of IntroVAE (App. B), the BEGAN-style auto-encoder
-discriminator of Khan et al. (began.py), and MLPs for 2-D data (mlp.py)."""
+"""Networks: the convolutional encoder and generator of IntroVAE (App. B, conv.py) and a lighter family with one
+convolution per resolution (light.py), chosen by --arch (build.py); the BEGAN-style auto-encoder discriminator of
+Khan et al. (began.py); MLPs for 2-D data (mlp.py)."""
 
-from .conv import (Encoder, Generator, ResBlock, build_image_networks, build_networks, count_parameters, encoder_widths,
-                   generator_widths, init_weights)
+from .build import ARCHITECTURES, build_image_networks, build_networks
+from .conv import Encoder, Generator, ResBlock, count_parameters, encoder_widths, generator_widths, init_weights
+from .light import LightEncoder, LightGenerator, light_widths
 
 EMA_SUFFIX = "_ema"
 
@@ -12,5 +14,6 @@ def ema_name(role: str) -> str:
     return role + EMA_SUFFIX
 
 
-__all__ = ["EMA_SUFFIX", "ema_name", "Encoder", "Generator", "ResBlock", "build_image_networks", "build_networks",
-           "count_parameters", "encoder_widths", "generator_widths", "init_weights"]
+__all__ = ["ARCHITECTURES", "EMA_SUFFIX", "ema_name", "LightEncoder", "LightGenerator", "Encoder", "Generator",
+           "ResBlock", "build_image_networks", "build_networks", "count_parameters", "light_widths", "encoder_widths",
+           "generator_widths", "init_weights"]

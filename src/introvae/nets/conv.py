@@ -146,33 +146,6 @@ def full_precision(like: Tensor) -> torch.autocast:
     return torch.autocast(like.device.type, enabled=False)
 
 
-def build_networks(config) -> tuple[Encoder, Generator]:
-    """The encoder and generator that a `Config` (with channels resolved) describes."""
-    args = (config.image_size, config.channels, config.latent_dim, config.base_channels, config.max_channels)
-    return Encoder(*args), Generator(*args)
-
-
-def build_image_networks(config, roles: tuple[str, ...], discriminator_width: int = 64,
-                         discriminator_code: int = 64) -> dict[str, nn.Module]:
-    """The networks an objective names in `roles`, for images of a `Config`:
-
-    encoder (x -> mu, logvar) and generator (z -> x) of App. B; discriminator: the BEGAN-style auto-encoder of
-    Khan et al. (x -> reconstruction, code), `discriminator_width` channels wide with a code of
-    `discriminator_code` numbers (the objective's `network_options` give them).
-    """
-    encoder, generator = build_networks(config)
-    networks: dict[str, nn.Module] = {"encoder": encoder, "generator": generator}
-    if "discriminator" in roles:
-        from .began import BEGANAutoencoder
-
-        networks["discriminator"] = BEGANAutoencoder(config.image_size, config.channels, discriminator_width,
-                                                     discriminator_code)
-    unknown = set(roles) - set(networks)
-    if unknown:
-        raise ValueError(f"no image network for the roles {sorted(unknown)}")
-    return {role: networks[role] for role in roles}
-
-
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -224,10 +224,6 @@ class Explorer:
         with self._lock:
             return self.model.decode(codes, prior=prior_a and prior_b)
 
-    def upload_image(self, upload_id: str) -> Tensor:
-        """The uploaded image `upload_id` as the model sees it, (C, S, S)."""
-        return self._upload(upload_id).image
-
     @property
     def upload_count(self) -> int:
         """How many uploads the explorer keeps now (at most MAX_UPLOADS_KEPT)."""
