@@ -75,7 +75,45 @@ class ResBlock(nn.Module):
         return self.out(self.body(x) + self.shortcut(x))
 
 
-class Encoder(nn.Module):
+class ImageEncoder(nn.Module):
+    """What every image encoder family shares: `features` (x -> (N, C, 4, 4)), then `fc` to (mu, logvar) in fp32."""
+
+    features: nn.Module
+    fc: nn.Linear
+    memory_format = torch.channels_last
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.features(x.contiguous(memory_format=self.memory_format)).flatten(1)
+        with full_precision(h):
+            mu, logvar = self.fc(h.float()).chunk(2, dim=1)
+        return mu, logvar
+
+
+class ImageGenerator(nn.Module):
+    """What every image generator family shares: `fc` (z -> a start_channels x 4 x 4 map), then `body`, whose last
+    layer (the output convolution) runs in fp32; and the prior batch-norm statistics (introvae.batchnorm)."""
+
+    fc: nn.Module
+    body: nn.Sequential
+    start_channels: int
+    memory_format = torch.channels_last
+
+    def add_prior_statistics(self) -> None:
+        """A second set of batch-norm statistics, for decoding prior samples (see introvae.batchnorm); the running
+        averages describe posterior codes. Checkpoints written before these existed load with copies."""
+        for layer in self.body.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.register_buffer(PRIOR_MEAN, torch.zeros(layer.num_features))
+                layer.register_buffer(PRIOR_VAR, torch.ones(layer.num_features))
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.fc(z).view(z.shape[0], self.start_channels, 4, 4).contiguous(memory_format=self.memory_format)
+        h = self.body[:-1](h)
+        with full_precision(h):
+            return self.body[-1](h.float())  # the output convolution
+
+
+class Encoder(ImageEncoder):
     """x in [0, 1], (N, C, S, S) -> (mu, logvar), each (N, latent_dim)."""
 
     def __init__(self, image_size: int, channels: int, latent_dim: int, base_channels: int, max_channels: int):
@@ -92,16 +130,9 @@ class Encoder(nn.Module):
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(widths[4] * 16, 2 * latent_dim)
         self.latent_dim = latent_dim
-        self.memory_format = torch.channels_last
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.features(x.contiguous(memory_format=self.memory_format)).flatten(1)
-        with full_precision(h):
-            mu, logvar = self.fc(h.float()).chunk(2, dim=1)
-        return mu, logvar
 
 
-class Generator(nn.Module):
+class Generator(ImageGenerator):
     """z, (N, latent_dim) -> image (N, C, S, S), unbounded (trained towards [0, 1])."""
 
     def __init__(self, image_size: int, channels: int, latent_dim: int, base_channels: int, max_channels: int):
@@ -116,19 +147,7 @@ class Generator(nn.Module):
         layers.append(nn.Conv2d(widths[image_size], channels, 5, padding=2))
         self.body = nn.Sequential(*layers)
         self.latent_dim = latent_dim
-        self.memory_format = torch.channels_last
-        # A second set of batch-norm statistics, for decoding prior samples (see introvae.batchnorm); the running
-        # averages describe posterior codes. Checkpoints written before these existed load with copies.
-        for layer in self.body.modules():
-            if isinstance(layer, nn.BatchNorm2d):
-                layer.register_buffer(PRIOR_MEAN, torch.zeros(layer.num_features))
-                layer.register_buffer(PRIOR_VAR, torch.ones(layer.num_features))
-
-    def forward(self, z: Tensor) -> Tensor:
-        h = self.fc(z).view(z.shape[0], self.start_channels, 4, 4).contiguous(memory_format=self.memory_format)
-        h = self.body[:-1](h)
-        with full_precision(h):
-            return self.body[-1](h.float())  # the output convolution
+        self.add_prior_statistics()
 
 
 def fill_prior_statistics(tensors: dict[str, Tensor], expected: set[str]) -> None:

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .conv import LEAK, PRIOR_MEAN, PRIOR_VAR, full_precision
+from .conv import LEAK, ImageEncoder, ImageGenerator
 
 
 def light_widths(image_size: int, base_channels: int, max_channels: int) -> list[int]:
@@ -40,7 +39,7 @@ def _norm_act(channels: int) -> list[nn.Module]:
     return [nn.BatchNorm2d(channels), nn.LeakyReLU(LEAK)]
 
 
-class LightEncoder(nn.Module):
+class LightEncoder(ImageEncoder):
     """x in [0, 1], (N, C, S, S) -> (mu, logvar), each (N, latent_dim)."""
 
     def __init__(self, image_size: int, channels: int, latent_dim: int, base_channels: int, max_channels: int):
@@ -52,16 +51,9 @@ class LightEncoder(nn.Module):
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(widths[-1] * 16, 2 * latent_dim)
         self.latent_dim = latent_dim
-        self.memory_format = torch.channels_last
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.features(x.contiguous(memory_format=self.memory_format)).flatten(1)
-        with full_precision(h):
-            mu, logvar = self.fc(h.float()).chunk(2, dim=1)
-        return mu, logvar
 
 
-class LightGenerator(nn.Module):
+class LightGenerator(ImageGenerator):
     """z, (N, latent_dim) -> image (N, C, S, S), unbounded (trained towards [0, 1])."""
 
     def __init__(self, image_size: int, channels: int, latent_dim: int, base_channels: int, max_channels: int):
@@ -76,14 +68,4 @@ class LightGenerator(nn.Module):
         layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(widths[-1], channels, 3, padding=1)]
         self.body = nn.Sequential(*layers)
         self.latent_dim = latent_dim
-        self.memory_format = torch.channels_last
-        for layer in self.body.modules():  # the second set of statistics, as in App. B's generator
-            if isinstance(layer, nn.BatchNorm2d):
-                layer.register_buffer(PRIOR_MEAN, torch.zeros(layer.num_features))
-                layer.register_buffer(PRIOR_VAR, torch.ones(layer.num_features))
-
-    def forward(self, z: Tensor) -> Tensor:
-        h = self.fc(z).view(z.shape[0], self.start_channels, 4, 4).contiguous(memory_format=self.memory_format)
-        h = self.body[:-1](h)
-        with full_precision(h):
-            return self.body[-1](h.float())  # the output convolution, at full resolution
+        self.add_prior_statistics()  # as App. B's generator
