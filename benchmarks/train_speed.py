@@ -3,9 +3,11 @@
 Throughput, GFLOP/s and the share of this machine's 3x3 convolution peak, per model, image size and precision.
 
     python benchmarks/train_speed.py [--sizes 32 64] [--models introvae soft-introvae] [--precisions fp32 bf16]
-                                     [--steps 5] [--repeats 5] [--device auto] [--out FILE.json]
+                                     [--steps 5] [--repeats 5] [--device auto] [--arch appb] [--widths 64 256]
+                                     [--out FILE.json]
 
-One network configuration (base width 64, widths up to 256, z = 128, batch 32) at each size. For every (model, size)
+One network configuration (App. B, base width 64, widths up to 256, z = 128, batch 32; `--arch light --widths 32
+256` times the demo's networks) at each size. For every (model, size)
 one child process builds both steps:
 
 * plain: the step as the authors' code writes it, here in this file: fp32, NCHW, one call per forward pass,
@@ -172,7 +174,8 @@ PLAIN_STEPS = {"introvae": introvae_step, "soft-introvae": soft_introvae_step}
 # ---- child processes
 
 
-def measure_steps(model: str, size: int, precisions: list[str], steps: int, repeats: int, device_name: str) -> dict:
+def measure_steps(model: str, size: int, precisions: list[str], steps: int, repeats: int, device_name: str,
+                  networks: dict) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from introvae import Config
@@ -187,7 +190,7 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
     device = resolve_device(device_name)
     sync = _synchronizer(device)
     data = open_data("builtin", size, 3, 0.0, 0, builtin_count=LIBRARY["builtin_count"])
-    plain_config = Config(model=model, image_size=size, device=device_name, **LIBRARY)
+    plain_config = Config(model=model, image_size=size, device=device_name, **{**LIBRARY, **networks})
     plain = build_plain(plain_config, device)
     x = to_float(data.train.get(torch.arange(BATCH))).to(device)
     step = PLAIN_STEPS[model]
@@ -302,16 +305,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=5, help="timings of each step; the median is reported")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--arch", default="appb", help="network family of both steps (--arch of introvae train)")
+    parser.add_argument("--widths", type=int, nargs=2, default=[NETWORK["base_channels"], NETWORK["max_channels"]],
+                        metavar=("BASE", "MAX"), help="base and maximum widths (default 64 256)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_speed.json")
     parser.add_argument("--child-step", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--child-peaks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    networks = {"arch": args.arch, "base_channels": args.widths[0], "max_channels": args.widths[1]}
+    network_args = ["--arch", args.arch, "--widths", *map(str, args.widths)]
     if args.child_peaks:
         print(json.dumps(measure_peaks(args.device)))
         return
     if args.child_step:
         model, size = args.child_step
-        print(json.dumps(measure_steps(model, int(size), args.precisions, args.steps, args.repeats, args.device)))
+        print(json.dumps(measure_steps(model, int(size), args.precisions, args.steps, args.repeats, args.device,
+                                       networks)))
         return
 
     from introvae.model import resolve_device
@@ -319,7 +328,7 @@ def main() -> None:
     precisions = args.precisions or (["fp32", "bf16"] if native_bf16(resolve_device(args.device)) else ["fp32"])
     peaks = _child(["--child-peaks", "--device", args.device])
     rows = [_child(["--child-step", model, str(size), "--precisions", *precisions, "--steps", str(args.steps),
-                    "--repeats", str(args.repeats), "--device", args.device])
+                    "--repeats", str(args.repeats), "--device", args.device, *network_args])
             for model in args.models for size in args.sizes]
     peak = {dtype: best["gflops_per_second"] for dtype, best in peaks["best"].items()}
     for row in rows:
@@ -345,7 +354,7 @@ def main() -> None:
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "config": LIBRARY, "lr": LR, "machine": platform.platform(), "python": platform.python_version(),
+        "config": {**LIBRARY, **networks}, "lr": LR, "machine": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_capabilities": {k: capabilities.get(k) for k in ("avx512_bf16", "amx_bf16", "avx2")},
         "steps": args.steps, "repeats": args.repeats, "conv_peaks": peaks, "results": rows}, indent=2) + "\n")

@@ -5,9 +5,9 @@ doubles it with nearest-neighbour upsampling and a 3x3 convolution (resize-convo
 and log sigma^2, the generator starts with a linear layer to a 4 x 4 map.
 
 Why a second family. App. B's networks run a 5x5 convolution and residual blocks at full resolution and average-pool
-down; on 2 CPU cores they learn the built-in shapes' outlines slowly. This family takes about 1.5-2x the steps per
-second at twice App. B's base width and learns more per step (measurements in the README, "Benchmarks"). It is the
-demo's network (preset builtin-32); App. B stays the default and the network of the paper's presets.
+down; on 2 CPU cores they learn the built-in shapes' outlines slowly. At twice App. B's base width this family takes
+about 1.7x the steps per second (benchmarks/train_speed.py --arch) and learns more per step (README, "Benchmarks").
+It is the demo's network (preset builtin-32); App. B stays the default and the network of the paper's presets.
 
 Why resize-convolution in the generator. With transposed 4x4 convolutions (the DCGAN generator), IntroVAE's game on
 the built-in shapes drew the same high-frequency checkered texture into most prior samples within a few minutes:
