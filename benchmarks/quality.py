@@ -9,9 +9,10 @@ photo crops at 32x32, for chosen training precisions and seeds.
 Data sets: "builtin" is the generated shapes; "photos" is 4096 random crops of the colour photographs shipped inside
 scikit-image (benchmarks/photos.py builds benchmarks/results/photos-32.npz once; `pip install introvae[bench]`).
 
-Each model trains from its preset (builtin-32 for introvae, soft-introvae-32, avae-32, vae-32: the same App. B
-networks, latent size 128 and batch 32; each objective with its paper's settings) with `--data` pointed at the data
-set (the photos keep the presets' networks and loss weights) and `Config.precision` / `Config.seed` set. Every
+Each model trains from its preset (builtin-32 for introvae, soft-introvae-32, avae-32, vae-32: latent size 128 and
+batch 32, each objective with its paper's settings; introvae and its baseline vae on the light networks, base 32 /
+max 256, soft-introvae and avae on App. B's of the same widths, which `--set arch='"light"'` changes) with `--data`
+pointed at the data set (the photos keep the presets' networks and loss weights) and `Config.precision` / `Config.seed` set. Every
 (data, model, precision, seed) runs in its own process for `--budget-s` seconds, then is evaluated with
 `introvae.evaluate` on the held-out split (410 images; the same split for every seed, see SPLIT_SEED):
 
