@@ -50,6 +50,7 @@ from .nets import init_weights
 from .nets.mlp import build_mlp_networks
 from .objectives import OBJECTIVES, build_objective
 from .plot import plot_density, plot_samples
+from .runlog import RunLog
 from .runtime import resolve_device, stream_seed
 
 __all__ = ["BENCHMARK_WEIGHTS", "TOY_DEFAULT_STEPS", "decode_prior", "fit_toy", "plot_density", "plot_samples",
@@ -144,10 +145,11 @@ def _build_engine(config: Config, hidden: int, layers: int, device: torch.device
 
 
 def fit_toy(config: Config, dataset: str, *, hidden: int = 256, layers: int = 3,
-            lr_milestones: tuple[float, ...] = LR_MILESTONES, log_path: str | Path | None = None,
+            lr_milestones: tuple[float, ...] = LR_MILESTONES, run_dir: str | Path | None = None,
             quiet: bool = True) -> tuple[nn.ModuleDict, dict[str, Any]]:
     """Train fresh MLPs for `config` (see `toy_config`) on `dataset`; return the networks and
-    {"seconds", "skipped_steps", "lr_milestones"}. With `log_path`, the mean losses go there every log_every steps."""
+    {"seconds", "skipped_steps", "lr_milestones"}. With `run_dir`, the mean losses go to its log.jsonl (`RunLog`, as
+    image runs write theirs) every log_every steps."""
     device = resolve_device(config.device)
     with _SingleThread():
         engine = _build_engine(config, hidden, layers, device)
@@ -160,7 +162,10 @@ def fit_toy(config: Config, dataset: str, *, hidden: int = 256, layers: int = 3,
 
             progress = Progress(config.steps)
         started, skipped, losses = time.time(), 0, LossAverager()
-        log = open(log_path, "w") if log_path is not None else None
+        log = None
+        if run_dir is not None:
+            log = RunLog(run_dir)
+            log.path.unlink(missing_ok=True)  # a new run: no records of an earlier one
         try:
             for step in range(config.steps):
                 x = sample_toy(dataset, config.batch_size, _generator(torch.device("cpu"), config.seed, _DATA, step))
@@ -176,8 +181,7 @@ def fit_toy(config: Config, dataset: str, *, hidden: int = 256, layers: int = 3,
                     record = {"step": step + 1, **losses.means(), "time": round(time.time() - started, 3)}
                     losses.clear()
                     if log is not None:
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
+                        log.append(record)
                     if progress:
                         progress.update(step + 1, engine.objective.progress_fields(record))
         finally:
@@ -206,7 +210,7 @@ def train_toy(dataset: str, model: str, steps: int | None = None, out_dir: str |
     config = toy_config(dataset, model, steps, seed, batch_size, **config_overrides).resolved()
     out.mkdir(parents=True, exist_ok=True)
     networks, info = fit_toy(config, dataset, hidden=hidden, layers=layers, lr_milestones=lr_milestones,
-                             log_path=out / "log.jsonl", quiet=quiet)
+                             run_dir=out, quiet=quiet)
     with _SingleThread():
         fake = decode_prior(networks["generator"], eval_points, config.latent_dim, config.seed,
                             next(networks.parameters()).device)
