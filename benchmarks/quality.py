@@ -24,12 +24,15 @@ pointed at the data set (the photos keep the presets' networks and loss weights)
   Inception weights are not available offline, so this FID-style distance is defined on the data's own pixels: at
   8x8 it sees colours, sizes and positions of shapes and of photo regions, not pixel noise. FID is added when the
   Inception weights are found on disk (they are never downloaded here).
+* on the built-in set, how recognisable the samples' shapes are (benchmarks/shapes.py): `recognised`, the fraction
+  of samples a classifier of the built-in kinds names as one kind with probability >= 0.5 rather than "no shape"
+  (blurred, shuffled or noisy), and `shape_is`, the Inception Score's form over the eight kinds (1 to 8).
 
 A first row per data set, "real (train split)", scores 2000 training images the same way: the floor each metric can
 reach with this many images. A run the library refuses (e.g. a precision this device does not support) or that
 fails becomes a row with its error instead of stopping the benchmark. With more than one seed, a second table gives
-the mean and spread (max - min) over seeds of SWD, FD-8px and RMSE per (data, model, precision): the noise between
-seeds that a precision's difference is measured against. `--set KEY=VALUE ...` overrides options of every model's
+the mean and spread (max - min) over seeds of SWD, FD-8px, RMSE and the shape metrics per (data, model, precision):
+the noise between seeds that a precision's difference is measured against. `--set KEY=VALUE ...` overrides options of every model's
 preset (flat `Config` names, values parsed as JSON: a tuning experiment), and `--pictures DIR` keeps 64 samples and
 32 held-out reconstructions of each run as PNGs, to look at. Prints the tables and writes JSON.
 """
@@ -55,8 +58,10 @@ REAL = "real (train split)"
 
 ROW_COLUMNS = [("data", "{}"), ("model", "{}"), ("precision", "{}"), ("seed", "{}"), ("steps", "{}"),
                ("images_per_second", "{:.1f}"), ("rmse", "{:.2f}"), ("psnr", "{:.2f}"), ("ssim", "{:.3f}"),
-               ("ms_ssim", "{:.4f}"), ("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("fid", "{:.2f}"), ("error", "{}")]
-SUMMARY_METRICS = [("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("rmse", "{:.2f}")]
+               ("ms_ssim", "{:.4f}"), ("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("recognised", "{:.3f}"),
+               ("shape_is", "{:.2f}"), ("fid", "{:.2f}"), ("error", "{}")]
+SUMMARY_METRICS = [("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("rmse", "{:.2f}"), ("recognised", "{:.3f}"),
+                   ("shape_is", "{:.2f}")]
 SUMMARY_COLUMNS = [("data", "{}"), ("model", "{}"), ("precision", "{}"), ("seeds", "{}")] + [
     (f"{metric}_{stat}", fmt) for metric, fmt in SUMMARY_METRICS for stat in ("mean", "spread")]
 
@@ -91,7 +96,9 @@ def fd_8px(samples_u8, reference_u8) -> float:
     return fid(features(samples_u8), features(reference_u8))
 
 
-def score(samples_u8, reference_u8, settings) -> dict:
+def score(samples_u8, reference_u8, settings, shapes: bool = False) -> dict:
+    """The sample metrics of the rows; `shapes` adds the shape classifier's (benchmarks/shapes.py), for the built-in
+    set."""
     from introvae.evaluate import FeatureSpace, compare_sets
 
     features = FeatureSpace(settings)
@@ -100,6 +107,10 @@ def score(samples_u8, reference_u8, settings) -> dict:
            "swd": metrics["swd"]["mean"], "fd_8px": fd_8px(samples_u8, reference_u8)}
     if "fid" in metrics:
         row["fid"] = metrics["fid"]
+    if shapes:
+        from shapes import shape_scores  # benchmarks/shapes.py: this script's folder is on sys.path
+
+        row.update(shape_scores(samples_u8))
     return row
 
 
@@ -160,7 +171,8 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
                        pictures / f"{name}-reconstructions.png")
         row = {"preset": MODELS[model], "steps": trainer.step, "train_seconds": round(seconds, 1),
                "images_per_second": trainer.step * config.batch_size / seconds,
-               "rmse": rec["rmse"], "psnr": rec["psnr"], "ssim": rec["ssim"], **score(samples, reference, settings)}
+               "rmse": rec["rmse"], "psnr": rec["psnr"], "ssim": rec["ssim"],
+               **score(samples, reference, settings, shapes=spec == "builtin")}
     return row
 
 
@@ -171,7 +183,8 @@ def real_row(name: str, spec: str, num_samples: int) -> dict:
     data = open_split(from_preset(MODELS["introvae"], data=spec))
     train_images = data.train.images[:num_samples]
     return {"data": name, "model": REAL, "steps": 0,
-            **score(train_images, data.test.images, EvalSettings(num_samples=num_samples, download=False))}
+            **score(train_images, data.test.images, EvalSettings(num_samples=num_samples, download=False),
+                    shapes=name == "builtin")}
 
 
 def run_child(name: str, spec: str, model: str, precision: str, seed: int, args: argparse.Namespace) -> dict:
@@ -198,7 +211,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     for (name, model, precision), runs in groups.items():
         entry = {"data": name, "model": model, "precision": precision, "seeds": len(runs)}
         for metric, _ in SUMMARY_METRICS:
-            values = [r[metric] for r in runs]
+            values = [r[metric] for r in runs if metric in r]  # the shape metrics exist for the built-in set only
+            if not values:
+                continue
             entry[f"{metric}_mean"] = sum(values) / len(values)
             entry[f"{metric}_spread"] = max(values) - min(values)
         summary.append(entry)

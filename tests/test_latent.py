@@ -165,7 +165,8 @@ def test_animations_keep_their_frames(tmp_path, suffix, tolerance):
 # ---- the built-in shapes' kinds
 
 
-def test_shape_kinds_are_the_kinds_make_shapes_draws(monkeypatch):
+@pytest.mark.parametrize("one_shape", [False, True])
+def test_shape_kinds_are_the_kinds_make_shapes_draws(monkeypatch, one_shape):
     drawn = []
     original = builtin._draw_shape
 
@@ -173,11 +174,11 @@ def test_shape_kinds_are_the_kinds_make_shapes_draws(monkeypatch):
         drawn.append(kind)
         return original(draw, rng, kind, side, fill)
 
-    expected = builtin.shape_kinds(40, seed=3)
+    expected = builtin.shape_kinds(40, seed=3, one_shape=one_shape)
     monkeypatch.setattr(builtin, "_draw_shape", recording)
-    make_shapes(40, 16, seed=3)  # fewer than 64 images: drawn in order in one thread
+    make_shapes(40, 16, seed=3, one_shape=one_shape)  # fewer than 64 images: drawn in order in one thread
     assert drawn == [kind for kinds in expected for kind in kinds]
-    assert {len(kinds) for kinds in expected} == {1, 2}
+    assert {len(kinds) for kinds in expected} == ({1} if one_shape else {1, 2})
 
 
 # ---- the commands, on a tiny trained run

@@ -116,22 +116,26 @@ def _draw_shape(
         raise ValueError(f"unknown shape kind {kind!r}")
 
 
-def _render(seed: int, index: int, size: int) -> Image.Image:
-    """The RGB image number `index` of the set with `seed`, at `size` x `size`."""
+def _render(seed: int, index: int, size: int, one_shape: bool = False) -> Image.Image:
+    """The RGB image number `index` of the set with `seed`, at `size` x `size` (of the one-shape set if `one_shape`)."""
     rng = np.random.default_rng([seed, index])
     ss = _SUPERSAMPLE_SMALL if size <= 256 else _SUPERSAMPLE_LARGE
     side = size * ss
     bg = _random_colour(rng)
     canvas = Image.new("RGB", (side, side), bg)
     draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(1, 3))):
+    for _ in range(1 if one_shape else int(rng.integers(1, 3))):
         kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
         _draw_shape(draw, rng, kind, side, _contrasting_colour(rng, bg))
     return canvas.resize((size, size), Image.Resampling.LANCZOS)
 
 
-def make_shapes(num_images: int, size: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
-    """Draw `num_images` shape images: uint8 (N, channels, size, size); image i depends only on (seed, i)."""
+def make_shapes(num_images: int, size: int, channels: int = 3, seed: int = 0, one_shape: bool = False) -> torch.Tensor:
+    """Draw `num_images` shape images: uint8 (N, channels, size, size); image i depends only on (seed, i).
+
+    `one_shape=True` draws a different set (for shape classifiers, see `one_shape_kinds`): exactly one shape per image,
+    with the same distributions of kind, size, position, rotation and colours.
+    """
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
     if channels not in (1, 3):
@@ -142,7 +146,7 @@ def make_shapes(num_images: int, size: int, channels: int = 3, seed: int = 0) ->
 
     def fill(start: int, stop: int) -> None:
         for i in range(start, stop):
-            img = _render(seed, i, size)
+            img = _render(seed, i, size, one_shape)
             if channels == 1:
                 img = img.convert("L")
             out[i] = np.asarray(img).reshape(size, size, channels)
@@ -170,8 +174,9 @@ class _NoDrawing:
         pass
 
 
-def shape_kinds(num_images: int, seed: int = 0) -> list[tuple[str, ...]]:
-    """The kinds of the shapes on images 0 .. num_images-1 of `make_shapes(..., seed=seed)`, in drawing order.
+def shape_kinds(num_images: int, seed: int = 0, one_shape: bool = False) -> list[tuple[str, ...]]:
+    """The kinds of the shapes on images 0 .. num_images-1 of `make_shapes(..., seed=seed, one_shape=one_shape)`, in
+    drawing order.
 
     It replays each image's random draws (background, kinds, colours and each shape's own draws) without drawing,
     so it stays in step with `_render` and does not depend on the size or the channels.
@@ -181,7 +186,7 @@ def shape_kinds(num_images: int, seed: int = 0) -> list[tuple[str, ...]]:
         rng = np.random.default_rng([seed, index])
         background = _random_colour(rng)
         image_kinds = []
-        for _ in range(int(rng.integers(1, 3))):
+        for _ in range(1 if one_shape else int(rng.integers(1, 3))):
             kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
             _draw_shape(_NoDrawing(), rng, kind, 64, _contrasting_colour(rng, background))  # type: ignore[arg-type]
             image_kinds.append(kind)
