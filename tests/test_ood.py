@@ -13,6 +13,7 @@ from PIL import Image
 from introvae import Config, Model
 from introvae.cli import main
 from introvae.data import make_shapes
+from introvae.errors import UserError
 from introvae.images import save_image, to_float
 from introvae.latent import SCORE_KEYS, detection_metrics, fit_sigma, gaussian_scores, score_images
 
@@ -204,6 +205,15 @@ def test_model_scores_do_not_depend_on_the_batch_size(scored_run):
         np.testing.assert_allclose(one[key], many[key], rtol=1e-5)
     assert score_images(model, images[:2], samples=4, sigma=0.2)["neg_log_px_nats"] == pytest.approx(
         one["neg_log_px_nats"][:2], rel=1e-5)  # image i's noise depends on (seed, i) only
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (2, 1, 16, 16), (3, 16, 16)])
+def test_images_of_another_shape_are_refused_in_one_sentence(scored_run, shape):
+    model = Model.load(scored_run[0], device="cpu")
+    images = torch.rand(shape)
+    for call in (lambda: score_images(model, images, samples=2, sigma=0.2), lambda: model.encode(images)):
+        with pytest.raises(UserError, match=r"do not fit this model, which takes \(N, 3, 16, 16\)"):
+            call()
 
 
 def _read_csv(path):

@@ -123,7 +123,7 @@ class Model:
         Training does this before every checkpoint; call it on a model loaded from a run written before that,
         whose statistics mostly describe generated images. `batch_size` defaults to the training batch size.
         """
-        self._check_images(images)
+        self.check_images(images)
         generators = [self.networks[name] for name in ("generator", ema_name("generator")) if name in self.networks]
         reestimate(self.encoder, generators, images, batch_size or self.config.batch_size)
 
@@ -133,7 +133,7 @@ class Model:
 
     def encode(self, images: Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
         """Images in [0, 1], (N, C, S, S) -> (mu, logvar) of the posterior, each (N, latent_dim)."""
-        self._check_images(images)
+        self.check_images(images)
         both = self._batched(lambda x: torch.cat(self.encoder(x), dim=1), images, batch_size)
         return both.chunk(2, dim=1)
 
@@ -201,7 +201,8 @@ class Model:
 
         return edit_images(self, images, vector, strengths, batch_size)
 
-    def _check_images(self, images: Tensor) -> None:
+    def check_images(self, images: Tensor) -> None:
+        """Refuse, with one sentence, a batch whose shape is not (N, channels, image_size, image_size)."""
         c, s = self.config.channels, self.config.image_size
         if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
             raise UserError(f"images of shape {tuple(images.shape)} do not fit this model, which takes (N, {c}, {s}, {s}).")

@@ -148,7 +148,7 @@ def score_images(model: "Model", images: Tensor, samples: int = 16, seed: int = 
     `sigma` None fits it on the run's training images (`decoder_sigma`, which opens the run's data); pass the value
     when scoring several sets, so that it is fitted once.
     """
-    model._check_images(images)
+    model.check_images(images)
     if sigma is None:
         sigma = decoder_sigma(model, batch_size=batch_size)
     encode, decode = _model_functions(model, batch_size)
