@@ -26,15 +26,16 @@ pointed at the data set (the photos keep the presets' networks and loss weights)
   Inception weights are found on disk (they are never downloaded here).
 * on the built-in set, how recognisable the samples' shapes are (benchmarks/shapes.py): `recognised`, the fraction
   of samples a classifier of the built-in kinds names as one kind with probability >= 0.5 rather than "no shape"
-  (blurred, shuffled or noisy), and `shape_is`, the Inception Score's form over the eight kinds (1 to 8).
+  (blurred, shuffled or noisy), each kind counting for at most 1/8, and `shape_is`, the Inception Score's form over
+  the eight kinds (1 to 8).
 
 A first row per data set, "real (train split)", scores 2000 training images the same way: the floor each metric can
 reach with this many images. A run the library refuses (e.g. a precision this device does not support) or that
 fails becomes a row with its error instead of stopping the benchmark. With more than one seed, a second table gives
 the mean and spread (max - min) over seeds of SWD, FD-8px, RMSE and the shape metrics per (data, model, precision):
-the noise between seeds that a precision's difference is measured against. `--set KEY=VALUE ...` overrides options of every model's
-preset (flat `Config` names, values parsed as JSON: a tuning experiment), and `--pictures DIR` keeps 64 samples and
-32 held-out reconstructions of each run as PNGs, to look at. Prints the tables and writes JSON.
+the noise between seeds that a precision's difference is measured against. `--set KEY=VALUE ...` overrides options
+of every model's preset (flat `Config` names, values parsed as JSON: a tuning experiment), and `--pictures DIR`
+keeps 64 samples and 32 held-out reconstructions of each run as PNGs, to look at. Prints the tables and writes JSON.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How recognisable generated shapes are: a small classifier of the built-in shapes' kinds, scoring sets of images.
 
-    python benchmarks/shapes.py [--size 32] [--steps 1500] [--out-dir benchmarks/results]
+    python benchmarks/shapes.py [--size 32] [--steps 1500]
 
 Why. SWD and FD-8px compare distributions of pixels: they move when colours, sizes and positions match, and they
 can reward textures (README, "Tried and left out"). Issue 9 asks whether the demo's samples show shapes you could
@@ -10,8 +10,7 @@ spoilt in one of four ways: blurred by a box filter (3-7 px at 32 x 32), so that
 be is not counted as a circle; cut into 4 x 4 patches shuffled in place, which keeps the colours and destroys the
 outline; with Gaussian pixel noise (sigma 0.1-0.3), the speckled texture that an introspective generator can paint;
 or blurred and then speckled, the textured blob. Without the last three, textured samples were named one kind with
-confidence. Written here because no library
-ships a classifier of these shapes, and nothing can be downloaded.
+confidence. Written here because no library ships a classifier of these shapes, and nothing can be downloaded.
 
 For a set of images it reports:
 
@@ -24,14 +23,16 @@ For a set of images it reports:
   the same distribution (all blobs, or all circles).
 
 The built-in set itself has one or two shapes per image, so its own values are the reference (quality.py's "real"
-row), not 1.0 and 8. The classifier is trained once per size with fixed seeds (about a minute on one core) and kept
-in benchmarks/results/shape-classifier-<size>.pt; the command line retrains it and prints its held-out accuracy.
+row), not 1.0 and 8. The classifier is trained once per size with fixed seeds (about 3 minutes on 2 cores) and kept
+in benchmarks/results/shape-classifier-<size>.pt; the command line retrains it and prints its held-out accuracy and
+the scores of built-in, one-shape and spoilt images (benchmarks/results/shapes-<size>.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -153,14 +154,22 @@ def load_classifier(size: int) -> ShapeClassifier:
     path = RESULTS / f"shape-classifier-{size}.pt"
     if path.exists():
         saved = torch.load(path, weights_only=True)
-        if saved.get("version") == VERSION:
+        # A classifier of another version, or one retrained with other --steps, is not the benchmark's: retrain.
+        if saved.get("version") == VERSION and saved.get("info", {}).get("steps") == DEFAULT_STEPS:
             model = ShapeClassifier(len(kinds()) + 1)
             model.load_state_dict(saved["state"])
             return model.eval()
     model, info = train_classifier(size)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    torch.save({"version": VERSION, "state": model.state_dict(), "info": info}, path)
+    _save(model, info, path)
     return model
+
+
+def _save(model: ShapeClassifier, info: dict, path: Path) -> None:
+    """Write then rename, so that quality.py's processes, which may train at the same time, never read half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    torch.save({"version": VERSION, "state": model.state_dict(), "info": info}, partial)
+    os.replace(partial, path)
 
 
 @torch.no_grad()
@@ -192,9 +201,7 @@ def main() -> None:
     from introvae.data.builtin import BUILTIN_SEED, make_shapes
 
     model, info = train_classifier(args.size, args.steps)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    torch.save({"version": VERSION, "state": model.state_dict(), "info": info},
-               RESULTS / f"shape-classifier-{args.size}.pt")
+    _save(model, info, RESULTS / f"shape-classifier-{args.size}.pt")
     builtin = make_shapes(2048, args.size, 3, seed=BUILTIN_SEED)
     one, _ = labelled_set(1024, args.size, TEST_SEED)
     rows = {"builtin set (1-2 shapes)": shape_scores(builtin, model),

@@ -133,8 +133,9 @@ def _render(seed: int, index: int, size: int, one_shape: bool = False) -> Image.
 def make_shapes(num_images: int, size: int, channels: int = 3, seed: int = 0, one_shape: bool = False) -> torch.Tensor:
     """Draw `num_images` shape images: uint8 (N, channels, size, size); image i depends only on (seed, i).
 
-    `one_shape=True` draws a different set (for shape classifiers, see `one_shape_kinds`): exactly one shape per image,
-    with the same distributions of kind, size, position, rotation and colours.
+    `one_shape=True` draws a different set, exactly one shape per image with the same distributions of kind, size,
+    position, rotation and colours: labelled by `shape_kinds(..., one_shape=True)`, it trains shape classifiers
+    (benchmarks/shapes.py).
     """
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
