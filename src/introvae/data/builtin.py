@@ -116,6 +116,12 @@ def _draw_shape(
         raise ValueError(f"unknown shape kind {kind!r}")
 
 
+def _shape_count(rng: np.random.Generator, one_shape: bool) -> int:
+    """How many shapes the next image has: one or two, or always one (drawing nothing from `rng`) for the one-shape
+    set. `_render` and `shape_kinds` both call it, so they stay in step."""
+    return 1 if one_shape else int(rng.integers(1, 3))
+
+
 def _render(seed: int, index: int, size: int, one_shape: bool = False) -> Image.Image:
     """The RGB image number `index` of the set with `seed`, at `size` x `size` (of the one-shape set if `one_shape`)."""
     rng = np.random.default_rng([seed, index])
@@ -124,7 +130,7 @@ def _render(seed: int, index: int, size: int, one_shape: bool = False) -> Image.
     bg = _random_colour(rng)
     canvas = Image.new("RGB", (side, side), bg)
     draw = ImageDraw.Draw(canvas)
-    for _ in range(1 if one_shape else int(rng.integers(1, 3))):
+    for _ in range(_shape_count(rng, one_shape)):
         kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
         _draw_shape(draw, rng, kind, side, _contrasting_colour(rng, bg))
     return canvas.resize((size, size), Image.Resampling.LANCZOS)
@@ -187,7 +193,7 @@ def shape_kinds(num_images: int, seed: int = 0, one_shape: bool = False) -> list
         rng = np.random.default_rng([seed, index])
         background = _random_colour(rng)
         image_kinds = []
-        for _ in range(1 if one_shape else int(rng.integers(1, 3))):
+        for _ in range(_shape_count(rng, one_shape)):
             kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
             _draw_shape(_NoDrawing(), rng, kind, 64, _contrasting_colour(rng, background))  # type: ignore[arg-type]
             image_kinds.append(kind)

@@ -45,11 +45,7 @@ def load_named_images(path: str | Path, size: int, channels: int, option: str = 
     """
     path = Path(path)
     if path.is_file() and path.suffix.lower() in (".npz", ".npy"):
-        images = load_image_set(path, size)
-        if images.shape[1] != channels:  # gray <-> RGB, with the luma weights Pillow's convert("L") uses
-            images = images.expand(-1, 3, -1, -1).contiguous() if channels == 3 else (
-                torch.tensordot(torch.tensor([0.299, 0.587, 0.114]), images.float(), dims=([0], [1]))
-                .round().clamp(0, 255).to(torch.uint8)[:, None])
+        images = load_image_set(path, size, channels)  # gray <-> RGB as for files
         return [f"{path.name}/{i:06d}" for i in range(len(images))], images
     if path.is_file():
         return [path.name], load_image(path, size, channels)[None]
