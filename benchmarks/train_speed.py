@@ -4,7 +4,7 @@ Throughput, GFLOP/s and the share of this machine's 3x3 convolution peak, per mo
 
     python benchmarks/train_speed.py [--sizes 32 64] [--models introvae soft-introvae] [--precisions fp32 bf16]
                                      [--steps 5] [--repeats 5] [--device auto] [--arch appb] [--widths 64 256]
-                                     [--out FILE.json]
+                                     [--batch 32] [--out FILE.json]
 
 One network configuration (App. B, base width 64, widths up to 256, z = 128, batch 32; `--arch light --widths 32
 256` times the demo's networks) at each size. For every (model, size)
@@ -59,6 +59,10 @@ LR = 2e-4  # the learning rate of both papers; it does not change the cost of a 
 LIBRARY = {**NETWORK, **WEIGHTS, "batch_size": BATCH, "warmup_steps": 0, "steps": 10**9, "grid_every": 0,
            "checkpoint_every": 0, "builtin_count": 1024, "test_fraction": 0.0}
 PEAK_SHAPES = ((128, 16), (256, 8))  # (channels in = out, height = width) of the 3x3 conv, batch BATCH
+# A GPU is not filled by those: its peak is the best of larger convolutions (the 64x64 and 256x256 nets' widest
+# layers), and its bf16 matrix-product rate is measured too, the figure vendors quote as the chip's peak.
+PEAK_SHAPES_CUDA = ((64, 128), (128, 64), (256, 32))
+MATMUL_SIZE_CUDA = 8192
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PEAK_TIMING_S = 0.1  # each conv timing runs at least this long, so a fast device is not timed on one launch
 
@@ -175,7 +179,7 @@ PLAIN_STEPS = {"introvae": introvae_step, "soft-introvae": soft_introvae_step}
 
 
 def measure_steps(model: str, size: int, precisions: list[str], steps: int, repeats: int, device_name: str,
-                  networks: dict) -> dict:
+                  networks: dict, batch: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from introvae import Config
@@ -190,9 +194,10 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
     device = resolve_device(device_name)
     sync = _synchronizer(device)
     data = open_data("builtin", size, 3, 0.0, 0, builtin_count=LIBRARY["builtin_count"])
-    plain_config = Config(model=model, image_size=size, device=device_name, **{**LIBRARY, **networks})
+    plain_config = Config(model=model, image_size=size, device=device_name,
+                          **{**LIBRARY, **networks, "batch_size": batch})
     plain = build_plain(plain_config, device)
-    x = to_float(data.train.get(torch.arange(BATCH))).to(device)
+    x = to_float(data.train.get(torch.arange(batch))).to(device)
     step = PLAIN_STEPS[model]
 
     def plain_step() -> None:
@@ -222,7 +227,7 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
 
     def summary(timings: list[float]) -> dict:
         per_step = statistics.median(timings) / steps
-        return {"seconds_per_step_median": per_step, "images_per_second": BATCH / per_step,
+        return {"seconds_per_step_median": per_step, "images_per_second": batch / per_step,
                 "gflops_per_second": flops / per_step / 1e9, "timings_s": timings}
 
     plain_summary = summary(plain_timings)
@@ -236,7 +241,7 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
         "model": model,
         "image_size": size,
         "device": str(device),
-        "batch_size": BATCH,
+        "batch_size": batch,
         "parameters": count_parameters(plain.encoder) + count_parameters(plain.generator),
         "flops_per_step": flops,
         "plain": plain_summary,
@@ -255,12 +260,13 @@ def measure_peaks(device_name: str) -> dict:
     device = resolve_device(device_name)
     sync = _synchronizer(device)
     dtypes = ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
+    shapes = PEAK_SHAPES_CUDA if device.type == "cuda" else PEAK_SHAPES
     cases = []
     for dtype_name in dtypes:
         dtype = PEAK_DTYPES[dtype_name]
         for channels_last in (False, True):
             layout = torch.channels_last if channels_last else torch.contiguous_format
-            for channels, hw in PEAK_SHAPES:
+            for channels, hw in shapes:
                 x = torch.randn(BATCH, channels, hw, hw, device=device, dtype=dtype).contiguous(memory_format=layout)
                 w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).contiguous(memory_format=layout)
                 x.requires_grad_(True)
@@ -277,7 +283,20 @@ def measure_peaks(device_name: str) -> dict:
                 cases.append({"dtype": dtype_name, "channels_last": channels_last, "channels": channels,
                               "height_width": hw, "gflops_per_second": flops / seconds / 1e9})
     best = {d: max((c for c in cases if c["dtype"] == d), key=lambda c: c["gflops_per_second"]) for d in dtypes}
-    return {"device": str(device), "best": best, "cases": cases, "torch_threads": torch.get_num_threads()}
+    result = {"device": str(device), "best": best, "cases": cases, "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        result["gpu_name"] = torch.cuda.get_device_name(device)
+        result["matmul_gflops_per_second"] = {d: _matmul_gflops(PEAK_DTYPES[d], device, sync) for d in dtypes}
+    return result
+
+
+def _matmul_gflops(dtype: torch.dtype, device: torch.device, sync: Callable[[], None]) -> float:
+    """GFLOP/s of a large square matrix product on random data (the rate vendors quote as a GPU's peak)."""
+    n = MATMUL_SIZE_CUDA
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    _time(lambda: a @ b, 3, sync)
+    seconds = min(_time(lambda: a @ b, 10, sync) for _ in range(3)) / 10
+    return 2 * n**3 / seconds / 1e9
 
 
 # ---- the parent: one child per measurement, then the table
@@ -308,6 +327,7 @@ def main() -> None:
     parser.add_argument("--arch", default="appb", help="network family of both steps (--arch of introvae train)")
     parser.add_argument("--widths", type=int, nargs=2, default=[NETWORK["base_channels"], NETWORK["max_channels"]],
                         metavar=("BASE", "MAX"), help="base and maximum widths (default 64 256)")
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"images per step (default {BATCH})")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_speed.json")
     parser.add_argument("--child-step", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--child-peaks", action="store_true", help=argparse.SUPPRESS)
@@ -320,7 +340,7 @@ def main() -> None:
     if args.child_step:
         model, size = args.child_step
         print(json.dumps(measure_steps(model, int(size), args.precisions, args.steps, args.repeats, args.device,
-                                       networks)))
+                                       networks, args.batch)))
         return
 
     from introvae.model import resolve_device
@@ -328,20 +348,26 @@ def main() -> None:
     precisions = args.precisions or (["fp32", "bf16"] if native_bf16(resolve_device(args.device)) else ["fp32"])
     peaks = _child(["--child-peaks", "--device", args.device])
     rows = [_child(["--child-step", model, str(size), "--precisions", *precisions, "--steps", str(args.steps),
-                    "--repeats", str(args.repeats), "--device", args.device, *network_args])
+                    "--repeats", str(args.repeats), "--device", args.device, "--batch", str(args.batch),
+                    *network_args])
             for model in args.models for size in args.sizes]
     peak = {dtype: best["gflops_per_second"] for dtype, best in peaks["best"].items()}
+    matmul_peak = peaks.get("matmul_gflops_per_second", {})
     for row in rows:
         for precision, result in row["library"].items():
             if "skipped" not in result and precision in peak:
                 result["fraction_of_peak"] = result["gflops_per_second"] / peak[precision]
+            if "skipped" not in result and precision in matmul_peak:
+                result["fraction_of_matmul_peak"] = result["gflops_per_second"] / matmul_peak[precision]
         row["plain"]["fraction_of_peak"] = row["plain"]["gflops_per_second"] / peak["fp32"]  # plain is fp32
 
     print(f"3x3 conv forward + backward peak on {peaks['device']}, {peaks['torch_threads']} threads:")
     for dtype, best in peaks["best"].items():
         print(f"  {dtype}: {_peak_text(best)}")
+    for dtype, rate in peaks.get("matmul_gflops_per_second", {}).items():
+        print(f"  {dtype} {MATMUL_SIZE_CUDA}^3 matrix product ({peaks['gpu_name']}): {rate:.0f} GFLOP/s")
     print(f"{'model':>14} {'size':>5} {'plain img/s':>12} {'precision':>10} {'library img/s':>14} {'ratio':>6} "
-          f"{'GFLOP/s':>8} {'% peak':>7} {'peak MiB':>9}")
+          f"{'GFLOP/s':>8} {'% peak':>7} {'peak MiB':>9}" + (" % matmul peak" if matmul_peak else ""))
     for row in rows:
         head = f"{row['model']:>14} {row['image_size']:>5} {row['plain']['images_per_second']:>12.1f}"
         for precision, result in row["library"].items():
@@ -350,14 +376,17 @@ def main() -> None:
                 continue
             share = f"{100 * result['fraction_of_peak']:.1f}" if "fraction_of_peak" in result else "-"
             print(f"{head} {precision:>10} {result['images_per_second']:>14.1f} {result['speed_vs_plain']:>6.2f} "
-                  f"{result['gflops_per_second']:>8.1f} {share:>7} {row['peak_memory_mib']:>9.0f}")
+                  f"{result['gflops_per_second']:>8.1f} {share:>7} {row['peak_memory_mib']:>9.0f}"
+                  + (f" {100 * result['fraction_of_matmul_peak']:>13.1f}" if "fraction_of_matmul_peak" in result
+                     else ""))
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "config": {**LIBRARY, **networks}, "lr": LR, "machine": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_capabilities": {k: capabilities.get(k) for k in ("avx512_bf16", "amx_bf16", "avx2")},
-        "steps": args.steps, "repeats": args.repeats, "conv_peaks": peaks, "results": rows}, indent=2) + "\n")
+        "steps": args.steps, "repeats": args.repeats, "batch_size": args.batch, "conv_peaks": peaks,
+        "results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
