@@ -22,7 +22,9 @@ reported. ratio = library images/s / plain images/s (above 1 the library is fast
 point operations of one plain step (counted once by torch's FlopCounterMode; the library does the same arithmetic)
 by the seconds per step. The peak is the best of a 3x3 conv's forward + backward (input and weight gradients) over
 a few shapes, NCHW and channels_last, in fp32 and, where the device has native bf16, in bf16, measured in a child
-process of its own. Peak memory is per (model, size) process: on CUDA the peak of allocated GPU memory, on CPU the
+process of its own (on CUDA larger shapes, and the rate of an 8192^3 matrix product, the figure quoted as a GPU's
+peak; cuDNN runs "fp32" convolutions as TF32 by default, in both steps). `--batch` times another batch size (a GPU
+needs more than 32 images per step to be busy). Peak memory is per (model, size) process: on CUDA the peak of allocated GPU memory, on CPU the
 peak resident set size (Python and torch included; the baseline before any network is built is reported too).
 """
 
@@ -332,6 +334,8 @@ def main() -> None:
     parser.add_argument("--child-step", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--child-peaks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
     networks = {"arch": args.arch, "base_channels": args.widths[0], "max_channels": args.widths[1]}
     network_args = ["--arch", args.arch, "--widths", *map(str, args.widths)]
     if args.child_peaks:
