@@ -466,6 +466,22 @@ def test_a_config_that_does_not_fit_the_checkpoint_is_a_clear_error(tmp_path, se
         Model.load(run, device="cpu")
 
 
+@pytest.mark.parametrize("section, edit, message", [
+    ("networks", {"latent_dim": -4}, r"--latent-dim must be at least 1, got -4"),
+    ("networks", {"latent_dim": "big"}, r"--latent-dim must be a whole number, got 'big'"),
+    ("networks", {"arch": "huge"}, r"--arch"),
+    ("dataset", {"image_size": 30}, r"--image-size 30 is not supported"),
+])
+def test_a_damaged_config_json_is_refused_in_one_sentence_that_names_it(tmp_path, section, edit, message,
+                                                                        tiny_config):
+    run = train(tiny_config(steps=1), out=tmp_path / "r", quiet=True)
+    config = json.loads((run / "config.json").read_text())
+    config[section].update(edit)
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=rf"^{re.escape(str(run / 'config.json'))}: {message}"):
+        Model.load(run, device="cpu")
+
+
 def test_a_checkpoint_write_killed_between_its_files_does_not_count(tmp_path, tiny_config):
     """What a SIGKILL between train-N and model-N leaves: an orphaned training state, ignored, then cleaned up."""
     model = Model.build(tiny_config())

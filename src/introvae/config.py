@@ -273,6 +273,18 @@ class Config:
         """The learning rate and warm-up the run trains with, instead of "the model's default"."""
         return self.replace(lr=self.resolved_lr(), warmup_steps=self.resolved_warmup_steps())
 
+    def check_networks(self, source: str) -> "Config":
+        """The options that building the networks reads (the dataset and networks sections), checked for a config
+        read from `source` (a config.json, the config inside a weights file), so that a damaged or hand-edited file is
+        refused in one sentence that names it rather than deep inside torch. Only these sections: a model loaded for
+        inference needs nothing else, and an old run whose training options a newer rule would refuse still loads."""
+        try:
+            self.dataset.validate()
+            self.networks.validate()
+        except UserError as error:
+            raise UserError(f"{source}: {error}") from None
+        return self
+
     def validate(self) -> "Config":
         """Each section checks itself; the objective checks its options with the warm-up it will get."""
         for name in SECTIONS:
