@@ -273,7 +273,7 @@ class Config:
         """The learning rate and warm-up the run trains with, instead of "the model's default"."""
         return self.replace(lr=self.resolved_lr(), warmup_steps=self.resolved_warmup_steps())
 
-    def check_networks(self, source: str) -> "Config":
+    def _check_networks(self, source: str) -> "Config":
         """The options that building the networks reads (the dataset and networks sections), checked for a config
         read from `source` (a config.json, the config inside a weights file), so that a damaged or hand-edited file is
         refused in one sentence that names it rather than deep inside torch. Only these sections: a model loaded for
@@ -303,7 +303,12 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "Config":
-        """A config from `to_dict()`'s sections, or from the flat object config.json held before the sections."""
+        """A config from `to_dict()`'s sections, or from the flat object config.json held before the sections; the
+        options the networks are built from are checked, and an error names `source`."""
+        return cls._parse(values, source)._check_networks(source)
+
+    @classmethod
+    def _parse(cls, values: dict[str, Any], source: str) -> "Config":
         if not isinstance(values, dict):
             raise UserError(f"{source} does not hold a JSON object of options.")
         if not any(isinstance(values.get(name), dict) for name in SECTION_ORDER):

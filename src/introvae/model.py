@@ -69,7 +69,7 @@ class Model:
         if not path.is_dir():
             raise UserError(f"{path} is neither a run directory written by `introvae train` nor a weights file "
                             "written by `introvae export`: check the path.")
-        config = Config.load(path / "config.json").check_networks(str(path / "config.json"))
+        config = Config.load(path / "config.json")
         model = cls.build(config, resolve_device(device))
         load_networks(model_path(path, latest_step(path) if step is None else step), model.networks)
         return model
@@ -78,11 +78,9 @@ class Model:
     def _load_file(cls, path: Path, device: torch.device) -> "Model":
         values = config_of_weights(path)
         if values is not None:
-            source = f"the config in {path}"
-            config = Config.from_dict(values, source=source).check_networks(source)
+            config = Config.from_dict(values, source=f"the config in {path}")
         elif path.parent.name == CHECKPOINT_DIR and (path.parent.parent / "config.json").is_file():
-            config_path = path.parent.parent / "config.json"  # written before weights carried their config
-            config = Config.load(config_path).check_networks(str(config_path))
+            config = Config.load(path.parent.parent / "config.json")  # written before weights carried their config
         else:
             raise UserError(f"{path} carries no config (it was written before weights described themselves): load "
                             "the run directory it came from instead.")
