@@ -44,25 +44,13 @@ COLUMNS = [("arch", "{}"), ("colour", "{}"), ("precision", "{}"), ("steps", "{}"
            ("rmse", "{:.2f}"), ("named", "{:.3f}"), ("kind", "{:.3f}"), ("named_originals", "{:.3f}")]
 
 
-def _gray(u8: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (N, 3, S, S) -> the ITU-R 601 luma repeated over three channels (what PIL's convert("L") computes)."""
-    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    return (u8.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1)
-
-
 def _evaluate(encoder, generator, images: torch.Tensor, labels: torch.Tensor,
               classifier) -> tuple[dict, torch.Tensor]:
-    """({rmse, named, kind}, reconstructions) of `images` (float, [0, 1]) with the batch's own statistics."""
-    layers = [m for m in [*encoder.modules(), *generator.modules()]
-              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.momentum = 0.0  # batch statistics for the forward pass, running ones left as they are
+    """({rmse, named, kind}, reconstructions) of `images` (float, [0, 1]) with the batch's own statistics: the
+    networks stay in train mode (the running averages this pass moves are never read here)."""
     with torch.no_grad():
         reconstructions = generator(encoder(images)[0]).float().clamp(0, 1)
         logits = classifier(reconstructions)
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
     rmse = (reconstructions - images).pow(2).mean().sqrt().item() * 255
     return {"rmse": rmse, "named": _named(logits, labels), "kind": _kind(logits, labels)}, reconstructions
 
@@ -91,11 +79,12 @@ def run_one(arch: str, gray: bool, budget_s: float, steps: int, every: int, thre
     config = from_preset(PRESET, arch=arch, channels=3)
     device = torch.device("cpu")
     precision, _ = resolve_precision("auto", device)
-    train_u8 = make_shapes(config.builtin_count, config.image_size, seed=BUILTIN_SEED)
-    test_u8 = make_shapes(EVAL_IMAGES, config.image_size, seed=TEST_SEED, one_shape=True)
-    if gray:
-        train_u8, test_u8 = _gray(train_u8), _gray(test_u8)
-    train, test = train_u8.float() / 255, test_u8.float() / 255
+    # Gray images come from make_shapes itself (PIL's luma), repeated over three channels so that the networks
+    # and the classifier are the same as in colour.
+    channels = 1 if gray else 3
+    train_u8 = make_shapes(config.builtin_count, config.image_size, channels, seed=BUILTIN_SEED)
+    test_u8 = make_shapes(EVAL_IMAGES, config.image_size, channels, seed=TEST_SEED, one_shape=True)
+    train, test = (u8.expand(-1, 3, -1, -1).float() / 255 for u8 in (train_u8, test_u8))
     labels = torch.tensor([SHAPE_KINDS.index(kinds[0]) for kinds in shape_kinds(EVAL_IMAGES, TEST_SEED, True)])
     classifier = load_classifier(config.image_size)
 

@@ -368,7 +368,7 @@ def main() -> None:
     print(f"3x3 conv forward + backward peak on {peaks['device']}, {peaks['torch_threads']} threads:")
     for dtype, best in peaks["best"].items():
         print(f"  {dtype}: {_peak_text(best)}")
-    for dtype, rate in peaks.get("matmul_gflops_per_second", {}).items():
+    for dtype, rate in matmul_peak.items():
         print(f"  {dtype} {MATMUL_SIZE_CUDA}^3 matrix product ({peaks['gpu_name']}): {rate:.0f} GFLOP/s")
     print(f"{'model':>14} {'size':>5} {'plain img/s':>12} {'precision':>10} {'library img/s':>14} {'ratio':>6} "
           f"{'GFLOP/s':>8} {'% peak':>7} {'peak MiB':>9}" + (" % matmul peak" if matmul_peak else ""))
