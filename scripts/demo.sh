@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: set up, then train IntroVAE on the built-in shapes at 32x32 (4-6 minutes on 2 CPU cores).
+# The main job: set up, then train IntroVAE on the built-in shapes at 32x32 (4-7 minutes on 2 CPU cores).
 # Writes runs/demo-<time>/ with samples.png, reconstructions.png, interpolation.png, dynamics.png and checkpoints/.
 # Extra arguments go to `introvae train` (e.g. --steps 200 for a quick look).
 set -euo pipefail

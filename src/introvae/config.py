@@ -405,7 +405,7 @@ def option_table() -> list[OptionSpec]:
 # (z=512, m=120, beta=0.05) as the 256 x 256 one, since App. D studies beta on 256 x 256 CelebA-HQ images and Table 1
 # lists 256 among the trained resolutions, and the second (z=256, m=110, beta=0.5) as 128 x 128. Batch sizes follow
 # Table 1 except 1024, where Sec. 4.1 and Table 1 agree on 8.
-STEPS_BUILTIN_32 = 3000  # the demo's steps: 4-6 minutes with set-up on 2 CPU cores (README)
+STEPS_BUILTIN_32 = 3000  # the demo's steps: 4-7 minutes with set-up on 2 CPU cores (README)
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-1024": dict(image_size=1024, latent_dim=512, margin=90.0, alpha=0.25, beta=0.0025, batch_size=8,
                        base_channels=16, max_channels=512),
