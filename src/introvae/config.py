@@ -53,12 +53,13 @@ __all__ = ["Config", "DataConfig", "NetConfig", "OptimConfig", "OptionSpec", "PR
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = option("builtin", "image folder (searched recursively), LMDB, .npz/.npy array file, or 'builtin' "
-                       "for the generated shapes", flag="data")
+    path: str = option("builtin", "image folder (searched recursively), LMDB, .npz/.npy array file, 'shapes' (or "
+                       "'builtin') for the generated coloured shapes, or 'glyphs' for rendered digits (glyphs:letters: "
+                       "capital letters; glyphs:all: both)", flag="data")
     image_size: int = option(32, "square training resolution, a power of two from 8 to 1024")
     channels: int = option(0, "1 (grayscale) or 3 (RGB); 0 detects it from the images")
     test_fraction: float = option(0.1, "share of the images held out as the test split (deterministic by file name)")
-    builtin_count: int = option(4096, "number of images in the built-in shapes data set", minimum=1)
+    builtin_count: int = option(4096, "number of images in a generated data set (shapes, glyphs)", minimum=1)
     hflip: bool = option(False, "randomly flip training images horizontally")
 
     def validate(self) -> None:

@@ -1,4 +1,4 @@
-"""Training data for introvae: the built-in shapes set, folders of images, LMDB databases and .npy/.npz arrays,
+"""Training data for introvae: the built-in shapes and glyphs, folders of images, LMDB databases and .npy/.npz arrays,
 verified once when opened and served as uint8 image sources; and image sets to compare (`load_image_set`).
 
 Each kind of data set is a `DataSourceKind` in the registry `DATA_SOURCES` (see `introvae.data.source`).
@@ -8,6 +8,7 @@ from introvae.data.base import DataSplit, DecodingSource, ImageSource, TensorSou
 from introvae.data.builtin import make_shapes
 from introvae.data.folder import scan_folder
 from introvae.data.foldersource import FolderSource
+from introvae.data.glyphs import glyph_labels, make_glyphs, write_glyphs
 from introvae.data.imagesets import load_image_set
 from introvae.data.scan import ScanReport
 from introvae.data.source import DATA_SOURCES, check_data, open_data
@@ -24,6 +25,9 @@ __all__ = [
     "FolderSource",
     "cache_in_memory",
     "make_shapes",
+    "make_glyphs",
+    "glyph_labels",
+    "write_glyphs",
     "scan_folder",
     "load_image_set",
 ]

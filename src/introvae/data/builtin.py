@@ -3,21 +3,20 @@
 Each image has a plain background and one or two shapes (circles, ellipses, squares, rectangles, triangles,
 rings, crosses, stars) of random colour, size, position and rotation. Image i depends only on (seed, i),
 so a longer set starts with the shorter one and runs are reproducible. As a data source (`BUILTIN`, --data
-builtin) the set is generated, not read: it is split by position instead of by scanned names.
+shapes, or --data builtin as runs before the glyphs named it) the set is generated, not read: it is split by position
+instead of by scanned names (`introvae.data.generated`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from introvae.data.base import DataRequest, DataSourceKind, DataSplit, TensorSource, channel_words
-from introvae.errors import DataError
+from introvae.data.base import DataRequest, DataSourceKind, DataSplit
+from introvae.data.generated import render_set, require_count, split_by_position
 
 __all__ = ["SHAPE_KINDS", "make_shapes", "shape_kinds", "BUILTIN", "BUILTIN_SEED"]
 
@@ -36,9 +35,6 @@ _SUPERSAMPLE_LARGE = 2
 # condition keeps the shapes visible after conversion to one channel (red and green can share a luma).
 _MIN_RGB_DISTANCE = 120.0
 _MIN_LUMA_DIFFERENCE = 48.0
-
-# Upper bound on the threads make_shapes uses (it also never uses more than the machine's cores).
-_MAX_THREADS = 8
 
 # Radius of the shape's bounding circle as a fraction of the image side: diameters of 25-60 %.
 _RADIUS_RANGE = (0.125, 0.30)
@@ -143,32 +139,7 @@ def make_shapes(num_images: int, size: int, channels: int = 3, seed: int = 0, on
     position, rotation and colours: labelled by `shape_kinds(..., one_shape=True)`, it trains shape classifiers
     (benchmarks/shapes.py).
     """
-    if num_images < 0:
-        raise ValueError(f"num_images must be >= 0, got {num_images}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    out = np.empty((num_images, size, size, channels), dtype=np.uint8)
-
-    def fill(start: int, stop: int) -> None:
-        for i in range(start, stop):
-            img = _render(seed, i, size, one_shape)
-            if channels == 1:
-                img = img.convert("L")
-            out[i] = np.asarray(img).reshape(size, size, channels)
-
-    # The LANCZOS downscale dominates the cost and releases the GIL, so threads use all cores. Each image
-    # depends only on (seed, i), so the split into chunks cannot change the result.
-    workers = min(_MAX_THREADS, os.cpu_count() or 1, max(1, num_images // 64))
-    if workers <= 1:
-        fill(0, num_images)
-    else:
-        bounds = np.linspace(0, num_images, 4 * workers + 1).astype(int).tolist()
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(fill, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
-                future.result()
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return render_set(num_images, size, channels, lambda index: _render(seed, index, size, one_shape))
 
 
 class _NoDrawing:
@@ -203,20 +174,12 @@ def shape_kinds(num_images: int, seed: int = 0, one_shape: bool = False) -> list
 
 def open_builtin(request: DataRequest) -> DataSplit:
     """The built-in set of `request.builtin_count` images; the last `test_fraction` of them are held out."""
-    count, size, channels = request.builtin_count, request.size, request.channels or 3
-    if count < 2:
-        raise DataError(f"The built-in data set needs at least 2 images, got a count of {count}.")
-    images = make_shapes(count, size, channels, seed=BUILTIN_SEED)
-    names = [f"builtin/{i:06d}" for i in range(count)]
-    n_test = min(round(request.test_fraction * count), count - 1)  # training always keeps at least one image
-    n_train = count - n_test
-    train = TensorSource(images[:n_train], names[:n_train])
-    test = TensorSource(images[n_train:], names[n_train:]) if n_test > 0 else None
-    description = (
-        f"builtin shapes: {count} images ({n_train} train, {n_test} test), {channel_words(channels)}, {size}x{size}"
-    )
-    return DataSplit(train, test, channels, size, description, source="builtin")
+    count = require_count(request, "built-in data set")
+    images = make_shapes(count, request.size, request.channels or 3, seed=BUILTIN_SEED)
+    # "shapes" and "builtin" name the same images, under the names that runs started as "builtin" recorded.
+    return split_by_position(images, "builtin", request, "builtin shapes")
 
 
-BUILTIN = DataSourceKind("builtin", "the built-in data set", matches=lambda spec: spec == "builtin", open=open_builtin,
-                         generated=True)
+# "builtin" was the only generated set's name; runs whose config.json says so keep opening the shapes.
+BUILTIN = DataSourceKind("builtin", "the built-in shapes (shapes or builtin)",
+                         matches=lambda spec: spec in ("shapes", "builtin"), open=open_builtin, generated=True)

@@ -1,6 +1,7 @@
 """`open_data`, which turns a --data spec into a verified train/test split, over the registry of data sources.
 
---data specs, tried in the order of `DATA_SOURCES`: "builtin"; "lmdb:PATH" or a folder holding data.mdb
+--data specs, tried in the order of `DATA_SOURCES`: "shapes" (or "builtin"); "glyphs", "glyphs:letters" or
+"glyphs:all"; "lmdb:PATH" or a folder holding data.mdb
 (LSUN's format); a .npz or .npy file of uint8 images (NHWC or NCHW); any other path is a folder of images.
 
 Each kind (see `introvae.data.base.DataSourceKind`) lists its items; this module's one shared path verifies them
@@ -29,6 +30,7 @@ from introvae.data.base import (
 )
 from introvae.data.builtin import BUILTIN
 from introvae.data.foldersource import FOLDER, FolderSource
+from introvae.data.glyphs import GLYPHS
 from introvae.data.lmdbsource import LMDB
 from introvae.data.scan import ScanReport, ScanResult, verify_items
 from introvae.errors import DataError
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 # Tried in this order; the folder comes last because it claims every spec.
-DATA_SOURCES: tuple[DataSourceKind, ...] = (BUILTIN, LMDB, ARRAYS, FOLDER)
+DATA_SOURCES: tuple[DataSourceKind, ...] = (BUILTIN, GLYPHS, LMDB, ARRAYS, FOLDER)
 
 
 def _alternatives(kinds: tuple[DataSourceKind, ...]) -> str:
@@ -104,11 +106,11 @@ def open_data(
 ) -> DataSplit:
     """Open a data set as a train/test split at `size` x `size` pixels.
 
-    `spec` is "builtin", a folder of images, "lmdb:PATH" or a folder holding data.mdb, or a .npz/.npy file of
-    uint8 images. Every image is verified once (see `introvae.data.scan`); what cannot be used is skipped and
-    reported in `DataSplit.report` (summarised in the description). `channels` None means 3 for the built-in
-    set and "detect from the images" otherwise. `seed` chooses the split of the other sources; the built-in
-    images and their split do not depend on it.
+    `spec` is "shapes" (or "builtin"), "glyphs" (or "glyphs:letters", "glyphs:all"), a folder of images,
+    "lmdb:PATH" or a folder holding data.mdb, or a .npz/.npy file of uint8 images. Every image is verified once (see
+    `introvae.data.scan`); what cannot be used is skipped and reported in `DataSplit.report` (summarised in the
+    description). `channels` None means 3 for the shapes, 1 for the glyphs and "detect from the images" otherwise.
+    `seed` chooses the split of the other sources; the generated images and their split do not depend on it.
     """
     check_data_options(size, channels, test_fraction)
     request = DataRequest(spec, size, channels, test_fraction, seed, builtin_count, cache_limit_bytes)
