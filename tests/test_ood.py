@@ -1,7 +1,10 @@
 """Out-of-distribution scores: the likelihood estimator against a linear-Gaussian model's exact log p(x), the
-detection metrics against brute-force counts and hand-computed cases, and `introvae score` end to end."""
+complexity and typicality corrections against hand computations on the same model, the default score against the
+plain likelihood on flat images (probabilistic PCA, exact), the detection metrics against brute-force counts and
+hand-computed cases, and `introvae score` end to end."""
 
 import csv
+import io
 import json
 import math
 
@@ -15,7 +18,21 @@ from introvae.cli import main
 from introvae.data import make_shapes
 from introvae.errors import UserError
 from introvae.images import save_image, to_float
-from introvae.latent import SCORE_KEYS, detection_metrics, fit_sigma, gaussian_scores, score_images
+from introvae.latent import (
+    CORRECTED_KEYS,
+    DEFAULT_SCORE,
+    DENSITY_KEYS,
+    SCORE_KEYS,
+    SCORE_MEANINGS,
+    OODReference,
+    corrected_scores,
+    detection_metrics,
+    fit_reference,
+    fit_sigma,
+    gaussian_scores,
+    reference_statistics,
+    score_images,
+)
 
 # ---- a linear-Gaussian model: z ~ N(0, I), x = W z + b + N(0, sigma^2 I), with log p(x) in closed form
 
@@ -96,7 +113,7 @@ def test_score_identities_and_bits_per_dimension():
     w, b, posterior_cov = _linear_model(orthogonal=False)
     x = _draw(w, b, 6)
     scores = gaussian_scores(_encode_fn(w, b, posterior_cov, 1.5), _decode_fn(w, b), x, SIGMA, samples=8)
-    assert set(scores) == set(SCORE_KEYS)
+    assert set(scores) == set(DENSITY_KEYS)
     np.testing.assert_allclose(scores["neg_elbo_nats"], scores["reconstruction"] + scores["kl"])
     np.testing.assert_allclose(scores["neg_log_px_bpd"], scores["neg_log_px_nats"] / (DIMS * math.log(2)) + 8)
     np.testing.assert_allclose(scores["neg_elbo_bpd"], scores["neg_elbo_nats"] / (DIMS * math.log(2)) + 8)
@@ -123,6 +140,108 @@ def test_bad_estimator_arguments_are_user_errors():
     for kwargs in ({"sigma": 0.0}, {"sigma": float("nan")}, {"sigma": 0.3, "samples": 0}):
         with pytest.raises(UserError):
             gaussian_scores(encode, decode, x, **kwargs)
+
+
+# ---- the corrected scores: complexity (Serra et al.) and typicality (Nalisnick et al.)
+
+
+def _png_bits_per_dim(image: torch.Tensor) -> float:
+    """By hand: the image rounded to 8 bits, saved as PNG by Pillow at maximum compression, bits per pixel value."""
+    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG", optimize=True,
+                                                                             compress_level=9)
+    return 8 * len(buffer.getvalue()) / pixels.size
+
+
+def test_complexity_and_typicality_scores_equal_a_hand_computation_on_the_linear_gaussian_model():
+    w, b, posterior_cov = _linear_model(orthogonal=True)
+    encode, decode = _encode_fn(w, b, posterior_cov, 1.0), _decode_fn(w, b)
+    bits = DIMS * math.log(2)
+    # With the exact posterior, -log p(x) is exact for any K: the training statistics are those of the closed form.
+    training = _draw(w, b, 50, seed=2)
+    training_bpd = -_exact_log_px(w, b, training).numpy() / bits + 8
+    training_kl = gaussian_scores(encode, decode, training, SIGMA, samples=1)["kl"]
+    reference = reference_statistics(encode, decode, training, samples=3, sigma=SIGMA)
+    assert (reference.sigma, reference.sigma_fitted, reference.images) == (SIGMA, False, 50)
+    assert reference.neg_log_px_bpd_mean == pytest.approx(training_bpd.mean(), abs=1e-9)
+    assert reference.neg_log_px_bpd_std == pytest.approx(training_bpd.std(ddof=1), abs=1e-9)
+    assert reference.kl_std == pytest.approx(training_kl.std(ddof=1))
+
+    x = _draw(w, b, 8, seed=5)
+    x[0] = b.reshape(1, 2, 2)  # the mode of p(x): far more likely than a typical draw
+    density = gaussian_scores(encode, decode, x, SIGMA, samples=3)
+    scores = corrected_scores(density, x, reference)
+    assert set(scores) == set(CORRECTED_KEYS)
+    exact_bpd = -_exact_log_px(w, b, x).numpy() / bits + 8
+    png = np.array([_png_bits_per_dim(image) for image in x])
+    np.testing.assert_allclose(scores["complexity_png_bpd"], exact_bpd - png, atol=1e-9)
+    typicality = np.abs(exact_bpd - training_bpd.mean()) / training_bpd.std(ddof=1)
+    np.testing.assert_allclose(scores["typicality"], typicality, atol=1e-9)
+    kl = density["kl"]
+    np.testing.assert_allclose(scores["kl_typicality"], np.abs(kl - training_kl.mean()) / training_kl.std(ddof=1))
+    # The mode is the most likely point of all, yet two-sided typicality puts it above every typical draw.
+    assert exact_bpd[0] == exact_bpd.min() and scores["typicality"][0] == scores["typicality"].max()
+
+
+def test_fitted_reference_sigma_is_the_root_mean_squared_error_of_its_own_posterior_samples():
+    w, b, posterior_cov = _linear_model(orthogonal=False)
+    encode, decode = _encode_fn(w, b, posterior_cov, 1.0), _decode_fn(w, b)
+    x = _draw(w, b, 20)
+    reference = reference_statistics(encode, decode, x, samples=4, seed=1)
+    mean_reconstruction = gaussian_scores(encode, decode, x, reference.sigma, samples=4, seed=1)["reconstruction"]
+    # At the maximum-likelihood sigma, E_q[-log p(x|z)] = D/2 (log 2 pi sigma^2 + 1) on average over the images.
+    expected = 0.5 * DIMS * (math.log(2 * math.pi * reference.sigma**2) + 1)
+    assert reference.sigma_fitted and mean_reconstruction.mean() == pytest.approx(expected)
+    assert OODReference.from_dict(reference.to_dict()) == reference
+    with pytest.raises(UserError, match="at least two"):
+        reference_statistics(encode, decode, x[:1], samples=2)
+    with pytest.raises(UserError, match="holds no OOD reference"):
+        OODReference.from_dict({"sigma": 0.1}, "r.json")
+
+
+def _probabilistic_pca(train: torch.Tensor, components: int):
+    """Maximum-likelihood probabilistic PCA (Tipping & Bishop 1999) of flat images, with its exact posterior: W^T W
+    is diagonal, so the posterior covariance sigma^2 (W^T W + sigma^2 I)^-1 is diagonal too, and the estimator's
+    -log p(x) is exact for any K."""
+    mean = train.mean(0)
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(train.T))
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
+    variance = eigenvalues[components:].mean()
+    w = eigenvectors[:, :components] * (eigenvalues[:components] - variance).sqrt()
+    m = w.T @ w + variance * torch.eye(components, dtype=torch.float64)
+    gain, logvar = torch.linalg.solve(m, w.T), torch.log(variance / torch.diagonal(m))
+    side = int(math.isqrt(train.shape[1]))
+
+    def encode(x):
+        return (x.reshape(len(x), -1).double() - mean) @ gain.T, logvar.expand(len(x), components)
+
+    def decode(z):
+        return (z.double() @ w.T + mean).reshape(len(z), 1, side, side)
+
+    return encode, decode, float(variance.sqrt())
+
+
+def test_the_default_score_flags_flat_images_that_the_likelihood_ranks_as_most_typical():
+    shapes = to_float(make_shapes(600, 16, 1, seed=3)).double()
+    train, held_out = shapes[:500], shapes[500:]
+    encode, decode, sigma = _probabilistic_pca(train.reshape(500, -1), components=8)
+    g = torch.Generator().manual_seed(0)
+    flat = (torch.rand(100, 1, 1, 1, generator=g, dtype=torch.float64)
+            + torch.randn(100, 1, 16, 16, generator=g, dtype=torch.float64) / 255).clamp(0, 1)
+    reference = reference_statistics(encode, decode, train, samples=2, sigma=sigma)
+
+    def scores(images):
+        density = gaussian_scores(encode, decode, images, sigma, samples=2)
+        return {**density, **corrected_scores(density, images, reference)}
+
+    inliers, outliers = scores(held_out), scores(flat)
+    # The known failure: every flat image is more likely than every held-out shape.
+    assert detection_metrics(inliers["neg_log_px_bpd"], outliers["neg_log_px_bpd"])["auroc"] == 0.0
+    # The default score ranks every flat image above the median held-out shape; only shapes in the long upper tail
+    # of -log p(x) (unusual ones) score higher.
+    assert (outliers[DEFAULT_SCORE] > np.median(inliers[DEFAULT_SCORE])).all()
+    assert detection_metrics(inliers[DEFAULT_SCORE], outliers[DEFAULT_SCORE])["auroc"] > 0.85
 
 
 # ---- detection metrics
@@ -199,12 +318,15 @@ def test_model_scores_do_not_depend_on_the_batch_size(scored_run):
     run, inliers, _ = scored_run
     model = Model.load(run, device="cpu")
     images = to_float(make_shapes(5, 16, 3, seed=9))
-    one = score_images(model, images, samples=4, batch_size=1, sigma=0.2)
-    many = score_images(model, images, samples=4, batch_size=64, sigma=0.2)
+    reference = fit_reference(model, samples=4, sigma=0.2)
+    one = score_images(model, images, samples=4, batch_size=1, reference=reference)
+    many = score_images(model, images, samples=4, batch_size=64, reference=reference)
     for key in SCORE_KEYS:
         np.testing.assert_allclose(one[key], many[key], rtol=1e-5)
-    assert score_images(model, images[:2], samples=4, sigma=0.2)["neg_log_px_nats"] == pytest.approx(
+    assert score_images(model, images[:2], samples=4, reference=reference)["neg_log_px_nats"] == pytest.approx(
         one["neg_log_px_nats"][:2], rel=1e-5)  # image i's noise depends on (seed, i) only
+    with pytest.raises(UserError, match="--samples 4 and --seed 0"):
+        score_images(model, images, samples=8, reference=reference)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 32, 32), (2, 1, 16, 16), (3, 16, 16)])
@@ -252,6 +374,9 @@ def test_score_command_with_inliers_and_outliers_reports_detection_metrics(score
     assert [r["set"] for r in rows] == ["inliers"] * 12 + ["outliers"] * 9
     report = json.loads((tmp_path / "ood" / "scores.json").read_text())
     assert report["sigma_fitted"] and report["sigma"] > 0 and report["step"] == Config.load(run / "config.json").steps
+    assert list(rows[0]) == ["set", "file", *SCORE_KEYS] and set(report["metrics"]) == set(SCORE_KEYS)
+    assert report["default"] == DEFAULT_SCORE and f"{DEFAULT_SCORE} " in printed and "(default)" in printed
+    assert report["reference"]["sigma"] == report["sigma"] and report["reference"]["samples"] == 2
     for key in SCORE_KEYS:
         inlier_scores = [float(r[key]) for r in rows if r["set"] == "inliers"]
         outlier_scores = [float(r[key]) for r in rows if r["set"] == "outliers"]
@@ -265,7 +390,32 @@ def test_score_command_with_inliers_and_outliers_reports_detection_metrics(score
         assert (np.abs(histogram - blended(colour)).max(1) <= 2).sum() > 50, colour
 
 
+def test_every_score_column_has_a_meaning():
+    assert set(SCORE_MEANINGS) == set(SCORE_KEYS) and DEFAULT_SCORE in SCORE_KEYS
+
+
+def test_score_command_reuses_the_reference_of_an_earlier_report(scored_run, tmp_path, capsys):
+    run, inliers, outliers = scored_run
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    assert main(["score", str(run), "--data", str(outliers), "--samples", "2", "--out", str(first),
+                 "--device", "cpu"]) == 0
+    report = json.loads(first.with_suffix(".json").read_text())
+    assert report["default"] == DEFAULT_SCORE and "metrics" not in report and report["reference"]["images"] > 1
+    assert main(["score", str(run), "--data", str(outliers), "--samples", "2", "--reference",
+                 str(first.with_suffix(".json")), "--out", str(second), "--device", "cpu"]) == 0
+    assert second.read_text() == first.read_text()
+    assert json.loads(second.with_suffix(".json").read_text())["reference"] == report["reference"]
+    # A reference fitted at another K would compare estimates of another bias: refused.
+    assert main(["score", str(run), "--data", str(outliers), "--samples", "3", "--reference",
+                 str(first.with_suffix(".json")), "--out", str(tmp_path / "third.csv"), "--device", "cpu"]) == 2
+    assert "--samples 2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--data", "X", "--reference", "R", "--sigma", "0.1"], "not both"),
+    (["--data", "X", "--reference", "missing.json"], "cannot be read"),
+    (["--data", "X", "--reference", "bad.json"], "is not a JSON file"),
+    (["--data", "X", "--reference", "empty.json"], "holds no OOD reference"),
     (["--data", "X", "--inliers", "X", "--outliers", "X"], "either --data"),
     (["--inliers", "X"], "either --data"),
     (["--data", "X", "--samples", "0"], "--samples"),
@@ -275,7 +425,11 @@ def test_score_command_with_inliers_and_outliers_reports_detection_metrics(score
 ])
 def test_score_command_refuses_bad_input(scored_run, tmp_path, capsys, args, message):
     run, inliers, _ = scored_run
-    args = [str(inliers) if a == "X" else str(tmp_path / a) if a == "missing-folder" else a for a in args]
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "empty.json").write_text('{"reference": {}}')
+    (tmp_path / "R").write_text("{}")
+    args = [str(inliers) if a == "X" else str(tmp_path / a) if a in ("missing-folder", "R") or a.endswith(".json")
+            else a for a in args]
     assert main(["score", str(run), *args, "--out", str(tmp_path / "s.csv"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -21,7 +21,8 @@ from introvae.cli import main  # noqa: E402
 from introvae.evaluate import EvalSettings, evaluate_run, format_table  # noqa: E402
 from introvae.images import load_image, to_float, to_uint8  # noqa: E402
 from introvae.latent import (  # noqa: E402
-    attribute_position, compute_attribute, edit_images, principal_directions, score_images, training_images,
+    DEFAULT_SCORE, attribute_position, compute_attribute, edit_images, principal_directions, score_images,
+    training_images,
 )
 from introvae.serve import Explorer, create_app  # noqa: E402
 from introvae.serve.app import allowed_host_names, png_data_url  # noqa: E402
@@ -99,6 +100,7 @@ def test_info_lists_the_run_its_sliders_and_its_evaluation(client, run):
     report_file = sorted((run_dir / "eval").glob("eval-*.json"))[-1]
     assert info["evaluation"]["table"] == format_table(json.loads(report_file.read_text()))
     assert info["has_dynamics"] and info["reference_scored"] == 16
+    assert info["default_score"] == DEFAULT_SCORE
 
 
 def test_index_and_static_files_are_served(client):
@@ -198,7 +200,7 @@ def test_upload_shows_reconstruction_scores_and_attribute_positions(client, expl
     assert_same_image(result["image"], image)
     assert_same_image(result["reconstruction"], model.reconstruct(image[None])[0])
     assert result["resized"] == "resized from 40 x 24 to 16 x 16 (shorter side, then centre-cropped)"
-    scores = score_images(model, image[None], samples=4, seed=0, sigma=explorer.sigma)
+    scores = score_images(model, image[None], samples=4, seed=0, reference=explorer.ood_reference)
     assert set(result["scores"]) == set(scores)
     for key, values in scores.items():
         assert result["scores"][key] == pytest.approx(float(values[0]), rel=1e-5)

@@ -99,6 +99,8 @@ def test_page_slider_upload_and_bad_upload(page, server, tmp_path):
     assert src_of(page, "#upload-reconstruction").startswith("data:image/png")
     uploaded = wait_for_new_src(page, "#explore-image", moved)
     assert page.locator("#scores tr").count() >= 4
+    # The default OOD score comes first and is marked as the default.
+    assert "(default)" in page.locator("#scores tr").first.inner_text()
     assert "resized from 48 x 32" in page.inner_text("#upload-note")
     assert page.locator("#uploads img").count() == 1
     assert uploaded != moved

@@ -9,7 +9,8 @@
     introvae attribute RUN_DIR (--with DIR --without DIR [--out FILE] | --labels FILE.csv [--out DIR])
     introvae edit RUN_DIR --input IMAGE|DIR --attribute FILE --strength S... --out FILE.png
     introvae traverse RUN_DIR (--seed S | --input IMAGE) (--dims D... | --pca K) --range LO HI --steps K --out FILE.png
-    introvae score RUN_DIR (--data DIR | --inliers DIR --outliers DIR) [--samples K] [--sigma S] --out FILE.csv
+    introvae score RUN_DIR (--data DIR | --inliers DIR --outliers DIR) [--samples K] [--sigma S | --reference R.json]
+                   --out FILE.csv
     introvae export RUN_DIR --out FILE.safetensors [--step N]     # then: introvae sample FILE.safetensors ...
     introvae plot RUN_DIR [--out FILE.png]
     introvae check-data DATA [--image-size N]
@@ -179,22 +180,28 @@ def _add_latent_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="PNG grid to write")
     _add_run_options(p)
 
-    p = sub.add_parser("score", help="out-of-distribution scores of images: -ELBO and importance-weighted -log p(x) "
-                       "in nats and bits/dim; with --inliers/--outliers also AUROC, AUPRC and FPR at 95%% TPR",
-                       description="Score images under the run's model with a Gaussian decoder N(G(z), sigma^2 I), "
-                       "sigma fitted on the run's training images unless --sigma is given (see introvae.latent.ood). "
-                       "Writes a CSV of per-image scores; with --inliers and --outliers also OUT.json (the detection "
-                       "metrics of every score) and OUT-histogram.png.")
+    p = sub.add_parser("score", help="out-of-distribution scores of images: -ELBO, importance-weighted -log p(x), "
+                       "complexity-corrected and typicality scores; with --inliers/--outliers also AUROC, AUPRC and "
+                       "FPR at 95%% TPR",
+                       description="Score images under the run's model with a Gaussian decoder N(G(z), sigma^2 I): "
+                       "the densities, -log p(x) minus the image's compressed length (PNG, WebP), and how far -log "
+                       "p(x) and the encoder's KL lie from their training values on either side (see "
+                       "introvae.latent.ood and docs/ood.md). sigma and the training values are fitted once on the "
+                       "run's training images (or read with --reference). Writes a CSV of per-image scores and "
+                       "OUT.json (the reference, the default score and, with --inliers and --outliers, the detection "
+                       "metrics of every score) and with two sets OUT-histogram.png.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--data", type=Path, help="images to score (a folder, one image, or a .npz/.npy of uint8 images)")
     p.add_argument("--inliers", type=Path, help="instead of --data: images like the training data")
     p.add_argument("--outliers", type=Path, help="with --inliers: images that are not")
     p.add_argument("--samples", type=int, default=16, help="posterior samples K per image (int, default: 16)")
     p.add_argument("--sigma", type=float, help="noise level of the decoder in [0, 1] pixel units (default: fitted by "
-                   "maximum likelihood on up to 1024 of the run's training images)")
+                   "maximum likelihood on the run's training images, max(64, 1024 // K) of them)")
+    p.add_argument("--reference", type=Path, metavar="R.json", help="reuse the reference (sigma and the training "
+                   "images' score statistics) of an earlier report OUT.json instead of fitting it again")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (int, default: 0)")
-    p.add_argument("--histogram-score", default="neg_log_px_bpd", metavar="KEY",
-                   help="the score the histogram shows (default: neg_log_px_bpd)")
+    p.add_argument("--histogram-score", metavar="KEY", help="the score the histogram shows (default: the default "
+                   "score, typicality)")
     p.add_argument("--out", type=Path, required=True, help="CSV file of per-image scores")
     _add_run_options(p)
 
@@ -555,55 +562,82 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .atomic import atomic_write_text
     from .checkpoint import latest_step
     from .images import to_float
-    from .latent import (SCORE_KEYS, decoder_sigma, detection_metrics, load_named_images, plot_score_histograms,
-                         score_images)
+    from .latent import (DEFAULT_SCORE, SCORE_KEYS, detection_metrics, fit_reference, load_named_images,
+                         plot_score_histograms, score_images)
 
     two_sets = args.inliers is not None or args.outliers is not None
     if two_sets == (args.data is not None) or (two_sets and (args.inliers is None or args.outliers is None)):
         raise UserError("give either --data DIR, or --inliers DIR and --outliers DIR.")
-    if args.histogram_score not in SCORE_KEYS:
-        raise UserError(f"--histogram-score {args.histogram_score!r} is not one of {', '.join(SCORE_KEYS)}.")
+    histogram_key = args.histogram_score or DEFAULT_SCORE
+    if histogram_key not in SCORE_KEYS:
+        raise UserError(f"--histogram-score {histogram_key!r} is not one of {', '.join(SCORE_KEYS)}.")
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}.")
+    if args.sigma is not None and args.reference is not None:
+        raise UserError("give --sigma or --reference, not both: the reference carries its sigma.")
     _output_file(args.out, (".csv",))
+    reference = _read_reference(args.reference) if args.reference is not None else None
     model = _load(args)
     size, channels = model.config.image_size, model.config.channels
     sets = {"inliers": args.inliers, "outliers": args.outliers} if two_sets else {"data": args.data}
-    sigma = args.sigma if args.sigma is not None else decoder_sigma(model, batch_size=args.batch_size)
-    scores, names = {}, {}
-    for label, path in sets.items():
-        names[label], images = load_named_images(path, size, channels, f"--{label}")
-        scores[label] = score_images(model, to_float(images), args.samples, args.seed, args.batch_size, sigma)
+    images = {}
+    for label, path in sets.items():  # every set is read before the reference is fitted: a bad path fails fast
+        images[label] = load_named_images(path, size, channels, f"--{label}")
+    if reference is None:
+        reference = fit_reference(model, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
+                                  sigma=args.sigma)
+    scores = {label: score_images(model, to_float(batch), args.samples, args.seed, args.batch_size,
+                                  reference=reference) for label, (_, batch) in images.items()}
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow((["set"] if two_sets else []) + ["file", *SCORE_KEYS])
     for label in sets:
-        for i, name in enumerate(names[label]):
+        for i, name in enumerate(images[label][0]):
             writer.writerow(([label] if two_sets else []) + [name] + [f"{scores[label][k][i]:.6g}" for k in SCORE_KEYS])
     atomic_write_text(args.out, table.getvalue())
-    where = f"sigma {sigma:.4g}{' (fitted on training images)' if args.sigma is None else ''}, K = {args.samples}"
+    step = args.step if args.step is not None or not args.run_dir.is_dir() else latest_step(args.run_dir)
+    report = {"run": str(args.run_dir), "step": step, **{label: str(path) for label, path in sets.items()},
+              "sigma": reference.sigma, "sigma_fitted": reference.sigma_fitted, "samples": args.samples,
+              "seed": args.seed, "reference": reference.to_dict(), "default": DEFAULT_SCORE, "scores_csv": str(args.out)}
+    json_path = args.out.with_suffix(".json")
+    where = (f"sigma {reference.sigma:.4g}{' (fitted on training images)' if reference.sigma_fitted else ''}"
+             f"{f', reference {args.reference}' if args.reference is not None else ''}, K = {args.samples}")
     if not two_sets:
-        print(f"introvae: scored {len(names['data'])} images ({where}); mean -log p(x) "
-              f"{scores['data']['neg_log_px_bpd'].mean():.4f} bits/dim; wrote {args.out}")
+        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        print(f"introvae: scored {len(images['data'][0])} images ({where}); mean -log p(x) "
+              f"{scores['data']['neg_log_px_bpd'].mean():.4f} bits/dim, mean {DEFAULT_SCORE} "
+              f"{scores['data'][DEFAULT_SCORE].mean():.3f}; wrote {args.out}, {json_path}")
         return 0
     metrics = {key: detection_metrics(scores["inliers"][key], scores["outliers"][key]) for key in SCORE_KEYS}
-    step = args.step if args.step is not None or not args.run_dir.is_dir() else latest_step(args.run_dir)
-    report = {"run": str(args.run_dir), "step": step,
-              "inliers": str(args.inliers), "outliers": str(args.outliers), "sigma": sigma,
-              "sigma_fitted": args.sigma is None, "samples": args.samples, "seed": args.seed,
-              "metrics": metrics, "scores_csv": str(args.out)}
-    json_path, histogram = args.out.with_suffix(".json"), args.out.with_name(args.out.stem + "-histogram.png")
+    report["metrics"] = metrics
+    histogram = args.out.with_name(args.out.stem + "-histogram.png")
     atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-    key = args.histogram_score
-    plot_score_histograms(scores["inliers"][key], scores["outliers"][key], histogram, score_name=key,
-                          title=f"{args.run_dir.name}: AUROC {metrics[key]['auroc']:.3f} ({key})",
+    plot_score_histograms(scores["inliers"][histogram_key], scores["outliers"][histogram_key], histogram,
+                          score_name=histogram_key,
+                          title=f"{args.run_dir.name}: AUROC {metrics[histogram_key]['auroc']:.3f} ({histogram_key})",
                           inlier_label=f"inliers: {args.inliers.name}", outlier_label=f"outliers: {args.outliers.name}")
-    print(f"{'score':<16} {'AUROC':>7} {'AUPRC':>7} {'FPR@95TPR':>10}")
+    print(f"{'score':<20} {'AUROC':>7} {'AUPRC':>7} {'FPR@95TPR':>10}")
     for k, m in metrics.items():
-        print(f"{k:<16} {m['auroc']:7.4f} {m['auprc']:7.4f} {m['fpr_at_95_tpr']:10.4f}")
-    print(f"introvae: {len(names['inliers'])} inliers, {len(names['outliers'])} outliers ({where}); wrote {args.out}, "
-          f"{json_path}, {histogram}")
+        print(f"{k:<20} {m['auroc']:7.4f} {m['auprc']:7.4f} {m['fpr_at_95_tpr']:10.4f}"
+              f"{'   (default)' if k == DEFAULT_SCORE else ''}")
+    print(f"introvae: {len(images['inliers'][0])} inliers, {len(images['outliers'][0])} outliers ({where}); wrote "
+          f"{args.out}, {json_path}, {histogram}")
     return 0
+
+
+def _read_reference(path: Path):
+    """The OOD reference stored in a report of `introvae score` (its "reference"), refused in one sentence."""
+    from .latent import OODReference
+
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"--reference {path} cannot be read ({e.strerror or type(e).__name__}): give the JSON report "
+                        f"of an earlier `introvae score`.") from None
+    except (UnicodeDecodeError, ValueError):
+        raise UserError(f"--reference {path} is not a JSON file: give the JSON report of an earlier `introvae "
+                        f"score`.") from None
+    return OODReference.from_dict(report.get("reference") if isinstance(report, dict) else None, f"--reference {path}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

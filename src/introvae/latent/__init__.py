@@ -16,12 +16,23 @@ from .attribute import (
     run_attributes,
 )
 from .ood import (
+    COMPRESSORS,
+    CORRECTED_KEYS,
+    DEFAULT_SCORE,
+    DENSITY_KEYS,
     SCORE_KEYS,
+    SCORE_MEANINGS,
+    OODReference,
+    compressed_bits_per_dim,
+    corrected_scores,
     decoder_sigma,
     detection_metrics,
+    fit_reference,
     fit_sigma,
     gaussian_scores,
     plot_score_histograms,
+    reference_count,
+    reference_statistics,
     score_images,
 )
 from .sets import load_named_images, read_labels_csv, training_images
@@ -41,7 +52,8 @@ __all__ = [
     "load_attributes", "run_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR",
     "PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes", "write_animation",
     "read_animation", "ANIMATION_SUFFIXES",
-    "SCORE_KEYS", "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "detection_metrics",
-    "plot_score_histograms",
+    "SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS", "OODReference",
+    "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "fit_reference", "reference_statistics",
+    "reference_count", "compressed_bits_per_dim", "corrected_scores", "detection_metrics", "plot_score_histograms",
     "training_images", "load_named_images", "read_labels_csv",
 ]

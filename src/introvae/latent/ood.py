@@ -23,6 +23,36 @@ The estimator takes encode and decode functions (images -> (mu, logvar), float64
 checked on a linear-Gaussian model whose exact log p(x) is known; `score_images` plugs in a `Model`. The noise of
 image i is drawn from a generator seeded by (seed, i), so scores do not depend on the batch size.
 
+Scores that survive the known failure of likelihoods. A density model of images often gives simple images (flat
+colour, little texture) a higher likelihood than its own training images (Nalisnick et al., "Do deep generative
+models know what they don't know?", ICLR 2019), so -log p(x) alone ranks the easiest outliers as the most typical.
+`corrected_scores` adds, per image (higher = more outlying, like every score here):
+
+    complexity_png_bpd, complexity_webp_bpd    S(x) = -log2 p(x) - L(x), per dimension   (Serra et al., ICLR 2020)
+
+with L(x) the length in bits of the image's 8-bit pixels losslessly compressed (Pillow's PNG at maximum compression,
+the paper's baseline, and Pillow's lossless WebP); both sides in bits per dimension, so S = neg_log_px_bpd - L / D.
+A simple image has a small L as well as a small -log p(x), and subtracting L removes the advantage it owes to its
+simplicity alone. The files' fixed headers add the same constant to L of every image of one size, so ranks are not
+affected.
+
+    typicality      |(-log p(x)) - m| / s     m, s: mean and standard deviation of -log p(x) over training images
+    kl_typicality   |KL(q(z|x) || p(z)) - m_KL| / s_KL
+
+The first is the one-image form of the typicality test (Nalisnick et al., "Detecting out-of-distribution inputs to
+deep generative models using typicality", 2019): their statistic |(1/M) sum_m -log p(x_m) - H|, with H the training
+images' mean -log p(x), for a batch of M = 1, divided by the training images' spread. The training images' -log p(x)
+fill a band, the typical set, and an image is flagged when its -log p(x) lies far from that band on either side, too
+likely as well as too unlikely. The second asks the same of the encoder's KL: the introspective objectives train the
+encoder to give real images a small KL and generated ones a KL above the margin m, so the KL of a real image is a
+score of its own that a plain VAE has no reason to learn; two-sided, because an encoder can also put unfamiliar
+images near the prior's centre. Both are in units of the training images' standard deviation.
+
+m and s are fitted with sigma, in one pass over a reference set of the run's training images (`fit_reference`,
+`OODReference`): a budget of 1024 decoded posterior samples (max(64, 1024 // K) images at K samples each), the cost
+that fitting sigma had before, so the reference adds no time to scoring; it is stored in the JSON report of `score`
+and read back with `--reference`, so that scoring further sets does not fit it again.
+
 Detection metrics are computed here from sorted scores (a few lines each) rather than by adding scikit-learn as a
 dependency; the tests check them against brute-force pair counts and hand-computed cases.
 """
@@ -31,30 +61,62 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import UserError
-from ..images import as_float
+from ..images import as_float, to_uint8
 from ..runtime import stream_seed
 
 if TYPE_CHECKING:
     from ..model import Model
 
-__all__ = ["SCORE_KEYS", "gaussian_scores", "fit_sigma", "decoder_sigma", "score_images", "detection_metrics",
+__all__ = ["SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS",
+           "OODReference", "gaussian_scores", "fit_sigma", "decoder_sigma", "reference_statistics", "fit_reference",
+           "reference_count", "compressed_bits_per_dim", "corrected_scores", "score_images", "detection_metrics",
            "plot_score_histograms"]
 
 EncodeFn = Callable[[Tensor], "tuple[Tensor, Tensor]"]
 DecodeFn = Callable[[Tensor], Tensor]
 
-SCORE_KEYS = ("neg_elbo_nats", "neg_log_px_nats", "neg_elbo_bpd", "neg_log_px_bpd", "reconstruction", "kl")
+DENSITY_KEYS = ("neg_elbo_nats", "neg_log_px_nats", "neg_elbo_bpd", "neg_log_px_bpd", "reconstruction", "kl")
+CORRECTED_KEYS = ("complexity_png_bpd", "complexity_webp_bpd", "typicality", "kl_typicality")
+SCORE_KEYS = DENSITY_KEYS + CORRECTED_KEYS  # the columns of `score_images` and of `introvae score`'s CSV
+# Chosen by benchmarks/ood.py (docs/ood.md): the one score that flags every outlier set there, the flat images that
+# -log p(x) ranks as the most typical included.
+DEFAULT_SCORE = "typicality"
+SCORE_MEANINGS = {
+    "neg_elbo_nats": "-ELBO = reconstruction + kl, in nats",
+    "neg_log_px_nats": "-log p(x), importance-weighted over K posterior samples (Burda et al.), in nats",
+    "neg_elbo_bpd": "-ELBO in bits per dimension of 8-bit data",
+    "neg_log_px_bpd": "-log p(x) in bits per dimension of 8-bit data",
+    "reconstruction": "E_q[-log p(x|z)] over the K posterior samples, in nats",
+    "kl": "KL(q(z|x) || p(z)) of the encoder, in nats, in closed form",
+    "complexity_png_bpd": "-log p(x) minus the image's PNG length (Pillow, maximum compression), both in bits/dim "
+                          "(Serra et al.)",
+    "complexity_webp_bpd": "-log p(x) minus the image's lossless WebP length (Pillow), both in bits/dim (Serra et al.)",
+    "typicality": "|-log p(x) - its training mean|, in training standard deviations: too likely or too unlikely "
+                  "(Nalisnick et al.)",
+    "kl_typicality": "|KL(q(z|x) || p(z)) - its training mean|, in training standard deviations",
+}
+# Lossless encoders for L(x): Pillow's PNG at maximum effort (zlib level 9 and the smallest filter choice), the
+# baseline of Serra et al.; lossless WebP at method 4, which compresses within 3 % of method 6 at a thirtieth of its
+# time on 32 px images (0.4 ms against 13 ms per image).
+COMPRESSORS: dict[str, dict[str, Any]] = {
+    "png": dict(format="PNG", optimize=True, compress_level=9),
+    "webp": dict(format="WEBP", lossless=True, quality=100, method=4),
+}
 _LOG_2PI = math.log(2 * math.pi)
 _BITS_OF_8BIT = 8.0  # log2(256): the [0, 1] scaling of 8-bit data, in bits per dimension
 _SCORE_STREAM, _SIGMA_STREAM = 2, 3  # noise streams of stream_seed (the model's prior codes use stream 1)
+# The reference set's cost: as many decoded posterior samples as fitting sigma on 1024 training images took before the
+# reference existed, and never fewer than 64 images for the training statistics' mean and spread.
+REFERENCE_DECODES, MIN_REFERENCE_IMAGES = 1024, 64
 
 
 def _posterior_noise(seed: int, stream: int, index: int, samples: int, latent_dim: int) -> Tensor:
@@ -89,40 +151,172 @@ def fit_sigma(encode: EncodeFn, decode: DecodeFn, images: Tensor, samples: int =
     for start, stop in _chunks(len(images), max(1, batch_size // samples)):
         sse, *_ = _sse_of_samples(encode, decode, images[start:stop], start, samples, seed, _SIGMA_STREAM)
         total_sse += float(sse.sum())
-    dims = images[0].numel()
-    return math.sqrt(max(total_sse / (len(images) * samples * dims), 1e-12))
+    return _sigma_of_sse(total_sse, len(images) * samples * images[0].numel())
 
 
-def gaussian_scores(encode: EncodeFn, decode: DecodeFn, images: Tensor, sigma: float, samples: int = 16,
-                    seed: int = 0, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Per-image scores (see the module docstring) of `images` (N, ...) under p(x|z) = N(decode(z), sigma^2 I):
-    a dict of float64 arrays (N,) under SCORE_KEYS. Higher means less likely under the model."""
-    if samples < 1:
-        raise UserError(f"--samples must be at least 1, got {samples}.")
-    if not sigma > 0 or not math.isfinite(sigma):
-        raise UserError(f"--sigma must be a positive number, got {sigma}.")
-    if len(images) == 0:
-        raise UserError("there are no images to score.")
-    dims = images[0].numel()
-    log_norm_x = 0.5 * dims * (_LOG_2PI + 2 * math.log(sigma))
-    parts: dict[str, list[Tensor]] = {"neg_log_px_nats": [], "reconstruction": [], "kl": []}
+def _sigma_of_sse(total_sse: float, values: int) -> float:
+    return math.sqrt(max(total_sse / values, 1e-12))
+
+
+@dataclass
+class _PosteriorTerms:
+    """What the density scores need from the networks, before sigma enters: per image and posterior sample the
+    squared error sse (N, K) and log p(z_k) - log q(z_k|x) (N, K), per image the closed-form KL (N,)."""
+
+    sse: Tensor
+    log_prior_over_posterior: Tensor
+    kl: Tensor
+    dims: int
+
+
+def _posterior_terms(encode: EncodeFn, decode: DecodeFn, images: Tensor, samples: int, seed: int,
+                     batch_size: int) -> _PosteriorTerms:
+    sse_parts, log_ratio_parts, kl_parts = [], [], []
     for start, stop in _chunks(len(images), max(1, batch_size // samples)):
         sse, z, eps, (mu, logvar) = _sse_of_samples(encode, decode, images[start:stop], start, samples, seed,
                                                     _SCORE_STREAM)
-        latent_dim = z.shape[-1]
-        log_px_given_z = -sse / (2 * sigma**2) - log_norm_x  # (B, K)
-        log_pz = -0.5 * z.pow(2).sum(-1) - 0.5 * latent_dim * _LOG_2PI
-        log_qz = -0.5 * (eps.pow(2) + logvar[:, None, :]).sum(-1) - 0.5 * latent_dim * _LOG_2PI
-        log_weights = log_px_given_z + log_pz - log_qz
-        parts["neg_log_px_nats"].append(-(torch.logsumexp(log_weights, dim=1) - math.log(samples)))
-        parts["reconstruction"].append(-log_px_given_z.mean(1))
-        parts["kl"].append(0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1))
-    scores = {key: torch.cat(values).numpy() for key, values in parts.items()}
+        log_pz = -0.5 * z.pow(2).sum(-1)  # the -L/2 log 2 pi of p(z) and q(z|x) cancel in the ratio
+        log_qz = -0.5 * (eps.pow(2) + logvar[:, None, :]).sum(-1)
+        sse_parts.append(sse)
+        log_ratio_parts.append(log_pz - log_qz)
+        kl_parts.append(0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1))
+    return _PosteriorTerms(torch.cat(sse_parts), torch.cat(log_ratio_parts), torch.cat(kl_parts), images[0].numel())
+
+
+def _density_scores(terms: _PosteriorTerms, sigma: float) -> dict[str, np.ndarray]:
+    dims, samples = terms.dims, terms.sse.shape[1]
+    log_px_given_z = -terms.sse / (2 * sigma**2) - 0.5 * dims * (_LOG_2PI + 2 * math.log(sigma))  # (N, K)
+    log_weights = log_px_given_z + terms.log_prior_over_posterior
+    scores = {"neg_log_px_nats": (-(torch.logsumexp(log_weights, dim=1) - math.log(samples))).numpy(),
+              "reconstruction": (-log_px_given_z.mean(1)).numpy(), "kl": terms.kl.numpy()}
     scores["neg_elbo_nats"] = scores["reconstruction"] + scores["kl"]
     bits = dims * math.log(2)
     scores["neg_elbo_bpd"] = scores["neg_elbo_nats"] / bits + _BITS_OF_8BIT
     scores["neg_log_px_bpd"] = scores["neg_log_px_nats"] / bits + _BITS_OF_8BIT
-    return {key: scores[key] for key in SCORE_KEYS}
+    return {key: scores[key] for key in DENSITY_KEYS}
+
+
+def _check_density_arguments(images: Tensor, samples: int, sigma: float | None) -> None:
+    if samples < 1:
+        raise UserError(f"--samples must be at least 1, got {samples}.")
+    if sigma is not None and (not sigma > 0 or not math.isfinite(sigma)):
+        raise UserError(f"--sigma must be a positive number, got {sigma}.")
+    if len(images) == 0:
+        raise UserError("there are no images to score.")
+
+
+def gaussian_scores(encode: EncodeFn, decode: DecodeFn, images: Tensor, sigma: float, samples: int = 16,
+                    seed: int = 0, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Per-image density scores (see the module docstring) of `images` (N, ...) under p(x|z) = N(decode(z),
+    sigma^2 I): a dict of float64 arrays (N,) under DENSITY_KEYS. Higher means less likely under the model.
+
+        -ELBO = E_q[-log p(x|z)] + KL(q || p),   -log p(x) ~ -log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)
+    """
+    _check_density_arguments(images, samples, sigma)
+    return _density_scores(_posterior_terms(encode, decode, images, samples, seed, batch_size), sigma)
+
+
+@dataclass(frozen=True)
+class OODReference:
+    """What scoring needs from the training images, fitted once: the decoder's sigma and the mean and standard
+    deviation of -log p(x) (in bits/dim) and of the encoder's KL (nats) over `images` reference images, each scored
+    with `samples` posterior samples under `seed`. Scores are comparable with it only at the same K and seed."""
+
+    sigma: float
+    sigma_fitted: bool
+    samples: int
+    seed: int
+    images: int
+    neg_log_px_bpd_mean: float
+    neg_log_px_bpd_std: float
+    kl_mean: float
+    kl_std: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "the reference") -> "OODReference":
+        """Read `to_dict`'s output back, refusing in one sentence (naming `source`) what is not one."""
+        names = [name for name in cls.__dataclass_fields__]
+        if not isinstance(data, dict) or any(name not in data for name in names):
+            raise UserError(f"{source} holds no OOD reference (the fields {', '.join(names)}): give the JSON report "
+                            f"of an earlier `introvae score`.")
+        try:
+            reference = cls(sigma=float(data["sigma"]), sigma_fitted=bool(data["sigma_fitted"]),
+                            samples=int(data["samples"]), seed=int(data["seed"]), images=int(data["images"]),
+                            **{name: float(data[name]) for name in names[5:]})
+        except (TypeError, ValueError):
+            raise UserError(f"{source} has an OOD reference whose fields are not numbers: give the JSON report of an "
+                            f"earlier `introvae score`.") from None
+        spreads = (reference.sigma, reference.neg_log_px_bpd_std, reference.kl_std)
+        if not all(math.isfinite(value) and value > 0 for value in spreads) or reference.samples < 1:
+            raise UserError(f"{source} has an OOD reference with a sigma, a spread or a K that is not positive: give "
+                            f"the JSON report of an earlier `introvae score`.")
+        return reference
+
+
+def reference_count(samples: int) -> int:
+    """How many training images the reference uses at K = `samples`: max(64, 1024 // K)."""
+    return max(MIN_REFERENCE_IMAGES, REFERENCE_DECODES // max(samples, 1))
+
+
+def reference_statistics(encode: EncodeFn, decode: DecodeFn, images: Tensor, samples: int = 16, seed: int = 0,
+                         batch_size: int = 64, sigma: float | None = None) -> OODReference:
+    """The reference of `images` (float in [0, 1], the training images), in one pass of K = `samples` posterior
+    samples each: sigma (when None) by maximum likelihood over those samples, sqrt(sum sse / (N K D)), and then the
+    mean and standard deviation of -log p(x) and of the KL under that sigma."""
+    _check_density_arguments(images, samples, sigma)
+    if len(images) < 2:
+        raise UserError("the OOD reference needs at least two training images, for a spread of their scores.")
+    terms = _posterior_terms(encode, decode, images, samples, seed, batch_size)
+    fitted = sigma is None
+    if fitted:
+        sigma = _sigma_of_sse(float(terms.sse.sum()), terms.sse.numel() * terms.dims)
+    scores = _density_scores(terms, sigma)
+    neg_log_px, kl = scores["neg_log_px_bpd"], scores["kl"]
+    return OODReference(sigma=float(sigma), sigma_fitted=fitted, samples=samples, seed=seed, images=len(images),
+                        neg_log_px_bpd_mean=float(neg_log_px.mean()), neg_log_px_bpd_std=_spread(neg_log_px),
+                        kl_mean=float(kl.mean()), kl_std=_spread(kl))
+
+
+def _spread(values: np.ndarray) -> float:
+    # A reference whose scores are all equal would divide by zero; its spread is then the smallest positive one.
+    return max(float(values.std(ddof=1)), 1e-12)
+
+
+def compressed_bits_per_dim(images: Tensor, compressor: str = "png") -> np.ndarray:
+    """L(x) / D of each image (N, C, H, W; uint8, or float in [0, 1] rounded to 8 bits): the length in bits of the
+    image losslessly compressed by `compressor` (a key of COMPRESSORS) per pixel value."""
+    from PIL import Image
+
+    if compressor not in COMPRESSORS:
+        raise UserError(f"compressor {compressor!r} is not one of {', '.join(COMPRESSORS)}.")
+    pixels = (images if images.dtype == torch.uint8 else to_uint8(images)).permute(0, 2, 3, 1).cpu().numpy()
+    if pixels.shape[-1] not in (1, 3):
+        raise UserError(f"images with {pixels.shape[-1]} channels cannot be compressed: give gray or RGB images.")
+    lengths = np.empty(len(pixels))
+    for i, image in enumerate(pixels):
+        buffer = io.BytesIO()
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, **COMPRESSORS[compressor])
+        lengths[i] = 8 * buffer.tell()
+    return lengths / pixels[0].size
+
+
+def corrected_scores(density: dict[str, np.ndarray], images: Tensor,
+                     reference: OODReference) -> dict[str, np.ndarray]:
+    """The scores under CORRECTED_KEYS (module docstring) of `images`, from their `density` scores (`gaussian_scores`
+    under `reference.sigma`) and the training statistics of `reference`:
+
+        complexity_C_bpd = neg_log_px_bpd - L_C(x) / D                          (Serra et al. 2020)
+        typicality       = |neg_log_px_bpd - mean| / std                        (Nalisnick et al. 2019, M = 1)
+        kl_typicality    = |kl - kl_mean| / kl_std
+    """
+    neg_log_px = density["neg_log_px_bpd"]
+    scores = {f"complexity_{name}_bpd": neg_log_px - compressed_bits_per_dim(images, name) for name in COMPRESSORS}
+    scores["typicality"] = np.abs(neg_log_px - reference.neg_log_px_bpd_mean) / reference.neg_log_px_bpd_std
+    scores["kl_typicality"] = np.abs(density["kl"] - reference.kl_mean) / reference.kl_std
+    return {key: scores[key] for key in CORRECTED_KEYS}
 
 
 def _model_functions(model: "Model", batch_size: int) -> tuple[EncodeFn, DecodeFn]:
@@ -141,18 +335,42 @@ def decoder_sigma(model: "Model", images: Tensor | None = None, samples: int = 1
     return fit_sigma(encode, decode, as_float(images), samples, seed, batch_size)
 
 
+def fit_reference(model: "Model", images: Tensor | None = None, samples: int = 16, seed: int = 0,
+                  batch_size: int = 64, sigma: float | None = None) -> OODReference:
+    """The model's `OODReference` (`reference_statistics`) on `reference_count(samples)` evenly spaced images of
+    `images` (default: of the run's training split, which this opens)."""
+    count = reference_count(samples)
+    if images is None:
+        from .sets import training_images
+
+        images = training_images(model.config, count)
+    else:
+        model.check_images(images)
+        images = images[torch.linspace(0, len(images) - 1, min(count, len(images))).round().long().unique()]
+    encode, decode = _model_functions(model, batch_size)
+    return reference_statistics(encode, decode, as_float(images), samples, seed, batch_size, sigma)
+
+
 def score_images(model: "Model", images: Tensor, samples: int = 16, seed: int = 0, batch_size: int = 64,
-                 sigma: float | None = None) -> dict[str, np.ndarray]:
+                 sigma: float | None = None, reference: OODReference | None = None) -> dict[str, np.ndarray]:
     """OOD scores of `images` (float in [0, 1] or uint8) under `model`: a dict of arrays (N,) under SCORE_KEYS.
 
-    `sigma` None fits it on the run's training images (`decoder_sigma`, which opens the run's data); pass the value
-    when scoring several sets, so that it is fitted once.
+    `reference` None fits it (`fit_reference`, which opens the run's training data; with `sigma` given only the
+    training statistics are fitted); pass one when scoring several sets, so that it is fitted once. A reference
+    carries its sigma, K and seed: scoring at another K or seed would compare estimates of different bias.
     """
     model.check_images(images)
-    if sigma is None:
-        sigma = decoder_sigma(model, batch_size=batch_size)
+    if reference is None:
+        reference = fit_reference(model, samples=samples, seed=seed, batch_size=batch_size, sigma=sigma)
+    elif sigma is not None and sigma != reference.sigma:
+        raise UserError(f"--sigma {sigma:g} differs from the reference's sigma {reference.sigma:g}: give one of them.")
+    elif (samples, seed) != (reference.samples, reference.seed):
+        raise UserError(f"the reference was fitted with --samples {reference.samples} and --seed {reference.seed}: "
+                        f"score with the same, or fit a new reference.")
     encode, decode = _model_functions(model, batch_size)
-    return gaussian_scores(encode, decode, as_float(images), sigma, samples, seed, batch_size)
+    images = as_float(images)
+    density = gaussian_scores(encode, decode, images, reference.sigma, samples, seed, batch_size)
+    return {**density, **corrected_scores(density, images, reference)}
 
 
 def _finite_scores(scores, what: str) -> np.ndarray:

@@ -85,6 +85,7 @@ class Explorer:
     score_samples: int = 16
     step: int | None = None  # the checkpoint's step (None for a weights file outside a run directory)
     sigma: float = 1.0  # the Gaussian decoder's standard deviation the OOD scores use
+    ood_reference: Any = None  # introvae.latent.OODReference: sigma and the training statistics of the OOD scores
     _uploads: "OrderedDict[str, _Upload]" = field(default_factory=OrderedDict)
     # One request at a time touches the networks: decoding with prior statistics swaps batch-norm buffers, and
     # Model.evaluating switches train/eval modes, so concurrent requests would see each other's state.
@@ -100,7 +101,7 @@ class Explorer:
         or attributes/ beside a weights file, where `introvae attribute` puts them) and those of `attribute_files`, and
         compute the principal directions of the posterior means of `reference_count` training images (evenly spaced
         over the run's training split)."""
-        from ..latent import decoder_sigma, load_attributes, principal_directions, run_attributes
+        from ..latent import fit_reference, load_attributes, principal_directions, run_attributes
 
         run_dir = Path(run_dir)
         model = Model.load(run_dir, step=step, device=device)
@@ -130,12 +131,14 @@ class Explorer:
                 key=f"attribute:{name}", label=name, kind="attribute", step=vector.direction.float().cpu(),
                 note=f"{vector.count_with} images with against {vector.count_without} without; units of the "
                      f"vector (norm {vector.norm:.3g})"))
-        # The decoder's noise level of the OOD scores, fitted once on the reference images (see introvae.latent.ood).
-        sigma = decoder_sigma(model, reference)
+        # The decoder's noise level and the training statistics of the OOD scores, fitted once on the reference
+        # images (see introvae.latent.ood).
+        ood_reference = fit_reference(model, reference, samples=score_samples, seed=0)
         if step is None and run_dir.is_dir():
             step = latest_step(run_dir)
         explorer = cls(model=model, run_dir=run_dir, directions=directions, attributes=attributes,
-                       reference_scores={}, notes=notes, score_samples=score_samples, step=step, sigma=sigma)
+                       reference_scores={}, notes=notes, score_samples=score_samples, step=step,
+                       sigma=ood_reference.sigma, ood_reference=ood_reference)
         if score_reference > 0:
             explorer.reference_scores = explorer._scores(reference[:score_reference])
         return explorer
@@ -144,6 +147,8 @@ class Explorer:
 
     def info(self) -> dict[str, Any]:
         """The run's description for the page: sizes, sliders, stored attributes, evaluation table, notes."""
+        from ..latent import DEFAULT_SCORE
+
         config = self.model.config
         return {
             "run": self.run_dir.name,
@@ -159,6 +164,7 @@ class Explorer:
                             "norm": float(v.norm)} for name, v in self.attributes.items()],
             "score_samples": self.score_samples,
             "sigma": self.sigma,
+            "default_score": DEFAULT_SCORE,
             "reference_scored": int(len(next(iter(self.reference_scores.values()), []))),
             "evaluation": self.evaluation_table(),
             "has_dynamics": any((self.run_dir / name).is_file() for name in ("dynamics.png", "log.jsonl")),
@@ -324,7 +330,7 @@ class Explorer:
     def _scores(self, images: Tensor) -> dict[str, np.ndarray]:
         from ..latent import score_images
 
-        scores = score_images(self.model, images, samples=self.score_samples, seed=0, sigma=self.sigma)
+        scores = score_images(self.model, images, samples=self.score_samples, seed=0, reference=self.ood_reference)
         return {key: np.asarray(values, dtype=np.float64) for key, values in scores.items()}
 
     def _percentile(self, key: str, value: float) -> float | None:

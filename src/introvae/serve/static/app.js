@@ -5,6 +5,10 @@
 const $ = (id) => document.getElementById(id);
 
 const SCORE_LABELS = {
+  typicality: "typicality: |−log p(x) − training mean| (training std. devs.)",
+  complexity_png_bpd: "−log p(x) − PNG length (bits / dim)",
+  complexity_webp_bpd: "−log p(x) − WebP length (bits / dim)",
+  kl_typicality: "KL typicality: |KL − training mean| (training std. devs.)",
   neg_elbo_bpd: "−ELBO (bits / dim)",
   neg_log_px_bpd: "−log p(x), importance-weighted (bits / dim)",
   neg_elbo_nats: "−ELBO (nats)",
@@ -129,15 +133,21 @@ function row(cells) {
 
 function renderScores(result) {
   const scored = state.info ? state.info.reference_scored : 0;
-  // The labelled scores first, in the order above; any others after them.
+  // The default score first (the server names it), then the labelled scores in the order above, then any others.
+  const defaultKey = state.info ? state.info.default_score : null;
   const keys = [...Object.keys(SCORE_LABELS).filter((k) => k in result.scores),
     ...Object.keys(result.scores).filter((k) => !(k in SCORE_LABELS))];
+  keys.sort((a, b) => (b === defaultKey) - (a === defaultKey));
   const rows = keys.map((key) => {
     const value = result.scores[key];
     const percentile = result.percentiles[key];
     const where = percentile === null || percentile === undefined ? "" :
       `above ${percentile.toFixed(0)} % of ${scored} training images`;
-    return row([[SCORE_LABELS[key] || key], [Number.isFinite(value) ? value.toPrecision(4) : "not finite", "value"], [where, "note"]]);
+    const label = (SCORE_LABELS[key] || key) + (key === defaultKey ? " (default)" : "");
+    const tr = row([[label], [Number.isFinite(value) ? value.toPrecision(4) : "not finite", "value"], [where, "note"]]);
+    tr.dataset.score = key;
+    if (key === defaultKey) tr.className = "default-score";
+    return tr;
   });
   $("scores").tBodies[0].replaceChildren(...rows);
 }
