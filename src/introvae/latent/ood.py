@@ -50,8 +50,9 @@ images near the prior's centre. Both are in units of the training images' standa
 
 m and s are fitted with sigma, in one pass over a reference set of the run's training images (`fit_reference`,
 `OODReference`): a budget of 1024 decoded posterior samples (max(64, 1024 // K) images at K samples each), the cost
-that fitting sigma had before, so the reference adds no time to scoring; it is stored in the JSON report of `score`
-and read back with `--reference`, so that scoring further sets does not fit it again.
+that fitting sigma had before, so the reference costs about what sigma did (15 % more, measured in docs/ood.md); it
+is stored in the JSON report of `score` and read back with `--reference`, so that scoring further sets does not fit
+it again.
 
 Detection metrics are computed here from sorted scores (a few lines each) rather than by adding scikit-learn as a
 dependency; the tests check them against brute-force pair counts and hand-computed cases.
