@@ -135,6 +135,7 @@ def test_shapes_alias_and_builtin_still_open_the_shapes() -> None:
 # ------------------------------------------------------------------------------------ labels to files
 
 
+@pytest.mark.slow  # trains the shared tiny run when no other test has
 def test_write_glyphs_folder_feeds_attribute_labels(tmp_path: Path, tiny_run: Path) -> None:
     csv_path = write_glyphs(tmp_path / "glyphs", 12, size=16)
     files, labels = read_labels_csv(csv_path)
@@ -154,3 +155,49 @@ def test_write_glyphs_npz_keeps_the_labels(tmp_path: Path) -> None:
         assert archive["images"].shape == (6, 16, 16, 1)
         assert archive["labels"].tolist() == glyph_labels(6, mode="letters", start=3)
     assert torch.equal(load_image_set(path), make_glyphs(6, 16, mode="letters", start=3))
+
+
+# ----------------------------------------------------------------------------------------------- the judge
+
+
+@pytest.fixture(scope="module")
+def judge():
+    """benchmarks/glyphs.py as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("glyph_judge", ROOT / "benchmarks" / "glyphs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_high_frequency_ratio_tells_blur_from_speckle(judge) -> None:
+    real, other = make_glyphs(200, 32), make_glyphs(200, 32, start=200)
+    reference = judge.high_frequency_share(judge.as_gray_nchw(other)).mean()
+
+    def ratio(images: torch.Tensor) -> float:
+        return float(judge.high_frequency_share(judge.as_gray_nchw(images)).mean() / reference)
+
+    assert 0.9 < ratio(real) < 1.1
+    assert ratio(judge.blurred(real, 1.0)) < 0.5
+    assert ratio(judge.speckled(real, 0.02)) > 1.5
+    # A flat image has no power, so no share of it above the cutoff.
+    assert judge.high_frequency_share(torch.zeros(1, 1, 8, 8)).item() == 0.0
+
+
+def test_class_cover(judge) -> None:
+    assert judge.class_cover(torch.full((50,), 3), 10) == 0.0
+    assert judge.class_cover(torch.arange(100) % 10, 10) == pytest.approx(1.0)
+    assert 0.25 < judge.class_cover(torch.tensor([0, 1] * 20), 10) < 0.35  # two of ten classes: log 2 / log 10
+
+
+def test_judge_images_against_themselves(judge) -> None:
+    torch.manual_seed(0)
+    classifier = judge.GlyphClassifier(10).eval()  # untrained: the figures' arithmetic, not its judgement
+    images = make_glyphs(64, 16)
+    figures = judge.judge_images(images, classifier=classifier, reference=images)
+    assert figures["fd"] == pytest.approx(0.0, abs=1e-6) and figures["hf_ratio"] == pytest.approx(1.0)
+    assert 0.0 <= figures["legible"] <= 1.0 and 0.0 <= figures["class_cover"] <= 1.0
+    # NHWC, as `introvae sample` writes arrays, and three channels judge the same as gray NCHW.
+    nhwc_rgb = images.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous()
+    again = judge.judge_images(nhwc_rgb, classifier=classifier, reference=images)
+    assert again["fd"] == pytest.approx(0.0, abs=1e-3) and again["hf_ratio"] == pytest.approx(1.0, abs=1e-3)
+    assert judge.judge_images(judge.speckled(images, 0.05), classifier=classifier, reference=images)["fd"] > 0.0
