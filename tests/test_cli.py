@@ -70,6 +70,7 @@ def _image(path):
     return load_image(path, 16, 3).permute(1, 2, 0).numpy()
 
 
+@pytest.mark.slow
 def test_resume_from_the_command_line(run_dir, tmp_path):
     import shutil
 
@@ -135,6 +136,7 @@ def test_interpolate_images_and_seeds(run_dir, mixed_folder, tmp_path):
                  "--out", str(tmp_path / "s.png")]) == 0
 
 
+@pytest.mark.slow
 def test_plot_and_calibrate(run_dir, mixed_folder, tmp_path, capsys, train_flags):
     assert main(["plot", str(run_dir), "--out", str(tmp_path / "d.png")]) == 0
     assert Image.open(tmp_path / "d.png").size[0] > 500

@@ -101,6 +101,7 @@ def _flat_like_before(config: Config) -> dict:
     return values
 
 
+@pytest.mark.slow
 def test_a_run_with_a_flat_config_json_loads_and_resumes(tmp_path, tiny_config):
     run = train(tiny_config(steps=2, checkpoint_every=1), out=tmp_path / "run", quiet=True)
     sectioned = Config.load(run / "config.json")

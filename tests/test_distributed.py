@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 
 from introvae.plot import read_log
 
+pytestmark = pytest.mark.slow  # every test starts torchrun processes (gloo)
+
 WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 EXACT = Path(__file__).parent / "helpers" / "ddp_exact.py"
 

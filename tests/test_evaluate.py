@@ -74,6 +74,7 @@ def two_folders(tmp_path_factory):
 # ---- two image sets
 
 
+@pytest.mark.slow
 def test_two_folder_mode_end_to_end(two_folders, weights, tmp_path, capsys):
     samples, reference = two_folders
     out = tmp_path / "report.json"
@@ -92,6 +93,7 @@ def test_two_folder_mode_end_to_end(two_folders, weights, tmp_path, capsys):
     assert report["skipped"] == {}
 
 
+@pytest.mark.slow
 def test_a_set_against_itself(two_folders, weights):
     images = load_image_set(two_folders[0])
     report = evaluate_sets(images, images.clone(), EvalSettings(fid_weights=str(weights), **SMALL))
@@ -102,6 +104,7 @@ def test_a_set_against_itself(two_folders, weights):
     assert m["ms_ssim"]["samples"] == m["ms_ssim"]["reference"]
 
 
+@pytest.mark.slow
 def test_fid_does_not_depend_on_the_batch_size(weights):
     model = load_inception(weights)
     real, fake = make_shapes(6, 32, 3, seed=3), make_shapes(6, 32, 3, seed=4)
@@ -113,6 +116,7 @@ def test_fid_does_not_depend_on_the_batch_size(weights):
     assert values[1] == pytest.approx(values[0], rel=1e-4) and values[2] == pytest.approx(values[0], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_missing_weights_give_one_sentence_and_the_other_metrics(two_folders, tmp_path, capsys):
     samples, reference = two_folders
     out = tmp_path / "report.json"
@@ -147,6 +151,7 @@ def test_bad_combinations_of_options(args, words, capsys):
     assert words in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_reference_features_are_cached(weights, tmp_path):
     images = make_shapes(6, 32, 3, seed=5)
     space = FeatureSpace(EvalSettings(fid_weights=str(weights)))
@@ -218,6 +223,7 @@ def small_run(tmp_path_factory, tiny_config):
     return train(config, out=out, quiet=True)
 
 
+@pytest.mark.slow
 def test_evaluate_an_exported_weights_file_like_its_run(small_run, tmp_path):
     weights_file = tmp_path / "exported" / "model.safetensors"
     assert main(["export", str(small_run), "--out", str(weights_file)]) == 0
@@ -231,6 +237,7 @@ def test_evaluate_an_exported_weights_file_like_its_run(small_run, tmp_path):
     assert of_file["metrics"] == of_run["metrics"] and of_file["reconstruction"] == of_run["reconstruction"]
 
 
+@pytest.mark.slow
 def test_evaluate_a_run(small_run, weights, capsys, read_grid):
     code = main(["evaluate", str(small_run), "--num-samples", "12", "--fid-weights", str(weights), *SMALL_CLI])
     assert code == 0
@@ -265,6 +272,7 @@ def test_evaluation_samples_are_the_seeded_samples(small_run):
     assert difference.abs().max() <= 1 and (difference == 0).float().mean() > 0.99
 
 
+@pytest.mark.slow
 def test_a_run_without_held_out_images_needs_data(tmp_path, capsys, tiny_config):
     run = train(tiny_config(steps=1, builtin_count=16, test_fraction=0.0), out=tmp_path / "r", quiet=True)
     assert main(["evaluate", str(run), "--num-samples", "4"]) == 2
@@ -277,6 +285,7 @@ def test_a_run_without_held_out_images_needs_data(tmp_path, capsys, tiny_config)
 # ---- during training
 
 
+@pytest.mark.slow
 def test_eval_every_logs_metrics_without_changing_training(tmp_path, weights, tiny_config):
     base = tiny_config(batch_size=8, steps=4, warmup_steps=1, builtin_count=64, test_fraction=0.25, log_every=2)
     plain = train(base, out=tmp_path / "plain", quiet=True)

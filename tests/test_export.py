@@ -16,6 +16,9 @@ from introvae.cli import main
 from introvae.errors import UserError
 from introvae.export import export_model
 
+pytestmark = pytest.mark.slow  # every test trains a run (the ema_run fixture)
+
+
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory, tiny_config):
     """A 4-step IntroVAE run that keeps an EMA generator, with checkpoints at steps 2 and 4."""

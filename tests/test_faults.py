@@ -98,6 +98,7 @@ KILLED_TRAIN = Path(__file__).parent / "helpers" / "killed_train.py"
 KILLS = [("mid", 3), ("after", 3), ("mid", 4), ("after", 2), ("mid", 1), ("after", 5)]
 
 
+@pytest.mark.slow
 def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path, tiny_cli):
     run, steps = tmp_path / "run", 30
     base = ["--steps", str(steps), "--checkpoint-every", "1", "--keep-checkpoints", "2"]
@@ -165,6 +166,7 @@ def test_resume_copes_with_a_log_ahead_of_the_checkpoint_and_a_half_written_line
 
 # ---------------------------------------------------------------- SIGTERM and Ctrl-C
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_with_status_2(tmp_path, tiny_cli):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "introvae", "train", *tiny_cli(steps=1000), "--out", str(run), "--quiet"]
@@ -314,6 +316,7 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_caught_before_its_optimizer
     assert all(torch.equal(p, q) for p, q in zip(model.networks["generator"].parameters(), generator))
 
 
+@pytest.mark.slow
 def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path, faulty_trainer, read_chart):
     attempts = {"bad": 0}
 

@@ -140,6 +140,7 @@ def test_module_state_dict_has_exactly_the_published_layout(layout) -> None:
     assert all(n.eps == 0.001 for n in norms)
 
 
+@pytest.mark.slow
 def test_load_inception_accepts_the_published_layout(weights_file) -> None:
     path, state = weights_file
     with pytest.warns(UserWarning, match="not comparable"):  # random weights: not the published sha256
@@ -290,6 +291,7 @@ def test_failed_download_falls_through_to_weights_missing(no_weights_anywhere: P
 # --------------------------------------------------------------------------------------------- behaviour
 
 
+@pytest.mark.slow
 def test_features_do_not_depend_on_the_batch(sane_model: FIDInceptionV3) -> None:
     sane_model.train()  # must not switch BN to batch statistics
     assert not any(m.training for m in sane_model.modules())
@@ -304,6 +306,7 @@ def test_features_do_not_depend_on_the_batch(sane_model: FIDInceptionV3) -> None
     assert (one["pool"][0] - one["pool"][1]).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 def test_grayscale_equals_repeated_rgb(sane_model: FIDInceptionV3) -> None:
     gray = images(1, 20, channels=1, seed=4)
     out_gray = sane_model(gray)

@@ -17,6 +17,7 @@ from introvae.objectives.introvae import propose_margin
 from introvae.plot import read_log
 from introvae import precision as precision_module
 from introvae.precision import resolve_precision
+from introvae.runtime import resolve_device
 
 # The tiny run (conftest.py) made larger, so that batch-norm statistics and the KL have something to say.
 SMALL = dict(latent_dim=16, base_channels=8, max_channels=32, batch_size=16, builtin_count=256, log_every=5)
@@ -43,6 +44,7 @@ def _rmse_batch_statistics(model: Model, images: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("model, arch", [(model, "appb") for model in sorted(OBJECTIVES)]
                          + [("introvae", arch) for arch in sorted(ARCHITECTURES) if arch != "appb"])
+@pytest.mark.slow
 def test_eval_mode_reconstructions_match_batch_statistics(tmp_path, model, arch, tiny_config):
     # 150 steps at lr 1e-3: long enough for IntroVAE's running averages to drift from real data (with the averages
     # kept during training its eval-mode RMSE is 13 % above the batch-statistics one here).
@@ -58,6 +60,7 @@ def test_eval_mode_reconstructions_match_batch_statistics(tmp_path, model, arch,
     assert eval_mode <= 1.05 * batch_stats, (eval_mode, batch_stats)
 
 
+@pytest.mark.slow
 def test_reestimating_repairs_statistics_of_generated_images(tmp_path, tiny_config):
     # A model whose averages describe other inputs (as those kept while training on generated images do).
     config = tiny_config(**SMALL, steps=40, warmup_steps=10)
@@ -119,8 +122,11 @@ def test_bf16_run_trains_and_records_its_precision(tmp_path, capsys, tiny_config
 
 
 def test_auto_precision_is_resolved_in_config_json(tmp_path, tiny_config):
-    run = train(tiny_config(**SMALL, steps=1), out=tmp_path / "run", quiet=True)
-    assert json.loads((run / "config.json").read_text())["optim"]["precision"] in ("fp32", "bf16")
+    config = tiny_config(**SMALL, steps=1)
+    assert config.precision == "auto"
+    run = train(config, out=tmp_path / "run", quiet=True)
+    expected, _ = resolve_precision("auto", resolve_device(config.device))
+    assert json.loads((run / "config.json").read_text())["optim"]["precision"] == expected
 
 
 # ---------------------------------------------------------------------------------------------------- margin auto
@@ -129,6 +135,7 @@ def test_auto_precision_is_resolved_in_config_json(tmp_path, tiny_config):
 AUTO = dict(SMALL, margin="auto", warmup_steps=8, log_every=1)
 
 
+@pytest.mark.slow
 def test_margin_auto_is_chosen_from_the_last_quarter_of_the_warm_up(tmp_path, tiny_config):
     run = train(tiny_config(**AUTO, steps=12), out=tmp_path / "run", quiet=True)
     records = read_log(run / "log.jsonl")
@@ -142,6 +149,7 @@ def test_margin_auto_is_chosen_from_the_last_quarter_of_the_warm_up(tmp_path, ti
     assert game and all(r["margin"] == events[0]["margin"] for r in game)
 
 
+@pytest.mark.slow
 def test_margin_auto_resumes_exactly(tmp_path, tiny_config):
     config = tiny_config(**AUTO, steps=12)
     straight = train(config, out=tmp_path / "straight", quiet=True)
@@ -176,6 +184,7 @@ def test_sampling_decodes_with_the_statistics_of_prior_codes(tiny_config):
     assert all(torch.all(r == 0) for r in running)  # swapped back after decoding
 
 
+@pytest.mark.slow
 def test_checkpoints_without_prior_statistics_load_with_the_running_ones(tmp_path, tiny_config):
     from safetensors.torch import load_file, save_file
 

@@ -2,6 +2,7 @@
 
 import statistics
 
+import pytest
 import torch
 
 from introvae import Config, Model, train
@@ -14,6 +15,7 @@ CONFIG = Config(image_size=16, channels=3, latent_dim=32, base_channels=16, max_
                 beta=2.0, margin=30.0, warmup_steps=100, steps=300, log_every=10, grid_every=0, checkpoint_every=0)
 
 
+@pytest.mark.slow
 def test_short_training_learns_and_plays_the_game(tmp_path):
     run = train(CONFIG, out=tmp_path / "run", quiet=True)
     records = read_log(run / "log.jsonl")

@@ -95,6 +95,7 @@ def test_update_ema_moves_parameters_and_copies_buffers():
     torch.testing.assert_close(ema.weight, torch.full((3,), 0.1 + 0.9 * 0.9))
 
 
+@pytest.mark.slow
 def test_sampling_uses_the_ema_generator(tmp_path):
     config = Config(image_size=16, latent_dim=8, base_channels=4, max_channels=16, batch_size=8, steps=3,
                     warmup_steps=1, builtin_count=32, grid_every=0, ema=0.5)
@@ -115,6 +116,7 @@ def test_sampling_uses_the_ema_generator(tmp_path):
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
+@pytest.mark.slow
 def test_every_model_trains_samples_and_evaluates_from_the_command_line(model, tmp_path, monkeypatch, capsys, tiny_cli):
     monkeypatch.setenv("INTROVAE_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

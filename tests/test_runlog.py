@@ -51,6 +51,7 @@ def test_tensorboard_gets_the_records_and_steps_going_back_replace_the_abandoned
     assert len(read_log(tmp_path / "log.jsonl")) == 7  # log.jsonl gets every record as it comes
 
 
+@pytest.mark.slow
 def test_training_with_tensorboard_logs_what_log_jsonl_holds(tmp_path, tiny_config):
     pytest.importorskip("tensorboard")
     run = train(tiny_config(steps=3, tensorboard=True), out=tmp_path / "r", quiet=True)
@@ -65,6 +66,7 @@ def test_training_with_tensorboard_logs_what_log_jsonl_holds(tmp_path, tiny_conf
     assert [step for step, _ in _scalars(run / TENSORBOARD_DIR)["kl_real"]] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_tensorboard_can_be_turned_on_when_resuming(tmp_path, tiny_config):
     pytest.importorskip("tensorboard")
     run = train(tiny_config(steps=2, checkpoint_every=2), out=tmp_path / "r", quiet=True)

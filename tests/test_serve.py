@@ -117,6 +117,7 @@ def test_dynamics_is_the_runs_picture(client, run):
     assert response.data == (run_dir / "dynamics.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_weights_file_finds_the_vectors_attribute_wrote_beside_it(tiny_run, tmp_path):
     weights = tmp_path / "model.safetensors"
     assert main(["export", str(tiny_run), "--out", str(weights)]) == 0

@@ -20,6 +20,8 @@ playwright_api = pytest.importorskip("playwright.sync_api",
 
 from introvae.serve import Explorer, make_explorer_server  # noqa: E402
 
+pytestmark = pytest.mark.slow  # headless Chromium
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 

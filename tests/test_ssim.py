@@ -85,6 +85,7 @@ def test_ssim_with_a_window_larger_than_the_image_uses_pggan_rule():
     torch.testing.assert_close(ssim(x, y), per_channel.mean(dim=1), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_ms_ssim_matches_torchmetrics_at_192px_rgb():
     generator = torch.Generator().manual_seed(192)
     x = smooth_images(3, 3, 192, generator).double()
@@ -127,6 +128,7 @@ def test_ms_ssim_of_identical_images_is_one(size):
 
 
 @pytest.mark.parametrize("size", [32, 128])
+@pytest.mark.slow
 def test_ms_ssim_of_independent_noise_is_low_and_finite(size):
     generator = torch.Generator().manual_seed(1000 + size)
     x = torch.rand(8, 3, size, size, generator=generator)
@@ -143,6 +145,7 @@ def test_ms_ssim_of_independent_noise_is_low_and_finite(size):
     assert related.min() > 0.5
 
 
+@pytest.mark.slow
 def test_ms_ssim_is_symmetric_and_never_nan_on_anticorrelated_images():
     generator = torch.Generator().manual_seed(11)
     x = smooth_images(3, 3, 64, generator)
@@ -165,6 +168,7 @@ def test_ms_ssim_rejects_images_under_16px():
     assert math.isclose(ms_ssim(small, small, weights=(0.2, 0.3, 0.5)).item(), 1.0, abs_tol=1e-12)
 
 
+@pytest.mark.slow
 def test_diversity_of_copies_is_one_and_of_noise_is_low():
     generator = torch.Generator().manual_seed(21)
     copies = smooth_images(1, 3, 32, generator).expand(6, -1, -1, -1)
@@ -198,6 +202,7 @@ def test_diversity_is_reproducible_and_validates_input():
         ms_ssim_diversity(images[:1])
 
 
+@pytest.mark.slow
 def test_diversity_downsamples_large_images_and_accepts_uint8():
     generator = torch.Generator().manual_seed(24)
     large = smooth_images(3, 3, 256, generator)

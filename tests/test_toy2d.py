@@ -178,6 +178,7 @@ def test_mlp_networks():
 # -------------------------------------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_soft_introvae_covers_the_eight_modes(tmp_path):
     """A short seeded Soft-IntroVAE run finds all eight modes of 8gaussians, evenly.
 

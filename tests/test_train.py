@@ -35,7 +35,7 @@ def test_light_widths_double_per_halving_up_to_the_cap():
     assert model.generator.fc.out_features == 128 * 16
 
 
-@pytest.mark.parametrize("size", [16, 32, 64, 128, 256, 512, 1024])
+@pytest.mark.parametrize("size", [16, 32, 64, 128, *(pytest.param(s, marks=pytest.mark.slow) for s in (256, 512, 1024))])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_output_shapes_for_every_size(size, channels, arch):
@@ -49,6 +49,7 @@ def test_output_shapes_for_every_size(size, channels, arch):
     assert model.generator(model.encoder(x)[0]).shape == (2, channels, size, size)
 
 
+@pytest.mark.slow
 def test_save_then_load_gives_identical_outputs(tmp_path, tiny_config):
     config = tiny_config()
     model = Model.build(config)
@@ -72,6 +73,7 @@ def test_loading_weights_of_another_shape_is_a_clear_error(tmp_path, tiny_config
         load_networks(tmp_path / "m.safetensors", other.networks)
 
 
+@pytest.mark.slow
 def test_sampling_by_seed_does_not_depend_on_the_batch_size(tiny_config):
     model = Model.build(tiny_config())
     # Batched kernels may round differently (~1e-6); an 8-bit level is 4e-3.
@@ -95,6 +97,7 @@ def test_interpolation_ends_at_the_codes(tiny_config):
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
+@pytest.mark.slow
 def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
     config = tiny_config(steps=1, warmup_steps=0, model=model)
     data = open_data("builtin", config.image_size, config.channels, 0.1, 0, builtin_count=config.builtin_count)
@@ -146,6 +149,7 @@ def _weights(run_dir):
 
 
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, model, tiny_config):
     # With the EMA generator and (for avae) the PID controller's state in the checkpoint.
     config = tiny_config(hflip=True, warmup_steps=2, model=model, ema=0.9)
@@ -161,6 +165,7 @@ def test_resume_continues_exactly(tmp_path, model, tiny_config):
     assert checkpoint_steps(stopped) == [3, 6]
 
 
+@pytest.mark.slow
 def test_resume_refuses_options_that_define_the_run(tmp_path, tiny_config):
     run = train(tiny_config(steps=1), out=tmp_path / "r", quiet=True)
     with pytest.raises(UserError, match="cannot change"):
@@ -173,6 +178,7 @@ def test_resume_refuses_options_that_define_the_run(tmp_path, tiny_config):
             train(resume=run, steps=2, quiet=True)
 
 
+@pytest.mark.slow
 def test_run_directory_contents(tmp_path, tiny_config, read_grid, read_chart):
     run = train(tiny_config(steps=4, checkpoint_every=2, grid_every=2, keep_checkpoints=1, builtin_count=64),
                 out=tmp_path / "r", quiet=True)
@@ -215,6 +221,7 @@ def _max_difference(tiles, images):
     return int(np.abs(tiles.astype(int).reshape(-1, *tiles.shape[-3:]) - _hwc(to_uint8(images)).astype(int)).max())
 
 
+@pytest.mark.slow
 def test_non_finite_losses_stop_with_a_clear_message(tmp_path, tiny_config):
     config = tiny_config(steps=50, lr=1e30)  # an absurd learning rate overflows within steps
     with pytest.raises(UserError, match="diverged"):
