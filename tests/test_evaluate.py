@@ -262,6 +262,7 @@ def test_evaluate_a_run(small_run, weights, capsys, read_grid):
     assert (np.diff(l1, axis=1) >= 0).all()
 
 
+@pytest.mark.slow
 def test_evaluation_samples_are_the_seeded_samples(small_run):
     from introvae.images import to_uint8
 

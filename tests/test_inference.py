@@ -113,6 +113,7 @@ def test_bf16_keeps_the_output_layers_and_losses_in_fp32(tiny_config):
     assert mu.dtype == logvar.dtype == image.dtype == torch.float32  # ...but what the losses see is fp32
 
 
+@pytest.mark.slow
 def test_bf16_run_trains_and_records_its_precision(tmp_path, capsys, tiny_config):
     run = train(tiny_config(**SMALL, steps=6, warmup_steps=2, precision="bf16"), out=tmp_path / "run")
     assert json.loads((run / "config.json").read_text())["optim"]["precision"] == "bf16"
@@ -121,6 +122,7 @@ def test_bf16_run_trains_and_records_its_precision(tmp_path, capsys, tiny_config
     assert records and all(torch.isfinite(torch.tensor(r["ae"])) for r in records)
 
 
+@pytest.mark.slow
 def test_auto_precision_is_resolved_in_config_json(tmp_path, tiny_config):
     config = tiny_config(**SMALL, steps=1)
     assert config.precision == "auto"

@@ -189,6 +189,7 @@ def test_diversity_orders_more_and_less_varied_sets():
     assert less_score > more_score + 0.2
 
 
+@pytest.mark.slow
 def test_diversity_is_reproducible_and_validates_input():
     generator = torch.Generator().manual_seed(23)
     images = smooth_images(6, 1, 32, generator)
