@@ -50,7 +50,10 @@ import time
 from pathlib import Path
 
 MODELS = {"introvae": "builtin-32", "soft-introvae": "soft-introvae-32", "avae": "avae-32", "vae": "vae-32"}
-DATA_SETS = ("builtin", "photos")
+DATA_SETS = ("builtin", "photos", "glyphs")
+# The glyphs are gray and have their own IntroVAE preset; every other (data, model) trains from MODELS' preset in RGB.
+DATA_PRESETS = {("glyphs", "introvae"): "glyphs-32", ("glyphs", "vae"): "vae-glyphs-32"}
+DATA_CHANNELS = {"glyphs": 1}
 PRECISIONS = ("auto", "fp32", "bf16")  # passed through; the library decides which it accepts on this device
 # The train/test split of a file data set follows a seed; it is fixed here so that every seed and precision is scored
 # against the same held-out images as the data set's real row (the seeds vary initialisation, data order and noise).
@@ -60,17 +63,19 @@ REAL = "real (train split)"
 ROW_COLUMNS = [("data", "{}"), ("model", "{}"), ("precision", "{}"), ("seed", "{}"), ("steps", "{}"),
                ("images_per_second", "{:.1f}"), ("rmse", "{:.2f}"), ("psnr", "{:.2f}"), ("ssim", "{:.3f}"),
                ("ms_ssim", "{:.4f}"), ("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("recognised", "{:.3f}"),
-               ("shape_is", "{:.2f}"), ("fid", "{:.2f}"), ("error", "{}")]
+               ("shape_is", "{:.2f}"), ("legible", "{:.3f}"), ("class_cover", "{:.3f}"), ("judge_fd", "{:.2f}"),
+               ("hf_ratio", "{:.2f}"), ("fid", "{:.2f}"), ("error", "{}")]
 SUMMARY_METRICS = [("swd", "{:.1f}"), ("fd_8px", "{:.3f}"), ("rmse", "{:.2f}"), ("recognised", "{:.3f}"),
-                   ("shape_is", "{:.2f}")]
+                   ("shape_is", "{:.2f}"), ("legible", "{:.3f}"), ("class_cover", "{:.3f}"), ("judge_fd", "{:.2f}"),
+                   ("hf_ratio", "{:.2f}")]
 SUMMARY_COLUMNS = [("data", "{}"), ("model", "{}"), ("precision", "{}"), ("seeds", "{}")] + [
     (f"{metric}_{stat}", fmt) for metric, fmt in SUMMARY_METRICS for stat in ("mean", "spread")]
 
 
 def data_spec(name: str) -> str:
     """The `--data` value of a benchmark data set (building the photo crops on first use)."""
-    if name == "builtin":
-        return "builtin"
+    if name in ("builtin", "glyphs"):
+        return name
     from introvae.config import PRESETS
 
     from photos import photos_npz  # benchmarks/photos.py: this script's folder is on sys.path
@@ -78,11 +83,16 @@ def data_spec(name: str) -> str:
     return str(photos_npz(PRESETS[MODELS["introvae"]]["image_size"]))
 
 
+def preset_of(spec: str, model: str) -> str:
+    return DATA_PRESETS.get((spec, model), MODELS[model])
+
+
 def open_split(config):
-    """The config's data at its image size in RGB, split with SPLIT_SEED."""
+    """The config's data at its image size and channels (RGB but for the glyphs), split with SPLIT_SEED."""
     from introvae.data import open_data
 
-    return open_data(config.data, config.image_size, 3, config.test_fraction, SPLIT_SEED, config.builtin_count)
+    return open_data(config.data, config.image_size, DATA_CHANNELS.get(config.data, 3), config.test_fraction,
+                     SPLIT_SEED, config.builtin_count)
 
 
 def fd_8px(samples_u8, reference_u8) -> float:
@@ -97,9 +107,10 @@ def fd_8px(samples_u8, reference_u8) -> float:
     return fid(features(samples_u8), features(reference_u8))
 
 
-def score(samples_u8, reference_u8, settings, shapes: bool = False) -> dict:
+def score(samples_u8, reference_u8, settings, shapes: bool = False, glyphs: bool = False) -> dict:
     """The sample metrics of the rows; `shapes` adds the shape classifier's (benchmarks/shapes.py), for the built-in
-    set."""
+    set, and `glyphs` the glyph judge's (benchmarks/glyphs.py: legible, class cover, its feature FD, the
+    high-frequency ratio)."""
     from introvae.evaluate import FeatureSpace, compare_sets
 
     features = FeatureSpace(settings)
@@ -112,6 +123,12 @@ def score(samples_u8, reference_u8, settings, shapes: bool = False) -> dict:
         from shapes import shape_scores  # benchmarks/shapes.py: this script's folder is on sys.path
 
         row.update(shape_scores(samples_u8))
+    if glyphs:
+        from glyphs import judge_images  # benchmarks/glyphs.py
+
+        judged = judge_images(samples_u8)
+        row.update(legible=judged["legible"], class_cover=judged["class_cover"], judge_fd=judged["fd"],
+                   hf_ratio=judged["hf_ratio"])
     return row
 
 
@@ -140,11 +157,11 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
     from introvae.evaluate import EvalSettings, generate_samples, reconstruct_set, reconstruction_errors
     from introvae.train import Trainer
 
-    config = from_preset(MODELS[model], **(overrides or {}), data=spec, precision=precision, seed=seed, steps=10**9,
+    config = from_preset(preset_of(spec, model), **(overrides or {}), data=spec, precision=precision, seed=seed, steps=10**9,
                          grid_every=0, checkpoint_every=0, device=device)
     # validate() as the command line does, so a precision the library does not know is refused, not ignored.
     # The learning rate and warm-up the run trains with, as `introvae train` records them.
-    config = config.replace(channels=3).validate().resolved()
+    config = config.replace(channels=DATA_CHANNELS.get(spec, 3)).validate().resolved()
     data = open_split(config)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, Path(run_dir), data, resume=False, quiet=True)
@@ -170,10 +187,10 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
             # reconstruct_set gives float images, the reference set is uint8
             save_image(torch.cat([as_float(reference[:32]), as_float(reconstructions[:32])]),
                        pictures / f"{name}-reconstructions.png")
-        row = {"preset": MODELS[model], "steps": trainer.step, "train_seconds": round(seconds, 1),
+        row = {"preset": preset_of(spec, model), "steps": trainer.step, "train_seconds": round(seconds, 1),
                "images_per_second": trainer.step * config.batch_size / seconds,
                "rmse": rec["rmse"], "psnr": rec["psnr"], "ssim": rec["ssim"],
-               **score(samples, reference, settings, shapes=spec == "builtin")}
+               **score(samples, reference, settings, shapes=spec == "builtin", glyphs=spec == "glyphs")}
     return row
 
 
@@ -181,11 +198,11 @@ def real_row(name: str, spec: str, num_samples: int) -> dict:
     from introvae import from_preset
     from introvae.evaluate import EvalSettings
 
-    data = open_split(from_preset(MODELS["introvae"], data=spec))
+    data = open_split(from_preset(preset_of(spec, "introvae"), data=spec))
     train_images = data.train.images[:num_samples]
     return {"data": name, "model": REAL, "steps": 0,
             **score(train_images, data.test.images, EvalSettings(num_samples=num_samples, download=False),
-                    shapes=name == "builtin")}
+                    shapes=name == "builtin", glyphs=name == "glyphs")}
 
 
 def run_child(name: str, spec: str, model: str, precision: str, seed: int, args: argparse.Namespace) -> dict:

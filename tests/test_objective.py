@@ -83,6 +83,37 @@ def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale, tiny
     assert next(phases, None) is None
 
 
+def test_negatives_samples_leaves_reconstructions_out_of_the_game(tiny_networks):
+    # --negatives samples: the hinge and the generator's adversarial term see only the prior samples x_p.
+    config = Config(margin=4.0, alpha=0.3, beta=0.2, negatives="samples", warmup_steps=0)
+    nets = tiny_networks()
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
+    encoder_phase, generator_phase = next(phases), next(phases)
+
+    noise = torch.Generator().manual_seed(5)
+    E, G = nets["encoder"], nets["generator"]
+    mu, logvar = E(x)
+    x_r = G(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
+    x_p = G(torch.randn(mu.shape, generator=noise))
+    l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    kl_p = by_hand_kl(*E(x_p))
+    torch.testing.assert_close(encoder_phase.loss, by_hand_kl(mu, logvar).mean()
+                               + 0.3 * torch.relu(4.0 - kl_p).mean() + 0.2 * l_ae)
+    torch.testing.assert_close(generator_phase.loss, 0.3 * kl_p.mean() + 0.2 * l_ae)
+    torch.testing.assert_close(encoder_phase.logs["kl_rec"], by_hand_kl(*E(x_r)).mean())  # still logged
+
+
+@pytest.mark.parametrize("factor, expected", [(1.5, 90.0), (1.2, 70.0), (1.0, 60.0)])
+def test_auto_margin_follows_the_margin_factor(factor, expected):
+    objective = build_objective(Config(margin="auto", margin_factor=factor, warmup_steps=4))
+    for step in range(4):
+        objective.after_step(step, {"kl_real": torch.tensor(56.0 + (step % 2))})  # last quarter: step 3, KL 57
+    objective._choose_margin()
+    assert objective.margin == expected  # 5 * ceil(factor * 57 / 5)
+    assert objective.pop_events()[0]["factor"] == factor
+
+
 def test_encoder_adversarial_terms_send_no_gradient_to_generator(tiny_networks):
     # With beta = 0 the encoder loss is KL(real) + hinge terms on ng(x_r), ng(x_p): nothing reaches the generator.
     nets = tiny_networks()

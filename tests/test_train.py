@@ -12,7 +12,7 @@ from introvae import Config, Model, train
 from introvae.checkpoint import checkpoint_steps, load_networks, model_path, save_networks
 from introvae.errors import UserError
 from introvae.images import to_float, to_uint8
-from introvae.nets import ARCHITECTURES, light_widths, encoder_widths, generator_widths
+from introvae.nets import ARCHITECTURES, ENCODER_NORMS, light_widths, encoder_widths, generator_widths
 from introvae.plot import read_log
 from introvae.train import Trainer
 from introvae.data import open_data
@@ -47,6 +47,41 @@ def test_output_shapes_for_every_size(size, channels, arch):
     assert model.decode(mu).shape == (2, channels, size, size)
     model.networks.train()
     assert model.generator(model.encoder(x)[0]).shape == (2, channels, size, size)
+
+
+@pytest.mark.parametrize("norm", ENCODER_NORMS)
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_encoder_norm_treats_each_image_alone_unless_batch(norm, arch, tmp_path):
+    # Batch-norm in training mode codes an image differently in another batch; group-norm, none and spectral
+    # code each image alone. Every kind saves and loads to the same outputs.
+    config = Config(arch=arch, image_size=16, channels=1, latent_dim=4, base_channels=4, max_channels=8,
+                    encoder_norm=norm)
+    model = Model.build(config)
+    layers = [type(m).__name__ for m in model.encoder.modules()]
+    assert ("BatchNorm2d" in layers) == (norm == "batch") and ("GroupNorm" in layers) == (norm == "group")
+    # (spectral norm's power iteration moves the weights at every training-mode call: compare it in eval mode, where
+    # its encoder has nothing else that depends on the mode)
+    model.networks.train(norm != "spectral")
+    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    alone = model.encoder(x[:3])[0]
+    mixed = model.encoder(torch.cat([x[:3], 1 - x[3:]]))[0][:3]
+    assert torch.allclose(alone, mixed, atol=1e-5) == (norm != "batch")
+    model.networks.eval()
+    save_networks(tmp_path / "m.safetensors", model.networks)
+    loaded = Model.build(config)
+    load_networks(tmp_path / "m.safetensors", loaded.networks)
+    loaded.networks.eval()
+    torch.testing.assert_close(loaded.encoder(x)[0], model.encoder(x)[0])
+
+
+def test_spectral_encoder_norm_bounds_each_layer():
+    model = Model.build(Config(arch="light", image_size=16, channels=1, latent_dim=4, base_channels=4,
+                               max_channels=8, encoder_norm="spectral"))
+    model.networks.train()
+    for _ in range(20):  # power iterations converge over forward passes
+        model.encoder(torch.rand(2, 1, 16, 16))
+    linear = model.encoder.fc
+    assert torch.linalg.matrix_norm(linear.weight.detach(), ord=2).item() == pytest.approx(1.0, abs=0.05)
 
 
 @pytest.mark.slow

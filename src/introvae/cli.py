@@ -1,7 +1,7 @@
 """The command line: a thin layer that parses options, builds a Config and calls the Python API.
 
-    introvae train --data DIR|builtin --out RUN_DIR --image-size N --steps N [--preset NAME] [--resume RUN_DIR]
-    introvae calibrate --data DIR|builtin --image-size N --steps N [--beta B]
+    introvae train --data DIR|glyphs|shapes --out RUN_DIR --image-size N --steps N [--preset NAME] [--resume RUN_DIR]
+    introvae calibrate --data DIR|glyphs|shapes --image-size N --steps N [--beta B]
     introvae sample RUN_DIR --num N --out DIR|FILE.npz [--seed S] [--batch-size N]
     introvae reconstruct RUN_DIR --input DIR --out DIR
     introvae interpolate RUN_DIR (--a IMAGE --b IMAGE | --seed-a S --seed-b S | --inputs IMAGE... | --seeds S...)

@@ -41,7 +41,7 @@ from typing import Any, Callable
 from .atomic import atomic_write_text
 from .data.base import check_data_options
 from .errors import UserError
-from .nets.build import ARCHITECTURES
+from .nets.build import ARCHITECTURES, ENCODER_NORMS
 from .objectives import OBJECTIVES
 from .objectives.base import option, option_flag, validate_options
 from .precision import PRECISIONS
@@ -77,6 +77,9 @@ class NetConfig:
     base_channels: int = option(32, "width of the encoder's first layer (appb: at full resolution; light: after the "
                                 "first halving); widths double at each halving", minimum=1)
     max_channels: int = option(256, "upper bound on any layer's width (512 in the paper)", minimum=1)
+    encoder_norm: str = option("batch", "normalisation in the encoder: batch (App. B), group (group-norm: each image "
+                               "normalised alone, so real and generated batches are measured alike), none, or "
+                               "spectral (spectral norm on its layers, no batch-norm)", choices=ENCODER_NORMS)
 
     def validate(self) -> None:
         validate_options(self)

@@ -85,7 +85,7 @@ def model_card(config: Any, step: int, weights: Path, run_name: str, averaged: b
 | model | `{config.model}`: {_objective_title(config.model)} |
 | data | `{config.data}` at {size} x {size}, {channels} channel{"s" if channels != 1 else ""} |
 | training | {step} steps of batch {config.batch_size}, Adam lr {config.resolved_lr():g}, precision {config.precision}, seed {config.seed} |
-| networks | {ARCHITECTURES[config.arch].title}; latent size {config.latent_dim}; widths base {config.base_channels}, max {config.max_channels} |
+| networks | {ARCHITECTURES[config.arch].title}; latent size {config.latent_dim}; widths base {config.base_channels}, max {config.max_channels}; encoder normalisation {config.encoder_norm} |
 | objective options | {_options_text(config.objective)} |
 | decoder | {generator} |
 | file | `{name}`: {weights.stat().st_size / 1e6:.1f} MB, sha256 `{digest}` |

@@ -25,11 +25,47 @@ ARCHITECTURES: dict[str, Architecture] = {  # --arch
 }
 
 
+# --encoder-norm. Why a choice: the encoder is also IntroVAE's discriminator, and it sees real, reconstructed and
+# sampled images in separate batches. Batch-norm normalises each of those batches by its own statistics, so whatever
+# sets a generated batch apart on average (brightness, stroke density) is divided out before the encoder can use it,
+# and its running averages mix the three kinds. Group-norm and no normalisation treat every image alone.
+ENCODER_NORMS = ("batch", "group", "none", "spectral")
+GROUP_CHANNELS = 16  # channels per group of group-norm (Wu & He 2018 use 32 groups; our layers are narrow)
+
+
+def _replace_batchnorm(module: nn.Module, make) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, make(child.num_features))
+        else:
+            _replace_batchnorm(child, make)
+
+
+def set_encoder_norm(encoder: nn.Module, norm: str) -> nn.Module:
+    """Swap the encoder's batch-norm layers for `norm` (ENCODER_NORMS); "spectral" also wraps every convolution and
+    the final linear layer in spectral normalisation (Miyato et al. 2018), as bbeatrix/introvae's CIFAR encoder."""
+    if norm == "batch":
+        return encoder
+    if norm == "group":
+        _replace_batchnorm(encoder, lambda c: nn.GroupNorm(max(1, c // GROUP_CHANNELS), c))
+        return encoder
+    if norm not in ("none", "spectral"):
+        raise ValueError(f"unknown encoder normalisation {norm!r}: choose from {', '.join(ENCODER_NORMS)}")
+    _replace_batchnorm(encoder, lambda c: nn.Identity())
+    if norm == "spectral":
+        for module in list(encoder.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, (nn.Conv2d, nn.Linear)):
+                    setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+    return encoder
+
+
 def build_networks(config) -> tuple[nn.Module, nn.Module]:
     """The encoder and generator that a `Config` (with channels resolved) describes."""
     architecture = ARCHITECTURES[config.arch]
     args = (config.image_size, config.channels, config.latent_dim, config.base_channels, config.max_channels)
-    return architecture.encoder(*args), architecture.generator(*args)
+    encoder = set_encoder_norm(architecture.encoder(*args), config.encoder_norm)
+    return encoder, architecture.generator(*args)
 
 
 def build_image_networks(config, roles: tuple[str, ...], discriminator_width: int = 64,

@@ -54,9 +54,9 @@ MARGIN_FACTOR = 1.5
 MARGIN_STEP = 5.0
 
 
-def propose_margin(kl_real_mean: float) -> float:
+def propose_margin(kl_real_mean: float, factor: float = MARGIN_FACTOR) -> float:
     """The margin for a VAE whose KL(real) averages `kl_real_mean` (App. D, with the headroom explained above)."""
-    return MARGIN_STEP * math.ceil(MARGIN_FACTOR * kl_real_mean / MARGIN_STEP)
+    return MARGIN_STEP * math.ceil(factor * kl_real_mean / MARGIN_STEP)
 
 
 def number_or_auto(text: str) -> float | str:
@@ -77,6 +77,8 @@ class IntroVAEOptions:
     margin: float | str = option(35.0, "margin m of the hinge on the KL of generated images (Eq. 11), or auto: set at "
                                  "the end of the warm-up to 1.5 x the KL(real) of its last quarter, rounded up to a "
                                  "multiple of 5 (as `calibrate` proposes)", parse=number_or_auto)
+    margin_factor: float = option(MARGIN_FACTOR, "with --margin auto, m is this many times the warm-up's KL(real)",
+                                  minimum=1)
     alpha: float = option(0.25, "weight alpha of the adversarial KL terms of the encoder (Eq. 11)", minimum=0)
     alpha_generator: float = option(-1.0, "weight of the generator's KL terms (Eq. 12); negative means the same as "
                                     "--alpha")
@@ -85,6 +87,8 @@ class IntroVAEOptions:
                         "batch-mean KL (as the authors' code does)", choices=("per_sample", "batch_mean"))
     reconstruction: str = option("half_sse", "per-image reconstruction loss: half the sum of squared errors (Eq. 10), "
                                  "the full sum (the authors' code) or the per-pixel mean", choices=RECONSTRUCTIONS)
+    negatives: str = option("both", "the generated images of the game: reconstructions and prior samples (Eq. "
+                            "11-12), or prior samples only (bbeatrix/introvae's CIFAR runs)", choices=("both", "samples"))
     adversarial_reduction: str = option("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) "
                                         "or their mean (the authors' code)", choices=("sum", "mean"))
 
@@ -160,9 +164,9 @@ class IntroVAE(Objective):
         if self.kl_real_steps == 0:
             raise RuntimeError("--margin auto: no warm-up step was measured, so the margin cannot be chosen.")
         kl_real = mean_over_ranks(self.kl_real_sum / self.kl_real_steps)  # one m for every process of torchrun
-        self.margin = propose_margin(kl_real)
+        self.margin = propose_margin(kl_real, self.options.margin_factor)
         self._events.append({"event": "margin", "margin": self.margin, "kl_real": kl_real,
-                             "measured_steps": self.kl_real_steps, "factor": MARGIN_FACTOR})
+                             "measured_steps": self.kl_real_steps, "factor": self.options.margin_factor})
 
     def hinge_loss(self, kl: Tensor) -> Tensor:
         """[m - KL]^+, averaged over the batch (per_sample) or applied to the batch mean (batch_mean)."""
@@ -195,16 +199,19 @@ class IntroVAE(Objective):
         x_prior = generator(prior_sample(x.shape[0], mu.shape[1], noise, mu))
         kl_rec = kl_per_sample(*encoder(x_rec.detach()))
         kl_sample = kl_per_sample(*encoder(x_prior.detach()))
-        adversarial_encoder = self.adversarial_scale * (self.hinge_loss(kl_rec) + self.hinge_loss(kl_sample))
+        # negatives "samples": reconstructions stay out of the game (their KLs are still logged).
+        rec_weight = 1.0 if self.options.negatives == "both" else 0.0
+        adversarial_encoder = self.adversarial_scale * (rec_weight * self.hinge_loss(kl_rec)
+                                                        + self.hinge_loss(kl_sample))
         loss_encoder = kl_real + self.alpha * adversarial_encoder + self.beta * ae
         logs.update(kl_rec=kl_rec.mean().detach(), kl_sample=kl_sample.mean().detach(),
                     margin=torch.tensor(float(self.margin)), loss_encoder=loss_encoder.detach())
         yield Phase("encoder", loss_encoder, logs)
 
         # The encoder has now taken its step (Algorithm 1, line 10): these KLs use its new weights.
-        kl_rec_after = kl_per_sample(*encoder(x_rec)).mean()
-        kl_sample_after = kl_per_sample(*encoder(x_prior)).mean()
-        adversarial_generator = self.adversarial_scale * (kl_rec_after + kl_sample_after)
+        kl_fake_after = kl_per_sample(*encoder(x_rec)).mean() if rec_weight else 0.0
+        kl_fake_after = kl_fake_after + kl_per_sample(*encoder(x_prior)).mean()
+        adversarial_generator = self.adversarial_scale * kl_fake_after
         loss_generator = self.alpha_generator * adversarial_generator + self.beta * ae
         yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()})
 

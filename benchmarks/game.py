@@ -1,0 +1,135 @@
+"""Leads for an introspective game that sharpens (issue 20): train variants of a preset on the built-in glyphs and
+judge the samples of every checkpoint with the glyph judge (benchmarks/glyphs.py), so each lead gives a curve of
+legible / class cover / FD / high-frequency ratio against training seconds, not only an end point.
+
+    python benchmarks/game.py --leads base group samples --seeds 0 1 [--steps 3000] [--every 500]
+    python benchmarks/game.py --list
+
+Each lead is a preset plus overrides (LEADS below; `--set KEY=VALUE` adds overrides to every lead, values as JSON).
+Each (lead, seed) trains in this process through `introvae.train`, keeping a checkpoint every `--every` steps; the
+seconds at a checkpoint are the run's own clock from log.jsonl, so leads whose steps cost differently are compared
+at equal minutes by reading the curves at the same seconds. Samples are drawn with seed 0 (`--samples` of them).
+Prints the curve table and the last row per run, and writes JSON (benchmarks/results/game.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+BASE = {"preset": "builtin-32"}
+# name -> preset and overrides (flat Config names). "base" is the preset as shipped; the others change one thing.
+LEADS: dict[str, dict] = {
+    "base": BASE,
+    "vae": {"preset": "vae-32", "steps_factor": 2.0},  # a VAE step costs about half of the game's
+    "group": {**BASE, "encoder_norm": "group"},
+    "none": {**BASE, "encoder_norm": "none"},
+    "spectral": {**BASE, "encoder_norm": "spectral"},
+    "samples": {**BASE, "negatives": "samples"},
+    "margin-1.2": {**BASE, "margin_factor": 1.2},
+    "margin-1.1": {**BASE, "margin_factor": 1.1},
+    "beta1-0.5": {**BASE, "adam_beta1": 0.5},
+    "lr-2e-4": {**BASE, "lr": 2e-4},
+    "warmup-1000": {**BASE, "warmup_steps": 1000},
+    "soft-mnist": {"preset": "soft-introvae-mnist", "arch": "light", "steps_factor": 0.35},
+    # The data's side: a smaller latent code (MNIST-like digits need far fewer than 128 numbers).
+    "z32": {**BASE, "latent_dim": 32},
+    "z32-group": {**BASE, "latent_dim": 32, "encoder_norm": "group"},
+    "vae-z32": {"preset": "vae-32", "latent_dim": 32, "steps_factor": 2.0},
+    "alpha-gen-1": {**BASE, "alpha_generator": 1.0},
+    # The weight of L_AE: builtin-32's 16 was tuned on the shapes' small outlines; a lower beta lets the KL shape the
+    # posterior (fewer holes between the codes of real images, so more prior samples decode to a digit).
+    "beta4": {**BASE, "beta": 4.0},
+    "beta2": {**BASE, "beta": 2.0},
+    "beta4-beta1-0.5": {**BASE, "beta": 4.0, "adam_beta1": 0.5},
+    "vae-beta4": {"preset": "vae-32", "beta": 4.0, "steps_factor": 2.0},
+    "vae-beta2": {"preset": "vae-32", "beta": 2.0, "steps_factor": 2.0},
+}
+
+
+def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: int, extra: dict, work: Path) -> list:
+    import introvae
+    from glyphs import judge_images
+    from introvae.images import to_uint8
+
+    options = {k: v for k, v in lead.items() if k not in ("preset", "steps_factor")}
+    lead_steps = int(round(steps * lead.get("steps_factor", 1.0)))
+    config = introvae.from_preset(lead["preset"], data="glyphs", channels=1, image_size=32, seed=seed,
+                                  steps=lead_steps, checkpoint_every=every, keep_checkpoints=1000,
+                                  grid_every=0, **{**options, **extra})
+    run = introvae.train(config, out=work / f"{name}-seed{seed}", quiet=True)
+    seconds = {}
+    for line in (Path(run) / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "step" in record and "time" in record:
+            seconds[record["step"]] = record["time"]
+    rows = []
+    for step in sorted({*range(every, lead_steps + 1, every), lead_steps}):
+        model = introvae.Model.load(run, step=step, device="cpu")
+        judged = judge_images(to_uint8(model.sample(samples, seed=0).cpu()))
+        at = seconds.get(step, seconds[max(s for s in seconds if s <= step)] if seconds else 0.0)
+        rows.append({"lead": name, "seed": seed, "step": step, "seconds": round(at, 1),
+                     **{k: round(judged[k], 4) for k in ("legible", "class_cover", "fd", "hf_ratio")}})
+        print(" | ".join(str(v) for v in rows[-1].values()), file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    columns = ["lead", "seed", "step", "seconds", "legible", "class_cover", "fd", "hf_ratio"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--leads", nargs="+", default=["base", "vae"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--every", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--list", action="store_true", help="print the leads and exit")
+    parser.add_argument("--keep", type=Path, help="keep the run directories under this folder")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "game.json")
+    args = parser.parse_args()
+    if args.list:
+        for name, lead in LEADS.items():
+            print(f"{name}: {lead}")
+        return 0
+    unknown = [name for name in args.leads if name not in LEADS]
+    if unknown:
+        print(f"--leads {' '.join(unknown)}: unknown; --list shows them.", file=sys.stderr)
+        return 2
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="game-"))
+    rows = []
+    for seed in args.seeds:
+        for name in args.leads:
+            rows += run_lead(name, LEADS[name], seed, args.steps, args.every, args.samples, extra, work)
+    print(table(rows))
+    last = [r for i, r in enumerate(rows) if i + 1 == len(rows) or rows[i + 1]["lead"] != r["lead"]
+            or rows[i + 1]["seed"] != r["seed"]]
+    print("\nlast checkpoint of each run:\n" + table(last))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+    keys = {(r["lead"], r["seed"]) for r in rows}
+    merged = [r for r in previous if (r["lead"], r["seed"]) not in keys] + rows
+    args.out.write_text(json.dumps({"processor": platform.processor() or platform.machine(), "steps": args.steps,
+                                    "set": extra, "rows": merged}, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
