@@ -426,6 +426,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "builtin-32": dict(arch="light", image_size=32, latent_dim=128, margin="auto", alpha=0.25, beta=16.0, lr=1e-3,
                        batch_size=32, base_channels=32, max_channels=256, warmup_steps=500, steps=STEPS_BUILTIN_32,
                        grid_every=1000, checkpoint_every=1000),
+    # The built-in glyphs (gray digits) at 32 x 32, the demo's data: builtin-32 with beta 4 and Adam beta1 0.5, the
+    # best of the leads measured at equal minutes on glyphs (docs/experiments/2026-12-06-game-leads.md): against
+    # builtin-32 the judge's FD fell from 31 to 26 and the high-frequency ratio from 1.37 (speckle) to 0.97.
+    "glyphs-32": dict(arch="light", data="glyphs", channels=1, image_size=32, latent_dim=128, margin="auto",
+                      alpha=0.25, beta=4.0, lr=1e-3, adam_beta1=0.5, batch_size=32, base_channels=32, max_channels=256,
+                      warmup_steps=500, steps=STEPS_BUILTIN_32, grid_every=1000, checkpoint_every=1000),
     # Soft-IntroVAE's recommended settings (Daniel & Tamar 2021, App. and their code): CIFAR-10-like 32 x 32,
     # MNIST-like (z = 32, batch 128) and CelebA-HQ 256 x 256.
     "soft-introvae-32": dict(model="soft-introvae", image_size=32, latent_dim=128, beta_kl=1.0, beta_rec=1.0,
@@ -440,6 +446,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # IntroVAE's own baseline: builtin-32's networks, beta and learning rate without the game.
     "vae-32": dict(model="vae", arch="light", image_size=32, latent_dim=128, beta=16.0, beta_kl=1.0, lr=1e-3,
                    batch_size=32, base_channels=32, max_channels=256, steps=STEPS_BUILTIN_32),
+    # glyphs-32's baseline: its networks, beta and learning rate without the game (at equal minutes it gets about
+    # twice the steps, since a VAE step costs about half of IntroVAE's).
+    "vae-glyphs-32": dict(model="vae", arch="light", data="glyphs", channels=1, image_size=32, latent_dim=128,
+                          beta=4.0, beta_kl=1.0, lr=1e-3, batch_size=32, base_channels=32,
+                          max_channels=256, steps=2 * STEPS_BUILTIN_32),
 }
 
 
