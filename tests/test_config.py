@@ -46,8 +46,11 @@ def test_flat_keywords_reach_their_sections():
     assert (config.objective.margin, config.optim.steps, config.run.seed) == (70.0, 5, 3)
     assert (config.data, config.image_size, config.margin, config.steps) == ("photos/", 64, 70.0, 5)
     assert config.generator_alpha == config.alpha == 0.25  # a property of IntroVAE's options
-    # avae's option does not belong to introvae: ignored here, its default when read.
-    assert config.avae_alpha == 0.3 and "alpha" not in config.to_dict()["optim"]
+    # avae's option does not belong to introvae: ignored as a keyword (presets name several objectives' options),
+    # and an error when read, naming the objective it belongs to.
+    assert "alpha" not in config.to_dict()["optim"]
+    with pytest.raises(AttributeError, match="'avae_alpha' is an option of avae, not of this 'introvae' config"):
+        config.avae_alpha
     with pytest.raises(TypeError, match="image_sise"):
         Config(image_sise=64)
 

@@ -215,9 +215,9 @@ class Config:
             return getattr(self.objective, own[name])
         if hasattr(self.objective, name):  # e.g. IntroVAEOptions.generator_alpha
             return getattr(self.objective, name)
-        for model, flats in _OBJECTIVE_FLAT.items():  # another objective's option: its default (unused by this run)
-            if name in flats:
-                return getattr(OBJECTIVES[model].Options(), flats[name])
+        owners = [model for model, flats in _OBJECTIVE_FLAT.items() if name in flats]
+        if owners:  # another objective's option: this run has none, and a default would be a silent wrong answer
+            raise AttributeError(f"{name!r} is an option of {', '.join(owners)}, not of this {self.model!r} config")
         raise AttributeError(f"{type(self).__name__} has no option {name!r}")
 
     @classmethod
