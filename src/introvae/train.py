@@ -31,7 +31,6 @@ import errno
 import json
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from .plot import plot_dynamics, read_log
 from .progress import Progress
 from .runlog import RunLog
 from .runtime import resolve_device, stream_seed
+from .stopping import StopSignals
 from . import distributed
 from .distributed import Distributed
 
@@ -139,7 +139,7 @@ class Trainer:
         self.order = DataOrder(len(data.train), config.seed)
         self.step, self.images_seen = 0, 0
         self.lr_scale, self.rollbacks = 1.0, 0  # changed by divergence roll-backs; saved with each checkpoint
-        self._stop_signal: int | None = None  # set by SIGTERM / Ctrl-C during fit
+        self._signals = StopSignals()  # what SIGTERM / Ctrl-C asked during fit
         self._progress: Progress | None = None
         self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
         self._run_log = RunLog(self.run_dir, tensorboard=config.tensorboard and dist.is_main)
@@ -358,26 +358,7 @@ class Trainer:
         elif not self.quiet:
             print(message, file=sys.stderr)
 
-    # ---- signals
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._stop_signal is None:
-            self._stop_signal = signum  # the loop stops after the current step and saves
-        elif signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        """Catch SIGTERM and SIGINT while training (only the main thread can); return the handlers replaced."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        replaced = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            current = signal.getsignal(signum)
-            if current in (signal.SIG_IGN, None):  # ignored on purpose (nohup, a background job), or set from C
-                continue
-            replaced[signum] = current
-            signal.signal(signum, self._on_signal)
-        return replaced
+    # ---- stopping
 
     def _stopped_message(self, signum: int) -> str:
         how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
@@ -395,25 +376,23 @@ class Trainer:
         self._progress = None if self.quiet else Progress(self.config.steps, initial=self.step)
         losses = LossAverager()
         started = time.time()
-        self._stop_signal, self._in_step = None, False
+        self._in_step = False
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        replaced = self._install_signal_handlers()
         try:
-            self._loop(losses, started)
+            with self._signals:  # the handlers are restored before anything below runs
+                self._loop(losses, started)
         except KeyboardInterrupt:
-            self._restore_signal_handlers(replaced)
             raise self._second_interrupt() from None
         except OSError as error:
             if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
                 raise
             raise self._disk_full(error) from None
         finally:
-            self._restore_signal_handlers(replaced)
             if self._progress:
                 self._progress.close()
             self._progress = None
-        if self._stop_signal is not None:
-            signum, self._stop_signal = self._stop_signal, None
+        if self._signals.requested is not None:
+            signum, self._signals.requested = self._signals.requested, None
             if losses:  # the steps since the last record, so that the log reaches the checkpoint
                 self._append_log(self._loss_record(losses, started))
             self._save_unless_saved()
@@ -482,15 +461,10 @@ class Trainer:
 
     def _keep_going(self) -> bool:
         """No stop signal here, nor (under torchrun, which signals every rank) on any other rank."""
-        if self.dist.enabled and not distributed.all_true(self._stop_signal is None, self.dist.world_size, self.device):
-            self._stop_signal = self._stop_signal or signal.SIGTERM
-        return self._stop_signal is None
-
-    @staticmethod
-    def _restore_signal_handlers(replaced: dict[int, Any]) -> None:
-        while replaced:
-            signum, handler = replaced.popitem()
-            signal.signal(signum, handler)
+        if self.dist.enabled and not distributed.all_true(self._signals.requested is None, self.dist.world_size,
+                                                          self.device):
+            self._signals.request(signal.SIGTERM)
+        return self._signals.requested is None
 
     def evaluate(self) -> dict[str, float]:
         """The light evaluation of `--eval-every` (see introvae.evaluate), as eval_* numbers for the log."""
