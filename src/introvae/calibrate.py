@@ -18,6 +18,7 @@ from .config import Config
 from .errors import UserError
 from .objectives.introvae import IntroVAE, propose_margin
 from .plot import read_log
+from .rundir import RunDir
 from .train import train
 
 
@@ -50,7 +51,7 @@ def calibrate(config: Config, out: str | Path | None = None, quiet: bool = False
     with tempfile.TemporaryDirectory(prefix="introvae-calibrate-") as scratch:
         run_dir = train(warmup, out=Path(out) if out else Path(scratch) / "run", quiet=quiet)
         # Loss records only: a divergence roll-back adds event records without losses.
-        records = [r for r in read_log(run_dir / "log.jsonl") if "kl_real" in r]
+        records = [r for r in read_log(RunDir(run_dir).log) if "kl_real" in r]
     tail = records[-max(1, len(records) // 4):]
     kls = [r["kl_real"] for r in tail]
     kl_mean = statistics.fmean(kls)

@@ -39,6 +39,7 @@ import torch
 
 from .config import PRESETS, Config, OptionSpec, from_preset, option_table
 from .errors import UserError
+from .rundir import RunDir
 
 GROUP_TITLES = {"data": "data options", "networks": "network options", "objective": "objective",
                 "optimisation": "optimisation options", "run": "run directory options"}
@@ -560,7 +561,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     import io
 
     from .atomic import atomic_write_text
-    from .checkpoint import latest_step
     from .images import to_float
     from .latent import (DEFAULT_SCORE, SCORE_KEYS, detection_metrics, fit_reference, load_named_images,
                          plot_score_histograms, score_images)
@@ -595,7 +595,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         for i, name in enumerate(images[label][0]):
             writer.writerow(([label] if two_sets else []) + [name] + [f"{scores[label][k][i]:.6g}" for k in SCORE_KEYS])
     atomic_write_text(args.out, table.getvalue())
-    step = args.step if args.step is not None or not args.run_dir.is_dir() else latest_step(args.run_dir)
+    step = args.step if args.step is not None or not args.run_dir.is_dir() else RunDir(args.run_dir).latest_step()
     report = {"run": str(args.run_dir), "step": step, **{label: str(path) for label, path in sets.items()},
               "sigma": reference.sigma, "sigma_fitted": reference.sigma_fitted, "samples": args.samples,
               "seed": args.seed, "reference": reference.to_dict(), "default": DEFAULT_SCORE, "scores_csv": str(args.out)}
@@ -649,17 +649,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plot import plot_dynamics, read_log
-
-    log = args.run_dir / "log.jsonl"
-    if not log.exists():
-        raise UserError(f"{log} does not exist: is {args.run_dir} a run directory written by `introvae train`?")
-    out = args.out or args.run_dir / "dynamics.png"
-    config_path = args.run_dir / "config.json"
-    # The panels and title the trainer draws; without the run's config.json, whatever the log holds.
-    config = Config.load(config_path) if config_path.is_file() else None
-    title = f"{config.model}: {args.run_dir.name}" if config else args.run_dir.name
-    plot_dynamics(read_log(log), out, title=title, panels=config.objective_class.dynamics if config else None)
+    run = RunDir(args.run_dir)
+    if not run.log.exists():
+        raise UserError(f"{run.log} does not exist: is {args.run_dir} a run directory written by `introvae train`?")
+    out = run.draw_dynamics(args.out)  # the panels and title the trainer draws
     print(f"introvae: wrote {out}")
     return 0
 

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from .atomic import atomic_write_bytes, atomic_write_text
-from .checkpoint import latest_step, read_metadata
+from .checkpoint import read_metadata
 from .data import ImageSource, cache_in_memory, open_data
 from .data.imagesets import load_image_set
 from .errors import DataError, UserError
@@ -51,6 +51,7 @@ from .metrics.base import FEATURES, SetPair
 from .metrics.inception import WeightsMissing, inception_features, load_inception
 from .metrics.ssim import ssim
 from .model import Model
+from .rundir import RunDir
 from .runtime import resolve_device
 
 __all__ = ["EvalSettings", "FeatureSpace", "evaluate_run", "evaluate_sets", "light_evaluation", "format_table",
@@ -334,8 +335,8 @@ def report_path(run: str | Path, step: int | None) -> Path:
     (`Model.load` takes one), eval/eval-NAME.json beside it."""
     run = Path(run)
     if run.is_file():
-        return run.parent / "eval" / f"eval-{run.stem}.json"
-    return run / "eval" / f"eval-{step:08d}.json"
+        return run.parent / RunDir.EVAL / f"eval-{run.stem}.json"
+    return RunDir(run).eval_report(step)
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: EvalSettings | None = None,
@@ -354,7 +355,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
         recorded_step = read_metadata(run_dir).get("step")
         step = int(recorded_step) if recorded_step is not None else None
     elif step is None:
-        step = latest_step(run_dir)
+        step = RunDir(run_dir).latest_step()
     config = model.config
     try:
         split = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,

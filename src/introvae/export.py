@@ -17,9 +17,10 @@ from typing import Any
 from torch import nn
 
 from .atomic import atomic_write_text
-from .checkpoint import checkpoint_steps, latest_step, save_networks
+from .checkpoint import save_networks
 from .errors import UserError
 from .model import Model
+from .rundir import RunDir
 from .nets import ARCHITECTURES
 
 __all__ = ["export_model", "model_card"]
@@ -36,10 +37,11 @@ def export_model(run_dir: str | Path, out: str | Path, step: int | None = None) 
         raise UserError(f"--out {out} must end in .safetensors (the exported weights file).")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory: pass a run directory written by `introvae train`.")
+    run = RunDir(run_dir)
     if step is None:
-        step = latest_step(run_dir)
-    elif step not in checkpoint_steps(run_dir):
-        have = ", ".join(map(str, checkpoint_steps(run_dir))) or "none"
+        step = run.latest_step()
+    elif step not in run.checkpoint_steps():
+        have = ", ".join(map(str, run.checkpoint_steps())) or "none"
         raise UserError(f"--step {step}: {run_dir} has no checkpoint at that step (it has: {have}).")
     readme = out.parent / "README.md"
     if readme.exists() and not readme.read_text(encoding="utf-8", errors="replace").startswith(_CARD_MARK):

@@ -19,10 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from .batchnorm import prior_statistics, reestimate
-from .checkpoint import CHECKPOINT_DIR, config_of_weights, latest_step, load_networks, model_path, network_names
+from .checkpoint import config_of_weights, load_networks, network_names
 from .config import Config
 from .errors import UserError
 from .nets import build_image_networks, ema_name, init_weights
+from .rundir import RunDir
 from .runtime import resolve_device, stream_seed
 
 INTERPOLATIONS = ("lerp", "slerp")
@@ -69,9 +70,10 @@ class Model:
         if not path.is_dir():
             raise UserError(f"{path} is neither a run directory written by `introvae train` nor a weights file "
                             "written by `introvae export`: check the path.")
-        config = Config.load(path / "config.json")
+        run = RunDir(path)
+        config = Config.load(run.config)
         model = cls.build(config, resolve_device(device))
-        load_networks(model_path(path, latest_step(path) if step is None else step), model.networks)
+        load_networks(run.model_weights(run.latest_step() if step is None else step), model.networks)
         return model
 
     @classmethod
@@ -79,8 +81,8 @@ class Model:
         values = config_of_weights(path)
         if values is not None:
             config = Config.from_dict(values, source=f"the config in {path}")
-        elif path.parent.name == CHECKPOINT_DIR and (path.parent.parent / "config.json").is_file():
-            config = Config.load(path.parent.parent / "config.json")  # written before weights carried their config
+        elif path.parent.name == RunDir.CHECKPOINTS and RunDir(path.parent.parent).config.is_file():
+            config = Config.load(RunDir(path.parent.parent).config)  # written before weights carried their config
         else:
             raise UserError(f"{path} carries no config (it was written before weights described themselves): load "
                             "the run directory it came from instead.")

@@ -19,9 +19,7 @@ from typing import Any
 
 from .errors import UserError
 
-__all__ = ["RunLog", "TENSORBOARD_DIR", "append_jsonl", "require_tensorboard", "tensorboard_scalars"]
-
-TENSORBOARD_DIR = "tensorboard"
+__all__ = ["RunLog", "append_jsonl", "require_tensorboard", "tensorboard_scalars"]
 
 
 def require_tensorboard() -> type:
@@ -54,21 +52,19 @@ def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
 
 
 class RunLog:
-    """Appends training records to RUN_DIR/log.jsonl and, with `tensorboard`, to RUN_DIR/tensorboard/.
+    """Appends training records to a JSONL file (a run's RunDir.log) and, given `tensorboard_dir`, to TensorBoard
+    event files there (RunDir.tensorboard).
 
     Asking for TensorBoard without the package raises UserError at once, before anything is written.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = False) -> None:
-        self.run_dir = Path(run_dir)
-        self._summary_writer_class = require_tensorboard() if tensorboard else None
+    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir is not None else None
+        self._summary_writer_class = require_tensorboard() if tensorboard_dir is not None else None
         self._writer: Any = None
         self._last_step: float | None = None
         self._finalizer: weakref.finalize | None = None
-
-    @property
-    def path(self) -> Path:
-        return self.run_dir / "log.jsonl"
 
     def append(self, record: dict[str, Any]) -> None:
         append_jsonl(self.path, record)
@@ -82,7 +78,7 @@ class RunLog:
         if self._writer is None or (self._last_step is not None and step < self._last_step):
             self.close()
             # purge_step: events of earlier writers at this step and later are dropped by TensorBoard's reader.
-            self._writer = self._summary_writer_class(log_dir=str(self.run_dir / TENSORBOARD_DIR),
+            self._writer = self._summary_writer_class(log_dir=str(self.tensorboard_dir),
                                                       purge_step=int(step))
             self._finalizer = weakref.finalize(self, self._writer.close)
         for tag, value in tensorboard_scalars(record).items():

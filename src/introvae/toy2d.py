@@ -50,6 +50,7 @@ from .nets import init_weights
 from .nets.mlp import build_mlp_networks
 from .objectives import OBJECTIVES, build_objective
 from .plot import plot_density, plot_samples
+from .rundir import RunDir
 from .runlog import RunLog
 from .runtime import resolve_device, stream_seed
 
@@ -164,7 +165,7 @@ def fit_toy(config: Config, dataset: str, *, hidden: int = 256, layers: int = 3,
         started, skipped, losses = time.time(), 0, LossAverager()
         log = None
         if run_dir is not None:
-            log = RunLog(run_dir)
+            log = RunLog(RunDir(run_dir).log)
             log.path.unlink(missing_ok=True)  # a new run: no records of an earlier one
         try:
             for step in range(config.steps):

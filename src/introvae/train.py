@@ -40,8 +40,7 @@ from torch import Tensor
 
 from .atomic import atomic_write_text, remove_stale_temporaries
 from .batchnorm import REESTIMATE_IMAGES
-from .checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, checkpoint_steps, load_networks, load_newest, load_tree,
-                         model_path, save_checkpoint, train_state_path)
+from .checkpoint import CheckpointWriteError, load_networks, load_newest, load_tree, save_checkpoint
 from .config import Config
 from .data import DataSplit, cache_in_memory, open_data
 from .errors import UserError
@@ -51,10 +50,11 @@ from .model import Model
 from .objectives import build_objective
 from .objectives.base import Objective
 from .precision import resolve_precision
-from .plot import plot_dynamics, read_log
+from .plot import read_log
 from .progress import Progress
 from .runlog import RunLog
 from .runtime import resolve_device, stream_seed
+from .rundir import RunDir
 from .stopping import StopSignals
 from . import distributed
 from .distributed import Distributed
@@ -122,6 +122,7 @@ class Trainer:
         # Only rank 0 prints, writes logs, grids and checkpoints (all ranks hold the same model).
         self.dist = dist
         self.config, self.run_dir, self.data, self.quiet = config, Path(run_dir), data, quiet or not dist.is_main
+        self.run = RunDir(run_dir)  # every name inside the run directory
         check_batch_split(config.batch_size, dist.world_size)
         self.device = resolve_device(config.device)
         if self.device.type == "cuda":
@@ -142,9 +143,9 @@ class Trainer:
         self._signals = StopSignals()  # what SIGTERM / Ctrl-C asked during fit
         self._progress: Progress | None = None
         self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
-        self._run_log = RunLog(self.run_dir, tensorboard=config.tensorboard and dist.is_main)
+        self._run_log = RunLog(self.run.log, self.run.tensorboard if config.tensorboard and dist.is_main else None)
         if dist.is_main:
-            for directory in (self.run_dir, self.run_dir / CHECKPOINT_DIR, self.run_dir / "grids"):
+            for directory in (self.run.path, self.run.checkpoints, self.run.grids):
                 remove_stale_temporaries(directory)  # what writes killed mid-way left behind
         # Fixed real images for re-estimating the batch-norm statistics of inference (introvae.batchnorm).
         noise = torch.Generator().manual_seed(stream_seed(config.seed, _BATCHNORM))
@@ -229,14 +230,14 @@ class Trainer:
     def _save_unless_saved(self) -> None:
         if not self.dist.is_main:
             return
-        saved = checkpoint_steps(self.run_dir)
+        saved = self.run.checkpoint_steps()
         if not saved or saved[-1] != self.step:
             self.save()
 
     def _load_checkpoint(self, step: int) -> None:
         """Load the weights and training state of the checkpoint at `step` (UserError if it cannot be read)."""
-        load_networks(model_path(self.run_dir, step), self.networks)
-        path = train_state_path(self.run_dir, step)
+        load_networks(self.run.model_weights(step), self.networks)
+        path = self.run.train_state(step)
         state = load_tree(path)
         try:
             for name, opt in self.optimizers.items():
@@ -254,7 +255,7 @@ class Trainer:
         self._statistics_step = -1
 
     def _load_latest(self) -> None:
-        if checkpoint_steps(self.run_dir):
+        if self.run.checkpoint_steps():
             load_newest(self.run_dir, self._load_checkpoint)
         # else: stopped before its first checkpoint; the initial state is a function of the config, start there.
         self._truncate_log(self.step)
@@ -271,7 +272,7 @@ class Trainer:
         """Drop log records written after the checkpoint we resume from: those steps are trained again.
 
         read_log already leaves out a half-written last line, which the rewrite drops."""
-        log = self.run_dir / "log.jsonl"
+        log = self.run.log
         if log.exists() and self.dist.is_main:
             kept = [r for r in read_log(log) if r.get("step", 0) <= step]
             atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
@@ -336,7 +337,7 @@ class Trainer:
                 f"{MAX_BAD_STEPS} steps in a row, even after {self.rollbacks} roll-backs to the newest checkpoint "
                 f"with the learning rate halved each time (now x{self.lr_scale:g}); {self.objective.divergence_advice}.")
         rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * ROLLBACK_LR_FACTOR
-        if checkpoint_steps(self.run_dir):
+        if self.run.checkpoint_steps():
             load_newest(self.run_dir, self._load_checkpoint)
         else:
             self._reset_to_initial_state()
@@ -447,14 +448,14 @@ class Trainer:
         if not self._in_step:
             self._save_unless_saved()
             return TrainingInterrupted(self._stopped_message(signal.SIGINT), self.step, signal.SIGINT, True)
-        saved = checkpoint_steps(self.run_dir)
+        saved = self.run.checkpoint_steps()
         where = (f"continue from the newest checkpoint, at step {saved[-1]}, with `introvae train --resume "
                  f"{self.run_dir}`" if saved else "no checkpoint was written yet, so start it again")
         return TrainingInterrupted(f"interrupted during step {self.step + 1}, so its state was not saved; {where}.",
                                    self.step, signal.SIGINT, False)
 
     def _disk_full(self, error: OSError) -> UserError:
-        saved = checkpoint_steps(self.run_dir)
+        saved = self.run.checkpoint_steps()
         intact = f"the newest checkpoint, at step {saved[-1]}, is intact" if saved else "no checkpoint was written"
         return UserError(f"writing {getattr(error, 'filename', None) or self.run_dir} failed: the disk is full; "
                          f"{intact}: make room, then continue with `introvae train --resume {self.run_dir}`.")
@@ -487,27 +488,26 @@ class Trainer:
         self.prepare_inference()
         real = self.grid_real
         rows = [real, self.model.reconstruct(real), self.model.sample(len(real), seed=0)]
-        save_image(torch.cat(rows), self.run_dir / "grids" / f"step-{self.step:08d}.png", nrow=len(real))
+        save_image(torch.cat(rows), self.run.grid(self.step), nrow=len(real))
 
     def write_summary_images(self) -> None:
         if not self.dist.is_main:
             return
         self.prepare_inference()
         model, real = self.model, self.grid_real
-        save_image(model.sample(64, seed=0), self.run_dir / "samples.png", nrow=8)
-        save_image(torch.cat([real, model.reconstruct(real)]), self.run_dir / "reconstructions.png", nrow=len(real))
+        save_image(model.sample(64, seed=0), self.run.samples, nrow=8)
+        save_image(torch.cat([real, model.reconstruct(real)]), self.run.reconstructions, nrow=len(real))
         if len(real) >= 2:
             # Row 1: image a, 8 decoded steps between their codes, image b (Fig. 6). Row 2: between two seeds.
             rows = [real[:1], model.interpolate(real[0], real[1], 8), real[1:2], model.interpolate_seeds(0, 1, 10)]
-            save_image(torch.cat(rows), self.run_dir / "interpolation.png", nrow=10)
-        plot_dynamics(read_log(self.run_dir / "log.jsonl"), self.run_dir / "dynamics.png",
-                      title=f"{self.config.model}: {self.run_dir.name}", panels=self.objective.dynamics)
+            save_image(torch.cat(rows), self.run.interpolation, nrow=10)
+        self.run.draw_dynamics(config=self.config)
 
 
 def _prepare_run(config: Config, out: Path | None, resume: Path | None, overrides: dict[str, Any]) -> tuple[Config, Path]:
     if resume is not None:
         run_dir = Path(resume)
-        config = Config.load(run_dir / "config.json")
+        config = Config.load(RunDir(run_dir).config)
         refused = sorted(set(overrides) - set(RESUMABLE_OPTIONS))
         if refused:
             raise UserError(f"--{refused[0].replace('_', '-')} cannot change when resuming; only "
@@ -516,7 +516,7 @@ def _prepare_run(config: Config, out: Path | None, resume: Path | None, override
     if out is None:
         raise UserError("--out is required: the run directory to write.")
     run_dir = Path(out)
-    if (run_dir / "config.json").exists() or checkpoint_steps(run_dir):
+    if RunDir(run_dir).holds_run():
         raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out.")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file, not a directory.")
@@ -559,9 +559,9 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
     config = config.replace(precision=precision)
     if resume is not None:
         try:
-            recorded_train = json.loads((run_dir / "split.json").read_text())["train"]
+            recorded_train = json.loads(RunDir(run_dir).split.read_text())["train"]
         except (FileNotFoundError, ValueError, KeyError, TypeError):
-            raise UserError(f"{run_dir / 'split.json'} is missing or damaged: is {run_dir} a run directory written by "
+            raise UserError(f"{RunDir(run_dir).split} is missing or damaged: is {run_dir} a run directory written by "
                             "`introvae train`?") from None
         if recorded_train != data.train.names:
             raise UserError(f"the images of {config.data} changed since {run_dir} started ({len(recorded_train)} "
@@ -579,8 +579,8 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             # config.json last: it is what marks the directory as a run that --resume can continue.
-            atomic_write_text(run_dir / "split.json", json.dumps(data.split_record(), indent=1) + "\n")
-            config.save(run_dir / "config.json")
+            atomic_write_text(RunDir(run_dir).split, json.dumps(data.split_record(), indent=1) + "\n")
+            config.save(RunDir(run_dir).config)
         except OSError as error:
             raise UserError(f"cannot write the run directory {run_dir}: {error.strerror or error}.") from None
     distributed.barrier(dist.world_size)

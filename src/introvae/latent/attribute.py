@@ -25,6 +25,7 @@ from ..atomic import atomic_write_bytes
 from ..checkpoint import metadata_of_bytes
 from ..errors import UserError
 from ..images import as_float
+from ..rundir import RunDir
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["AttributeVector", "compute_attribute", "attributes_from_labels", "edit_images", "attribute_position",
            "run_attributes", "load_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR"]
 
-ATTRIBUTES_DIR = "attributes"  # inside a run directory: where `introvae attribute` puts vectors by default
+ATTRIBUTES_DIR = RunDir.ATTRIBUTES  # inside a run directory: where `introvae attribute` puts vectors by default
 _FORMAT = "introvae-attribute-vector"
 
 
@@ -106,7 +107,7 @@ def load_attributes(path: str | Path) -> dict[str, AttributeVector]:
 def attributes_folder(run: str | Path) -> Path:
     """Where a run keeps its vectors: RUN_DIR/attributes/, or, for a weights file, attributes/ beside it."""
     run = Path(run)
-    return (run if run.is_dir() else run.parent) / ATTRIBUTES_DIR
+    return RunDir(run).attributes if run.is_dir() else run.parent / RunDir.ATTRIBUTES
 
 
 def run_attributes(run: str | Path) -> dict[str, AttributeVector]:

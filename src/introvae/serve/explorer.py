@@ -31,10 +31,10 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from ..checkpoint import latest_step
 from ..errors import DataError, UserError
 from ..images import load_image, to_float, to_uint8
 from ..model import Model
+from ..rundir import RunDir
 
 __all__ = ["Explorer", "Direction", "UploadError", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "SLIDER_RANGE"]
 
@@ -135,7 +135,7 @@ class Explorer:
         # images (see introvae.latent.ood).
         ood_reference = fit_reference(model, reference, samples=score_samples, seed=0)
         if step is None and run_dir.is_dir():
-            step = latest_step(run_dir)
+            step = RunDir(run_dir).latest_step()
         explorer = cls(model=model, run_dir=run_dir, directions=directions, attributes=attributes,
                        reference_scores={}, notes=notes, score_samples=score_samples, step=step,
                        sigma=ood_reference.sigma, ood_reference=ood_reference)
@@ -167,7 +167,7 @@ class Explorer:
             "default_score": DEFAULT_SCORE,
             "reference_scored": int(len(next(iter(self.reference_scores.values()), []))),
             "evaluation": self.evaluation_table(),
-            "has_dynamics": any((self.run_dir / name).is_file() for name in ("dynamics.png", "log.jsonl")),
+            "has_dynamics": RunDir(self.run_dir).dynamics.is_file() or RunDir(self.run_dir).log.is_file(),
             "notes": self.notes,
             "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_samples": MAX_SAMPLES,
                        "max_interpolation_steps": MAX_INTERPOLATION_STEPS, "slider_range": SLIDER_RANGE},
@@ -246,7 +246,7 @@ class Explorer:
         if self.run_dir.is_file():
             reports = [path for path in [report_path(self.run_dir, None)] if path.is_file()]
         else:
-            reports = sorted((self.run_dir / "eval").glob("eval-*.json"))
+            reports = sorted(RunDir(self.run_dir).eval.glob("eval-*.json"))
         if not reports:
             return None
         path = reports[-1]
@@ -260,21 +260,16 @@ class Explorer:
     def dynamics_png(self) -> bytes | None:
         """The run's training-dynamics plot: RUN_DIR/dynamics.png, redrawn into a temporary file when log.jsonl is
         newer (a run still training) or the picture is missing. The run directory is never written to."""
-        picture, log = self.run_dir / "dynamics.png", self.run_dir / "log.jsonl"
+        run = RunDir(self.run_dir)
+        picture, log = run.dynamics, run.log
         try:
             if picture.is_file() and (not log.is_file() or picture.stat().st_mtime >= log.stat().st_mtime):
                 return picture.read_bytes()
             if not log.is_file():
                 return None
-            from ..plot import plot_dynamics, read_log
-
             with tempfile.TemporaryDirectory() as folder:
-                out = Path(folder) / "dynamics.png"
                 # The figure the trainer and `introvae plot` draw: the objective's panels, the same title.
-                config = self.model.config
-                plot_dynamics(read_log(log), out, title=f"{config.model}: {self.run_dir.name}",
-                              panels=config.objective_class.dynamics)
-                return out.read_bytes()
+                return run.draw_dynamics(Path(folder) / RunDir.DYNAMICS, config=self.model.config).read_bytes()
         except (OSError, UserError, ValueError):
             return None
 
