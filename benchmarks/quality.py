@@ -164,7 +164,7 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
     config = config.replace(channels=DATA_CHANNELS.get(spec, 3)).validate().resolved()
     data = open_split(config)
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, Path(run_dir), data, resume=False, quiet=True)
+        trainer = Trainer(config, Path(run_dir), data, quiet=True)
         started = time.perf_counter()
         while (trainer.step < steps) if steps > 0 else (time.perf_counter() - started < budget_s):
             trainer.train_step()

@@ -215,7 +215,7 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
         for precision in precisions:
             try:
                 config = plain_config.replace(precision=precision).validate()
-                trainers[precision] = Trainer(config, Path(tmp) / precision, data, resume=False, quiet=True)
+                trainers[precision] = Trainer(config, Path(tmp) / precision, data, quiet=True)
             except UserError as error:
                 skipped[precision] = str(error)
         for fn in [plain_step] + [t.train_step for t in trainers.values()]:

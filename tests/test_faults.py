@@ -144,7 +144,7 @@ def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_che
     config = Config.load(run / "config.json")
     data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
                      config.builtin_count)
-    reference = Trainer(config, tmp_path / "reference", data, resume=False, quiet=True)
+    reference = Trainer(config, tmp_path / "reference", data, quiet=True)
     while reference.step < steps:
         reference.train_step()
     reference.prepare_inference()  # checkpoints hold batch-norm statistics re-estimated on real images
@@ -228,7 +228,7 @@ def faulty_trainer(tiny_config):
         config = tiny_config(**{"steps": 6, **options})
         data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
                          config.builtin_count)
-        trainer = Trainer(config, run_dir, data, resume=False, quiet=True)
+        trainer = Trainer(config, run_dir, data, quiet=True)
         trainer.objective = Faulty(trainer.objective, fault)
         return trainer
 
@@ -339,7 +339,7 @@ def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path, 
     assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1
     assert all(g["lr"] == base * 0.5 for o in state["optimizers"].values() for g in o["param_groups"])
     # The smaller learning rate survives a resume, and the event does not trouble the log's readers.
-    resumed = Trainer(trainer.config.replace(steps=8), tmp_path, trainer.data, resume=True, quiet=True)
+    resumed = Trainer(trainer.config.replace(steps=8), tmp_path, trainer.data, quiet=True).resume()
     assert resumed.step == 7 and resumed.lr_scale == 0.5
     assert all(g["lr"] == base * 0.5 for o in resumed.optimizers.values() for g in o.param_groups)
     plot_dynamics(records, tmp_path / "dynamics.png")

@@ -136,7 +136,7 @@ def test_interpolation_ends_at_the_codes(tiny_config):
 def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
     config = tiny_config(steps=1, warmup_steps=0, model=model)
     data = open_data("builtin", config.image_size, config.channels, 0.1, 0, builtin_count=config.builtin_count)
-    trainer = Trainer(config, tmp_path, data, resume=False, quiet=True)
+    trainer = Trainer(config, tmp_path, data, quiet=True)
     roles = OBJECTIVES[model].roles
     order, seen = [], {}
 

@@ -117,7 +117,10 @@ def _eval_summary(record: dict[str, float]) -> str:
 
 
 class Trainer:
-    def __init__(self, config: Config, run_dir: Path, data: DataSplit, resume: bool, quiet: bool = False,
+    """The training loop of one run: `Trainer(...)` builds it at step 0 (reading nothing from the run directory but
+    cleaning what killed writes left there), `resume()` loads the newest checkpoint, `fit()` trains."""
+
+    def __init__(self, config: Config, run_dir: Path, data: DataSplit, quiet: bool = False,
                  dist: Distributed = Distributed()):
         # Only rank 0 prints, writes logs, grids and checkpoints (all ranks hold the same model).
         self.dist = dist
@@ -152,12 +155,7 @@ class Trainer:
         order = torch.randperm(len(data.train), generator=noise)
         self._batchnorm_images = data.train.get(order[:REESTIMATE_IMAGES].sort().values.tolist())
         self._statistics_step = -1  # the step at which they were last re-estimated
-        if resume:
-            self._load_latest()
-            if not self.quiet:
-                how = "from its newest checkpoint" if self.step else "from the start: no checkpoint was written yet"
-                print(f"introvae: resuming at step {self.step} ({how})", file=sys.stderr)
-        distributed.broadcast_parameters(self.networks, dist.world_size)  # one model on every rank, whatever happened
+        distributed.broadcast_parameters(self.networks, dist.world_size)  # one model on every rank
         grid_source = data.test if data.test is not None and len(data.test) else data.train
         self.grid_real = to_float(grid_source.get(list(range(min(GRID_IMAGES, len(grid_source))))))
         self._eval_reference: Tensor | None = None
@@ -167,6 +165,15 @@ class Trainer:
                 raise UserError("--eval-every compares with held-out images, but this run has none: set "
                                 "--test-fraction above 0 (e.g. 0.1).")
             self._eval_reference = cache_in_memory(data.test).images
+
+    def resume(self) -> "Trainer":
+        """Continue from the run directory's newest complete checkpoint (from step 0 when none was written)."""
+        self._load_latest()
+        if not self.quiet:
+            how = "from its newest checkpoint" if self.step else "from the start: no checkpoint was written yet"
+            print(f"introvae: resuming at step {self.step} ({how})", file=sys.stderr)
+        distributed.broadcast_parameters(self.networks, self.dist.world_size)  # one model on every rank
+        return self
 
     # The engine holds the objective, the optimizers and the count of skipped steps; these read through to it.
 
@@ -574,7 +581,9 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
     # This rank's GPU; config.json keeps the device the user asked for. The Trainer checks the batch split before
     # anything is written.
     here = config.replace(device=device) if dist.enabled and config.device != device else config
-    trainer = Trainer(here, run_dir, data, resume=resume is not None, quiet=quiet, dist=dist)
+    trainer = Trainer(here, run_dir, data, quiet=quiet, dist=dist)
+    if resume is not None:
+        trainer.resume()
     if resume is None and dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

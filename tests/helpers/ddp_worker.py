@@ -27,7 +27,7 @@ info, device = setup("cpu")
 data = open_data("builtin", 16, 3, 0.1, 0, builtin_count=64)
 run = out / "run"
 run.mkdir(parents=True, exist_ok=True)
-trainer = Trainer(config.replace(device=device), run, data, resume=False, quiet=True, dist=info)
+trainer = Trainer(config.replace(device=device), run, data, quiet=True, dist=info)
 trainer.fit()
 state = {k: v.detach().contiguous() for k, v in trainer.networks.state_dict().items()}
 save_file(state, str(out / f"rank{info.rank}.safetensors"))
