@@ -32,6 +32,7 @@ from introvae.latent import (
     gaussian_scores,
     reference_statistics,
     score_images,
+    score_sets,
 )
 
 # ---- a linear-Gaussian model: z ~ N(0, I), x = W z + b + N(0, sigma^2 I), with log p(x) in closed form
@@ -336,6 +337,25 @@ def test_images_of_another_shape_are_refused_in_one_sentence(scored_run, shape):
     for call in (lambda: score_images(model, images, samples=2, sigma=0.2), lambda: model.encode(images)):
         with pytest.raises(UserError, match=r"do not fit this model, which takes \(N, 3, 16, 16\)"):
             call()
+
+
+def test_score_sets_from_python_gives_the_command_s_report(scored_run, tmp_path):
+    # The library call behind `introvae score --inliers --outliers`: per-image scores, metrics, and the same files.
+    run, inliers, outliers = scored_run
+    model = Model.load(run, device="cpu")
+    report = score_sets(model, {"inliers": inliers, "outliers": outliers}, samples=4, sigma=0.25)
+    assert report.two_sets and [len(report.names[k]) for k in ("inliers", "outliers")] == [12, 9]
+    assert report.metrics["neg_log_px_nats"] == detection_metrics(report.scores["inliers"]["neg_log_px_nats"],
+                                                                  report.scores["outliers"]["neg_log_px_nats"])
+    written = report.write(tmp_path / "s.csv", title="tiny", run=str(run))
+    assert [p.name for p in written] == ["s.csv", "s.json", "s-histogram.png"]
+    rows = _read_csv(written[0])
+    assert [r["set"] for r in rows] == ["inliers"] * 12 + ["outliers"] * 9
+    saved = json.loads(written[1].read_text())
+    assert saved["default"] == DEFAULT_SCORE and saved["metrics"]["typicality"]["auroc"] == pytest.approx(
+        report.metrics["typicality"]["auroc"]) and saved["run"] == str(run)
+    with pytest.raises(UserError, match="either one set"):
+        score_sets(model, {"inliers": inliers}, samples=4, sigma=0.25)
 
 
 def _read_csv(path):

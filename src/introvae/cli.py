@@ -557,13 +557,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    import csv
-    import io
-
-    from .atomic import atomic_write_text
-    from .images import to_float
-    from .latent import (DEFAULT_SCORE, SCORE_KEYS, detection_metrics, fit_reference, load_named_images,
-                         plot_score_histograms, score_images)
+    from .latent import DEFAULT_SCORE, SCORE_KEYS, score_sets
 
     two_sets = args.inliers is not None or args.outliers is not None
     if two_sets == (args.data is not None) or (two_sets and (args.inliers is None or args.outliers is None)):
@@ -578,50 +572,25 @@ def cmd_score(args: argparse.Namespace) -> int:
     _output_file(args.out, (".csv",))
     reference = _read_reference(args.reference) if args.reference is not None else None
     model = _load(args)
-    size, channels = model.config.image_size, model.config.channels
     sets = {"inliers": args.inliers, "outliers": args.outliers} if two_sets else {"data": args.data}
-    images = {}
-    for label, path in sets.items():  # every set is read before the reference is fitted: a bad path fails fast
-        images[label] = load_named_images(path, size, channels, f"--{label}")
-    if reference is None:
-        reference = fit_reference(model, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
-                                  sigma=args.sigma)
-    scores = {label: score_images(model, to_float(batch), args.samples, args.seed, args.batch_size,
-                                  reference=reference) for label, (_, batch) in images.items()}
-    table = io.StringIO()
-    writer = csv.writer(table, lineterminator="\n")
-    writer.writerow((["set"] if two_sets else []) + ["file", *SCORE_KEYS])
-    for label in sets:
-        for i, name in enumerate(images[label][0]):
-            writer.writerow(([label] if two_sets else []) + [name] + [f"{scores[label][k][i]:.6g}" for k in SCORE_KEYS])
-    atomic_write_text(args.out, table.getvalue())
+    report = score_sets(model, sets, args.samples, args.seed, args.batch_size, reference=reference, sigma=args.sigma)
     step = args.step if args.step is not None or not args.run_dir.is_dir() else RunDir(args.run_dir).latest_step()
-    report = {"run": str(args.run_dir), "step": step, **{label: str(path) for label, path in sets.items()},
-              "sigma": reference.sigma, "sigma_fitted": reference.sigma_fitted, "samples": args.samples,
-              "seed": args.seed, "reference": reference.to_dict(), "default": DEFAULT_SCORE, "scores_csv": str(args.out)}
-    json_path = args.out.with_suffix(".json")
+    written = report.write(args.out, histogram_key, title=args.run_dir.name, run=str(args.run_dir), step=step)
+    reference = report.reference
     where = (f"sigma {reference.sigma:.4g}{' (fitted on training images)' if reference.sigma_fitted else ''}"
              f"{f', reference {args.reference}' if args.reference is not None else ''}, K = {args.samples}")
     if not two_sets:
-        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-        print(f"introvae: scored {len(images['data'][0])} images ({where}); mean -log p(x) "
-              f"{scores['data']['neg_log_px_bpd'].mean():.4f} bits/dim, mean {DEFAULT_SCORE} "
-              f"{scores['data'][DEFAULT_SCORE].mean():.3f}; wrote {args.out}, {json_path}")
+        data = report.scores["data"]
+        print(f"introvae: scored {len(report.names['data'])} images ({where}); mean -log p(x) "
+              f"{data['neg_log_px_bpd'].mean():.4f} bits/dim, mean {DEFAULT_SCORE} {data[DEFAULT_SCORE].mean():.3f}; "
+              f"wrote {', '.join(map(str, written))}")
         return 0
-    metrics = {key: detection_metrics(scores["inliers"][key], scores["outliers"][key]) for key in SCORE_KEYS}
-    report["metrics"] = metrics
-    histogram = args.out.with_name(args.out.stem + "-histogram.png")
-    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-    plot_score_histograms(scores["inliers"][histogram_key], scores["outliers"][histogram_key], histogram,
-                          score_name=histogram_key,
-                          title=f"{args.run_dir.name}: AUROC {metrics[histogram_key]['auroc']:.3f} ({histogram_key})",
-                          inlier_label=f"inliers: {args.inliers.name}", outlier_label=f"outliers: {args.outliers.name}")
     print(f"{'score':<20} {'AUROC':>7} {'AUPRC':>7} {'FPR@95TPR':>10}")
-    for k, m in metrics.items():
+    for k, m in report.metrics.items():
         print(f"{k:<20} {m['auroc']:7.4f} {m['auprc']:7.4f} {m['fpr_at_95_tpr']:10.4f}"
               f"{'   (default)' if k == DEFAULT_SCORE else ''}")
-    print(f"introvae: {len(images['inliers'][0])} inliers, {len(images['outliers'][0])} outliers ({where}); wrote "
-          f"{args.out}, {json_path}, {histogram}")
+    print(f"introvae: {len(report.names['inliers'])} inliers, {len(report.names['outliers'])} outliers ({where}); "
+          f"wrote {', '.join(map(str, written))}")
     return 0
 
 

@@ -35,6 +35,7 @@ from .ood import (
     reference_statistics,
     score_images,
 )
+from .report import ScoreReport, score_sets
 from .sets import load_named_images, read_labels_csv, training_images
 from .traverse import (
     ANIMATION_SUFFIXES,
@@ -55,5 +56,5 @@ __all__ = [
     "SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS", "OODReference",
     "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "fit_reference", "reference_statistics",
     "reference_count", "compressed_bits_per_dim", "corrected_scores", "detection_metrics", "plot_score_histograms",
-    "training_images", "load_named_images", "read_labels_csv",
+    "training_images", "load_named_images", "read_labels_csv", "ScoreReport", "score_sets",
 ]
