@@ -17,8 +17,8 @@ from introvae.data import builtin, make_shapes
 from introvae.errors import UserError
 from introvae.images import save_image, to_float
 from introvae.latent import (AttributeVector, attribute_position, attributes_from_labels, compute_attribute,
-                             edit_images, loop_codes, principal_directions, read_animation, traverse,
-                             write_animation)
+                             edit_images, interpolation_rows, loop_codes, loop_frames, principal_directions,
+                             read_animation, traverse, write_animation)
 
 SIZE = 4  # pixel model: 1 x 4 x 4 images, 16-d codes
 
@@ -192,6 +192,22 @@ def latent_run(tiny_run, tmp_path_factory):
     for i, image in enumerate(images):
         save_image(image, root / ("a" if i < 6 else "b") / f"{i:02d}.png")
     return tiny_run, root, images
+
+
+def test_interpolation_rows_and_loop_frames_from_python(latent_run):
+    run, _, images = latent_run
+    model = Model.load(run, device="cpu")
+    codes = model.encode(images[:3])[0]
+    rows = interpolation_rows(model, codes, steps=4, originals=images[:3])
+    assert len(rows) == 2 and all(row.shape == (6, 3, 16, 16) for row in rows)  # original, 4 decoded, original
+    torch.testing.assert_close(rows[0][0], images[0])
+    torch.testing.assert_close(rows[1][-1], images[2])
+    torch.testing.assert_close(rows[0][1:5], model.decode(model.interpolate_latents(codes[0], codes[1], 4)))
+    frames = loop_frames(model, codes, steps=4)
+    assert frames.shape == (3 * 3 + 1, 3, 16, 16)
+    torch.testing.assert_close(frames[0], frames[-1])  # a loop: it ends where it began
+    with pytest.raises(UserError, match="at least two"):
+        interpolation_rows(model, codes[:1], steps=4)
 
 
 def _cells(path, rows, cols, size=16, padding=2):

@@ -425,7 +425,7 @@ def _output_file(path: Path, suffixes: Sequence[str], option: str = "--out") -> 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from .images import load_image, save_image, to_float
-    from .latent import ANIMATION_SUFFIXES, loop_codes, write_animation
+    from .latent import ANIMATION_SUFFIXES, interpolation_rows, loop_frames, write_animation
 
     forms = {"--a/--b": args.a is not None or args.b is not None, "--seed-a/--seed-b": args.seed_a is not None
              or args.seed_b is not None, "--inputs": args.inputs is not None, "--seeds": args.seeds is not None}
@@ -440,21 +440,19 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     out_suffix = _output_file(args.out, (".png", ".jpg", ".jpeg", *ANIMATION_SUFFIXES)).suffix.lower()
     animate = out_suffix in ANIMATION_SUFFIXES
     model = _load(args)
+    originals = None
     if files:
         size, channels = model.config.image_size, model.config.channels
         originals = to_float(torch.stack([load_image(p, size, channels) for p in files]))
         codes, prior = model.encode(originals, args.batch_size)[0], False
     else:
         codes, prior = torch.cat([model.latents(1, s) for s in seeds]), True
-    rows = []
-    for i in range(len(codes) - 1):  # the strip: one row per leg, the originals framing each decoded path
-        path = model.decode(model.interpolate_latents(codes[i], codes[i + 1], args.steps, args.method),
-                            args.batch_size, prior=prior)
-        rows.append(torch.cat([originals[i:i + 1], path, originals[i + 1:i + 2]]) if files else path)
+    # The strip: one row per leg, the originals framing each decoded path.
+    rows = interpolation_rows(model, codes, args.steps, args.method, prior, originals, args.batch_size)
     strip = args.out.with_suffix(".png") if animate else args.out
     save_image(torch.cat(rows), strip, nrow=len(rows[0]))
     if animate:
-        frames = model.decode(loop_codes(model, codes, args.steps, args.method), args.batch_size, prior=prior)
+        frames = loop_frames(model, codes, args.steps, args.method, prior, args.batch_size)
         zoom = args.zoom if args.zoom is not None else max(1, -(-128 // model.config.image_size))
         write_animation(frames, args.out, fps=args.fps, zoom=zoom)
         print(f"introvae: wrote {args.out} ({len(frames)} frames, a loop through {len(codes)} "

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..model import Model
 
 __all__ = ["PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes",
+           "interpolation_rows", "loop_frames",
            "write_animation", "read_animation", "ANIMATION_SUFFIXES"]
 
 ANIMATION_SUFFIXES = (".gif", ".webp")
@@ -105,6 +106,26 @@ def loop_codes(model: "Model", codes: Tensor, steps: int, method: str = "lerp") 
         raise UserError("a loop needs at least two images or seeds.")
     legs = [model.interpolate_latents(codes[i], codes[(i + 1) % len(codes)], steps, method) for i in range(len(codes))]
     return torch.cat([leg[:-1] for leg in legs] + [codes[:1].float()])
+
+
+def interpolation_rows(model: "Model", codes: Tensor, steps: int, method: str = "lerp", prior: bool = False,
+                       originals: Tensor | None = None, batch_size: int = 64) -> list[Tensor]:
+    """One row per leg c(i) -> c(i+1) of `codes` (M, latent_dim): `steps` decoded images, framed by the images the
+    codes came from when `originals` (M, C, S, S) are given. `prior`: the codes are prior samples (seeds), decoded
+    with the generator's prior statistics (introvae.batchnorm)."""
+    if len(codes) < 2:
+        raise UserError("interpolation needs at least two images or seeds.")
+    rows = []
+    for i in range(len(codes) - 1):
+        path = model.decode(model.interpolate_latents(codes[i], codes[i + 1], steps, method), batch_size, prior=prior)
+        rows.append(path if originals is None else torch.cat([originals[i:i + 1], path, originals[i + 1:i + 2]]))
+    return rows
+
+
+def loop_frames(model: "Model", codes: Tensor, steps: int, method: str = "lerp", prior: bool = False,
+                batch_size: int = 64) -> Tensor:
+    """The decoded images of `loop_codes`: the frames of a looping animation through `codes`."""
+    return model.decode(loop_codes(model, codes, steps, method), batch_size, prior=prior)
 
 
 def write_animation(frames: Tensor, path: str | Path, fps: float = 12.0, zoom: int = 1) -> None:
