@@ -2,12 +2,14 @@
 photo crops at 32x32, for chosen training precisions and seeds.
 
     python benchmarks/quality.py [--budget-s 300] [--models introvae soft-introvae avae vae] [--samples 2000]
-                                 [--data builtin photos] [--precisions fp32 bf16] [--seeds 0 1 2]
+                                 [--data builtin photos glyphs] [--precisions fp32 bf16] [--seeds 0 1 2]
                                  [--device auto] [--out benchmarks/results/quality.json]
                                  [--set beta=64 batch_size=8 ...] [--pictures DIR]
 
 Data sets: "builtin" is the generated shapes; "photos" is 4096 random crops of the colour photographs shipped inside
-scikit-image (benchmarks/photos.py builds benchmarks/results/photos-32.npz once; `pip install introvae[bench]`).
+scikit-image (benchmarks/photos.py builds benchmarks/results/photos-32.npz once; `pip install introvae[bench]`);
+"glyphs" is the rendered digits, gray, trained from their own presets (glyphs-32 and vae-glyphs-32) and judged
+by the glyph judge too (benchmarks/glyphs.py: legible, class cover, its feature FD, the high-frequency ratio).
 
 Each model trains from its preset (builtin-32 for introvae, soft-introvae-32, avae-32, vae-32: latent size 128 and
 batch 32, each objective with its paper's settings; introvae and its baseline vae on the light networks, base 32 /

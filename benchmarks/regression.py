@@ -4,6 +4,7 @@ with several seeds, score their samples, and compare with a committed baseline.
     python benchmarks/regression.py                       # check this checkout against benchmarks/baselines/regression.json
     python benchmarks/regression.py --src /tmp/old/src    # the same check on another commit's source tree
     python benchmarks/regression.py --write-baseline      # measure and store the baseline instead of checking
+    python benchmarks/regression.py --compare RESULT.json # compare an earlier result with the baseline, no training
 
 Why fixed steps and seeds. A short adversarial run's quality moves by tens of percent between seeds, so one run per
 commit says nothing; and wall-clock budgets make the result depend on the machine's load. Each (data, model, seed)
@@ -205,7 +206,14 @@ def main() -> int:
     parser.add_argument("--write-baseline", action="store_true", help="store the measurement as the baseline")
     parser.add_argument("--out", type=Path, default=RESULTS / "regression.json")
     parser.add_argument("--keep", type=Path, help="keep the run directories under this folder")
+    parser.add_argument("--compare", type=Path, metavar="RESULT.json",
+                        help="train nothing: compare a result this script wrote earlier with the baseline")
     args = parser.parse_args()
+    if args.compare:
+        if not args.baseline.is_file() or not args.compare.is_file():
+            print(f"--compare needs {args.compare} and the baseline {args.baseline}; one is missing.", file=sys.stderr)
+            return 2
+        return check(json.loads(args.compare.read_text())["summary"], args.baseline)
     if not (args.src / "introvae").is_dir():
         print(f"--src {args.src}: no introvae package there; give the src/ folder of a checkout.", file=sys.stderr)
         return 2
@@ -251,24 +259,31 @@ def main() -> int:
         args.baseline.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote the baseline {args.baseline}", file=sys.stderr)
     elif args.baseline.is_file():
-        stored = json.loads(args.baseline.read_text())["summary"]
-        for key in summary:
-            if key not in stored:
-                print(f"{key}: not in the baseline {args.baseline}, so not compared", file=sys.stderr)
-        verdicts = compare(summary, stored)
-        result["verdicts"] = verdicts
-        print()
-        print(table(verdicts, ["key", "metric", "baseline_mean", "baseline_spread", "mean", "spread", "allowed",
-                               "verdict"]))
-        if any(v["verdict"] == "WORSE" for v in verdicts):
-            print("regression: worse than the baseline by more than the spread between seeds", file=sys.stderr)
-            status = 1
+        status = check(summary, args.baseline, result)
     else:
         print(f"no baseline at {args.baseline}: nothing to compare with (use --write-baseline)", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return status
+
+
+def check(summary: dict, baseline: Path, result: dict | None = None) -> int:
+    """Print the comparison of `summary` with the baseline file; 1 when any (data, model) is worse."""
+    stored = json.loads(baseline.read_text())["summary"]
+    for key in summary:
+        if key not in stored:
+            print(f"{key}: not in the baseline {baseline}, so not compared", file=sys.stderr)
+    verdicts = compare(summary, stored)
+    if result is not None:
+        result["verdicts"] = verdicts
+    print()
+    print(table(verdicts, ["key", "metric", "baseline_mean", "baseline_spread", "mean", "spread", "allowed",
+                           "verdict"]))
+    if any(v["verdict"] == "WORSE" for v in verdicts):
+        print("regression: worse than the baseline by more than the spread between seeds", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cpu_name() -> str:
