@@ -75,8 +75,8 @@ INTROVAE_MARGIN_2D = 5.0  # above KL(real), as App. D asks of m: the 2-D models 
 @dataclass(frozen=True)
 class IntroVAEOptions:
     margin: float | str = option(35.0, "margin m of the hinge on the KL of generated images (Eq. 11), or auto: set at "
-                                 "the end of the warm-up to 1.5 x the KL(real) of its last quarter, rounded up to a "
-                                 "multiple of 5 (as `calibrate` proposes)", parse=number_or_auto)
+                                 "the end of the warm-up to --margin-factor (1.5) x the KL(real) of its last quarter, "
+                                 "rounded up to a multiple of 5 (as `calibrate` proposes)", parse=number_or_auto)
     margin_factor: float = option(MARGIN_FACTOR, "with --margin auto, m is this many times the warm-up's KL(real)",
                                   minimum=1)
     alpha: float = option(0.25, "weight alpha of the adversarial KL terms of the encoder (Eq. 11)", minimum=0)
