@@ -563,8 +563,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     histogram_key = args.histogram_score or DEFAULT_SCORE
     if histogram_key not in SCORE_KEYS:
         raise UserError(f"--histogram-score {histogram_key!r} is not one of {', '.join(SCORE_KEYS)}.")
-    if args.samples < 1:
-        raise UserError(f"--samples must be at least 1, got {args.samples}.")
     if args.sigma is not None and args.reference is not None:
         raise UserError("give --sigma or --reference, not both: the reference carries its sigma.")
     _output_file(args.out, (".csv",))

@@ -18,12 +18,23 @@ Every module that reads or writes a run goes through `RunDir`, so a name changes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .checkpoint import CHECKPOINT_DIR, checkpoint_steps, latest_step, model_path, train_state_path
 from .config import Config
 from .plot import plot_dynamics, read_log
 
 __all__ = ["RunDir"]
+
+
+class _Inside:
+    """A class attribute of RunDir that reads as RUN_DIR / name on an instance (`run.log`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: "RunDir | None", owner: type) -> Any:
+        return self if run is None else run.path / self.name
 
 
 class RunDir:
@@ -40,6 +51,12 @@ class RunDir:
     ATTRIBUTES = "attributes"
     TENSORBOARD = "tensorboard"
 
+    # The paths of the names above in this run directory.
+    config, split, log, dynamics = _Inside(CONFIG), _Inside(SPLIT), _Inside(LOG), _Inside(DYNAMICS)
+    samples, reconstructions, interpolation = _Inside(SAMPLES), _Inside(RECONSTRUCTIONS), _Inside(INTERPOLATION)
+    grids, checkpoints, eval = _Inside(GRIDS), _Inside(CHECKPOINTS), _Inside(EVAL)
+    attributes, tensorboard = _Inside(ATTRIBUTES), _Inside(TENSORBOARD)
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
@@ -53,61 +70,11 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
-    # ---- files and folders
-
-    @property
-    def config(self) -> Path:
-        return self.path / self.CONFIG
-
-    @property
-    def split(self) -> Path:
-        return self.path / self.SPLIT
-
-    @property
-    def log(self) -> Path:
-        return self.path / self.LOG
-
-    @property
-    def dynamics(self) -> Path:
-        return self.path / self.DYNAMICS
-
-    @property
-    def samples(self) -> Path:
-        return self.path / self.SAMPLES
-
-    @property
-    def reconstructions(self) -> Path:
-        return self.path / self.RECONSTRUCTIONS
-
-    @property
-    def interpolation(self) -> Path:
-        return self.path / self.INTERPOLATION
-
-    @property
-    def grids(self) -> Path:
-        return self.path / self.GRIDS
-
     def grid(self, step: int) -> Path:
         return self.grids / f"step-{step:08d}.png"
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / self.CHECKPOINTS
-
-    @property
-    def eval(self) -> Path:
-        return self.path / self.EVAL
-
     def eval_report(self, step: int) -> Path:
         return self.eval / f"eval-{step:08d}.json"
-
-    @property
-    def attributes(self) -> Path:
-        return self.path / self.ATTRIBUTES
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.path / self.TENSORBOARD
 
     # ---- checkpoints
 

@@ -124,7 +124,7 @@ class Trainer:
                  dist: Distributed = Distributed()):
         # Only rank 0 prints, writes logs, grids and checkpoints (all ranks hold the same model).
         self.dist = dist
-        self.config, self.run_dir, self.data, self.quiet = config, Path(run_dir), data, quiet or not dist.is_main
+        self.config, self.data, self.quiet = config, data, quiet or not dist.is_main
         self.run = RunDir(run_dir)  # every name inside the run directory
         check_batch_split(config.batch_size, dist.world_size)
         self.device = resolve_device(config.device)
@@ -174,6 +174,10 @@ class Trainer:
             print(f"introvae: resuming at step {self.step} ({how})", file=sys.stderr)
         distributed.broadcast_parameters(self.networks, self.dist.world_size)  # one model on every rank
         return self
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
 
     # The engine holds the objective, the optimizers and the count of skipped steps; these read through to it.
 
@@ -400,7 +404,7 @@ class Trainer:
                 self._progress.close()
             self._progress = None
         if self._signals.requested is not None:
-            signum, self._signals.requested = self._signals.requested, None
+            signum = self._signals.requested  # the next `with self._signals` starts without it
             if losses:  # the steps since the last record, so that the log reaches the checkpoint
                 self._append_log(self._loss_record(losses, started))
             self._save_unless_saved()
@@ -559,6 +563,7 @@ def check_batch_split(batch_size: int, world_size: int) -> None:
 
 def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool, dist: Distributed,
            device: str) -> Path:
+    run = RunDir(run_dir)
     data = open_data(config.data, config.image_size, config.channels or None, config.test_fraction, config.seed,
                      config.builtin_count)
     # config.json records the precision the run trains with, so a resumed run keeps it on any machine.
@@ -566,9 +571,9 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
     config = config.replace(precision=precision)
     if resume is not None:
         try:
-            recorded_train = json.loads(RunDir(run_dir).split.read_text())["train"]
+            recorded_train = json.loads(run.split.read_text())["train"]
         except (FileNotFoundError, ValueError, KeyError, TypeError):
-            raise UserError(f"{RunDir(run_dir).split} is missing or damaged: is {run_dir} a run directory written by "
+            raise UserError(f"{run.split} is missing or damaged: is {run_dir} a run directory written by "
                             "`introvae train`?") from None
         if recorded_train != data.train.names:
             raise UserError(f"the images of {config.data} changed since {run_dir} started ({len(recorded_train)} "
@@ -588,8 +593,8 @@ def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             # config.json last: it is what marks the directory as a run that --resume can continue.
-            atomic_write_text(RunDir(run_dir).split, json.dumps(data.split_record(), indent=1) + "\n")
-            config.save(RunDir(run_dir).config)
+            atomic_write_text(run.split, json.dumps(data.split_record(), indent=1) + "\n")
+            config.save(run.config)
         except OSError as error:
             raise UserError(f"cannot write the run directory {run_dir}: {error.strerror or error}.") from None
     distributed.barrier(dist.world_size)

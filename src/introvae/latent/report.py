@@ -9,6 +9,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ class ScoreReport:
     def two_sets(self) -> bool:
         return set(self.sets) == set(TWO_SETS)
 
-    @property
+    @cached_property
     def metrics(self) -> dict[str, dict[str, float]] | None:
         """AUROC, AUPRC and FPR at 95 % TPR of every score (outliers positive), with two sets."""
         if not self.two_sets:

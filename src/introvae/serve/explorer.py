@@ -149,7 +149,7 @@ class Explorer:
         """The run's description for the page: sizes, sliders, stored attributes, evaluation table, notes."""
         from ..latent import DEFAULT_SCORE
 
-        config = self.model.config
+        config, run = self.model.config, RunDir(self.run_dir)
         return {
             "run": self.run_dir.name,
             "run_dir": str(self.run_dir),
@@ -167,7 +167,7 @@ class Explorer:
             "default_score": DEFAULT_SCORE,
             "reference_scored": int(len(next(iter(self.reference_scores.values()), []))),
             "evaluation": self.evaluation_table(),
-            "has_dynamics": RunDir(self.run_dir).dynamics.is_file() or RunDir(self.run_dir).log.is_file(),
+            "has_dynamics": any(p.is_file() for p in (run.dynamics, run.log)),
             "notes": self.notes,
             "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_samples": MAX_SAMPLES,
                        "max_interpolation_steps": MAX_INTERPOLATION_STEPS, "slider_range": SLIDER_RANGE},
