@@ -20,11 +20,9 @@ OUT = ROOT / "docs" / "cli.md"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from introvae import cli
+    from introvae.cli import build_parser
 
-    # The parser builder is private in today's cli.py; a later package may name it build_parser.
-    build = getattr(cli, "build_parser", None) or getattr(cli, "_build_parser")
-    return build()
+    return build_parser()
 
 
 def _config_defaults() -> dict[str, object]:

@@ -1,0 +1,128 @@
+"""introvae sample, reconstruct and interpolate: what a trained run draws and decodes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..images import load_image, save_image, to_float, to_uint8
+from ..latent import ANIMATION_SUFFIXES, interpolation_rows, load_named_images, loop_frames, write_animation
+from .common import add_run_options, load_model, output_file
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="draw images from a trained run, seeded per image")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, or a weights file (what "
+                   "`introvae export` writes, or a run's checkpoints/model-STEP.safetensors)")
+    p.add_argument("--num", type=int, default=64, help="number of images (int, default: 64)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="a directory for PNG files (with grid.png), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses the seed (SEED, i), whatever the batch size (int, default: 0)")
+    add_run_options(p)
+    p.set_defaults(run_command=cmd_sample)
+
+    p = sub.add_parser("reconstruct", help="reconstruct a folder of images (posterior mean) with a trained run")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--input", type=Path, required=True, help="a folder of images (searched recursively; a top-level "
+                   "grid.png is left out), one image, or a .npz/.npy of uint8 images")
+    p.add_argument("--out", type=Path, required=True, help="directory for the reconstructions and grid.png")
+    add_run_options(p)
+    p.set_defaults(run_command=cmd_reconstruct)
+
+    p = sub.add_parser("interpolate", help="decode a path in latent space between two images or two seeds (Fig. 6), "
+                       "or a loop through several, as a strip and an animation",
+                       description="Decode the path between the posterior means of images (or the prior codes of "
+                       "seeds). With --out X.gif or X.webp it also writes an animation of the closed loop "
+                       "A -> B -> ... -> A, and the strip beside it as X.png (one row per leg A -> B, B -> C, ...).")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--a", type=Path, help="first image file")
+    p.add_argument("--b", type=Path, help="second image file")
+    p.add_argument("--seed-a", type=int, help="first seed (instead of --a/--b)")
+    p.add_argument("--seed-b", type=int, help="second seed (instead of --a/--b)")
+    p.add_argument("--inputs", type=Path, nargs="+", metavar="IMAGE", help="two or more image files: the path visits "
+                   "them in order (instead of --a/--b)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="two or more seeds: the path visits their prior "
+                   "codes in order (instead of --seed-a/--seed-b)")
+    p.add_argument("--steps", type=int, default=8, help="decoded images per leg, ends included (int, default: 8)")
+    p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="straight line or great circle (default: lerp)")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write, or .gif/.webp for an animation plus "
+                   "the strip as the same name with .png")
+    p.add_argument("--fps", type=float, default=12.0, help="animation frames per second (float, default: 12)")
+    p.add_argument("--zoom", type=int, help="animation: each pixel becomes a ZOOM x ZOOM block (int, default: the "
+                   "smallest that makes frames at least 128 px)")
+    add_run_options(p)
+    p.set_defaults(run_command=cmd_interpolate)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    if args.num <= 0:
+        raise UserError(f"--num must be positive, got {args.num}.")
+    model = load_model(args)
+    images = model.sample(args.num, seed=args.seed, batch_size=args.batch_size)
+    out: Path = args.out
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, images=to_uint8(images).permute(0, 2, 3, 1).numpy(), seed=np.int64(args.seed))
+    else:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file: give a directory for PNG files, or a path ending in .npz.")
+        for i, image in enumerate(images):
+            save_image(image, out / f"{i:06d}.png")
+        save_image(images[:64], out / "grid.png", nrow=8)
+    print(f"introvae: wrote {args.num} samples (seed {args.seed}) to {out}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    model = load_model(args)
+    # As the latent commands read images: a folder (its top-level grid.png, what `sample` writes, left out), one
+    # image file, or a .npz/.npy array.
+    names, images_u8 = load_named_images(args.input, model.config.image_size, model.config.channels)
+    images = to_float(images_u8)
+    recs = model.reconstruct(images, batch_size=args.batch_size)
+    for name, rec in zip(names, recs):
+        save_image(rec, args.out / Path(name).with_suffix(".png"))
+    rows = [torch.cat([images[i:i + 8], recs[i:i + 8]]) for i in range(0, min(len(names), 64), 8)]
+    save_image(torch.cat(rows), args.out / "grid.png", nrow=min(8, len(names)))
+    print(f"introvae: reconstructed {len(names)} images into {args.out} (grid.png: originals above reconstructions)")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    forms = {"--a/--b": args.a is not None or args.b is not None, "--seed-a/--seed-b": args.seed_a is not None
+             or args.seed_b is not None, "--inputs": args.inputs is not None, "--seeds": args.seeds is not None}
+    if sum(forms.values()) != 1 or (forms["--a/--b"] and (args.a is None or args.b is None)) or (
+            forms["--seed-a/--seed-b"] and (args.seed_a is None or args.seed_b is None)):
+        raise UserError("give either --a IMAGE and --b IMAGE, --seed-a S and --seed-b S, --inputs IMAGE IMAGE ..., "
+                        "or --seeds S S ...")
+    files = [args.a, args.b] if forms["--a/--b"] else args.inputs
+    seeds = [args.seed_a, args.seed_b] if forms["--seed-a/--seed-b"] else args.seeds
+    if len(files or seeds) < 2:
+        raise UserError(f"--{'inputs' if files else 'seeds'} needs at least two values to interpolate between.")
+    out_suffix = output_file(args.out, (".png", ".jpg", ".jpeg", *ANIMATION_SUFFIXES)).suffix.lower()
+    animate = out_suffix in ANIMATION_SUFFIXES
+    model = load_model(args)
+    originals = None
+    if files:
+        size, channels = model.config.image_size, model.config.channels
+        originals = to_float(torch.stack([load_image(p, size, channels) for p in files]))
+        codes, prior = model.encode(originals, args.batch_size)[0], False
+    else:
+        codes, prior = torch.cat([model.latents(1, s) for s in seeds]), True
+    # The strip: one row per leg, the originals framing each decoded path.
+    rows = interpolation_rows(model, codes, args.steps, args.method, prior, originals, args.batch_size)
+    strip = args.out.with_suffix(".png") if animate else args.out
+    save_image(torch.cat(rows), strip, nrow=len(rows[0]))
+    if animate:
+        frames = loop_frames(model, codes, args.steps, args.method, prior, args.batch_size)
+        zoom = args.zoom if args.zoom is not None else max(1, -(-128 // model.config.image_size))
+        write_animation(frames, args.out, fps=args.fps, zoom=zoom)
+        print(f"introvae: wrote {args.out} ({len(frames)} frames, a loop through {len(codes)} "
+              f"{'images' if files else 'seeds'}) and {strip}")
+    else:
+        print(f"introvae: wrote {args.out}")
+    return 0
