@@ -18,7 +18,8 @@ from introvae.errors import UserError
 from introvae.images import save_image, to_float
 from introvae.latent import (AttributeVector, attribute_position, attributes_from_labels, compute_attribute,
                              edit_images, interpolation_rows, loop_codes, loop_frames, principal_directions,
-                             read_animation, traverse, write_animation)
+                             read_animation, start_code, training_directions, training_images, traverse,
+                             write_animation, write_attribute, write_interpolation, write_label_attributes)
 
 SIZE = 4  # pixel model: 1 x 4 x 4 images, 16-d codes
 
@@ -181,6 +182,81 @@ def test_shape_kinds_are_the_kinds_make_shapes_draws(monkeypatch, one_shape):
     assert {len(kinds) for kinds in expected} == ({1} if one_shape else {1, 2})
 
 
+
+def _pixel_files(folder, images):
+    """Write 1 x SIZE x SIZE float images as 8-bit gray PNGs; return the files and the images as the files hold them."""
+    files = []
+    for i, image in enumerate(images):
+        files.append(folder / f"{i:02d}.png")
+        save_image(image, files[-1])
+    return files, torch.round(images * 255) / 255
+
+
+def test_write_attribute_saves_the_vector_of_two_folders(tmp_path):
+    model = _pixel_model()
+    _, with_images = _pixel_files(tmp_path / "bright", _mid_images(4, 1) + 0.2)
+    _, without_images = _pixel_files(tmp_path / "dark", _mid_images(3, 2))
+    run = tmp_path / "run"
+    run.mkdir()
+    vector, path = write_attribute(model, run, tmp_path / "bright", tmp_path / "dark")
+    assert vector.name == "bright" and path == run / "attributes" / "bright.safetensors"  # the run's own folder
+    expected = (with_images.mean(0) - without_images.mean(0)).flatten()
+    torch.testing.assert_close(AttributeVector.load(path).direction, expected)
+    # --out as a file, or as a folder that receives NAME.safetensors.
+    assert write_attribute(model, run, tmp_path / "bright", tmp_path / "dark", "b", tmp_path / "v.safetensors")[1] \
+        == tmp_path / "v.safetensors"
+    assert write_attribute(model, run, tmp_path / "bright", tmp_path / "dark", "b", tmp_path)[1] \
+        == tmp_path / "b.safetensors"
+
+
+def test_write_label_attributes_saves_one_vector_per_label(tmp_path):
+    model = _pixel_model()
+    files, images = _pixel_files(tmp_path / "images", _mid_images(5, 3))
+    labels = ["x", "y", "x", "y", "y"]
+    (tmp_path / "labels.csv").write_text("file,label\n" + "".join(
+        f"images/{f.name},{label}\n" for f, label in zip(files, labels)))
+    written = write_label_attributes(model, tmp_path / "run", tmp_path / "labels.csv", out=tmp_path / "vectors")
+    assert [(v.name, p) for v, p in written] == [("x", tmp_path / "vectors" / "x.safetensors"),
+                                                  ("y", tmp_path / "vectors" / "y.safetensors")]
+    x = torch.tensor([label == "x" for label in labels])
+    expected = (images[x].mean(0) - images[~x].mean(0)).flatten()
+    torch.testing.assert_close(AttributeVector.load(written[0][1]).direction, expected)
+    torch.testing.assert_close(AttributeVector.load(written[1][1]).direction, -expected)
+    (tmp_path / "clash.csv").write_text(f"images/{files[0].name},a b\nimages/{files[1].name},a_b\n")
+    with pytest.raises(UserError, match="differ only in characters"):
+        write_label_attributes(model, tmp_path / "run", tmp_path / "clash.csv", out=tmp_path / "clash")
+
+
+def test_start_code_is_a_seed_s_prior_code_or_an_image_s_posterior_mean(tmp_path):
+    model = _pixel_model()
+    files, images = _pixel_files(tmp_path / "images", _mid_images(2, 4))
+    code, prior = start_code(model, image=files[1])
+    torch.testing.assert_close(code, images[1].flatten() - 0.5)
+    assert not prior
+    code, prior = start_code(model, seed=7)
+    assert prior and torch.equal(code, model.latents(1, 7)[0])
+    with pytest.raises(UserError, match="holds 2 images"):
+        start_code(model, image=tmp_path / "images")
+
+
+def test_write_interpolation_writes_the_strip_and_the_loop(tmp_path):
+    model = _pixel_model()
+    files, images = _pixel_files(tmp_path / "images", _mid_images(3, 5))
+    strip, frames = write_interpolation(model, tmp_path / "i.png", images=files[:2], steps=3)
+    assert (strip, frames) == (tmp_path / "i.png", 0)
+    cells = _cells(strip, 1, 5, size=SIZE)[0, :, :1]  # gray images saved as RGB
+    for cell, expected in zip(cells, [images[0], images[0], (images[0] + images[1]) / 2, images[1], images[1]]):
+        _close(cell, expected)  # the pixel model's path between two images is the path between their pixels
+    strip, frames = write_interpolation(model, tmp_path / "loop.webp", images=files, steps=3, zoom=1)
+    assert strip == tmp_path / "loop.png" and frames == 3 * 2 + 1
+    loop = read_animation(tmp_path / "loop.webp")[:, :1]
+    assert len(loop) == frames
+    _close(loop[2], images[1])
+    _close(loop[-1], images[0])
+    write_interpolation(model, tmp_path / "seeds.gif", seeds=[1, 2], steps=2)
+    assert read_animation(tmp_path / "seeds.gif").shape[-1] == 128  # by default zoomed to frames of 128 px or more
+
+
 # ---- the commands, on a tiny trained run
 
 
@@ -208,6 +284,17 @@ def test_interpolation_rows_and_loop_frames_from_python(latent_run):
     torch.testing.assert_close(frames[0], frames[-1])  # a loop: it ends where it began
     with pytest.raises(UserError, match="at least two"):
         interpolation_rows(model, codes[:1], steps=4)
+
+
+def test_training_directions_are_the_principal_directions_one_stddev_long(latent_run):
+    model = Model.load(latent_run[0], device="cpu")
+    directions, pca = training_directions(model, 3, count=40)
+    expected = principal_directions(model, training_images(model.config, 40), 3)
+    torch.testing.assert_close(pca.components, expected.components)
+    torch.testing.assert_close(directions.norm(dim=1), expected.stddev)
+    torch.testing.assert_close(directions / directions.norm(dim=1, keepdim=True), expected.components)
+    with pytest.raises(UserError, match="--pca-images must be at least 2"):
+        training_directions(model, 1, count=1)
 
 
 def _cells(path, rows, cols, size=16, padding=2):

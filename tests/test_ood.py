@@ -30,6 +30,7 @@ from introvae.latent import (
     fit_reference,
     fit_sigma,
     gaussian_scores,
+    read_reference,
     reference_statistics,
     score_images,
     score_sets,
@@ -354,6 +355,10 @@ def test_score_sets_from_python_gives_the_command_s_report(scored_run, tmp_path)
     saved = json.loads(written[1].read_text())
     assert saved["default"] == DEFAULT_SCORE and saved["metrics"]["typicality"]["auroc"] == pytest.approx(
         report.metrics["typicality"]["auroc"]) and saved["run"] == str(run)
+    # The report's reference reads back, to score more images against (`introvae score --reference`).
+    assert read_reference(written[1]).to_dict() == report.reference.to_dict()
+    with pytest.raises(UserError, match="is not a JSON file"):
+        read_reference(written[0])
     with pytest.raises(UserError, match="either one set"):
         score_sets(model, {"inliers": inliers}, samples=4, sigma=0.25)
 

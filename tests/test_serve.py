@@ -18,13 +18,14 @@ pytest.importorskip("flask", reason="the explorer page needs Flask: pip install 
 
 from introvae import Model  # noqa: E402
 from introvae.cli import main  # noqa: E402
+from introvae.errors import UserError  # noqa: E402
 from introvae.evaluate import EvalSettings, evaluate_run, format_table  # noqa: E402
 from introvae.images import load_image, to_float, to_uint8  # noqa: E402
 from introvae.latent import (  # noqa: E402
     DEFAULT_SCORE, attribute_position, compute_attribute, edit_images, principal_directions, score_images,
     training_images,
 )
-from introvae.serve import Explorer, create_app  # noqa: E402
+from introvae.serve import Explorer, create_app, serve  # noqa: E402
 from introvae.serve.app import allowed_host_names, png_data_url  # noqa: E402
 from introvae.serve.explorer import MAX_UPLOAD_BYTES  # noqa: E402
 
@@ -309,7 +310,6 @@ def test_requests_from_other_origins_are_refused(client, explorer):
 def test_a_port_in_use_is_a_clear_error(explorer):
     import socket
 
-    from introvae.errors import UserError
     from introvae.serve import make_explorer_server
 
     with socket.socket() as taken:
@@ -343,6 +343,14 @@ def test_cli_errors_exit_with_status_2(tmp_path, run, capsys):
     assert error.startswith("introvae: error: ") and str(missing) in error
     assert main(["serve", str(run[0]), "--port", "70000"]) == 2
     assert "--port must be from 0 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [({"port": -1}, "--port must be from 0 to 65535"),
+                                              ({"components": -1}, "--components must be 0 or more"),
+                                              ({"threads": -2}, "--threads must be 0")])
+def test_serve_refuses_bad_options_before_opening_the_run(tmp_path, options, message):
+    with pytest.raises(UserError, match=message):
+        serve(tmp_path / "not-opened", **options)  # a missing run would be a different error
 
 
 def test_importing_introvae_does_not_import_the_server_library():

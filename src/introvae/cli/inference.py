@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..images import load_image, save_image, to_float, to_uint8
-from ..latent import ANIMATION_SUFFIXES, interpolation_rows, load_named_images, loop_frames, write_animation
+from ..images import save_image, to_float, to_uint8
+from ..latent import ANIMATION_SUFFIXES, load_named_images, write_interpolation
 from .common import add_run_options, load_model, output_file
 
 
@@ -81,7 +81,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     model = load_model(args)
     # As the latent commands read images: a folder (its top-level grid.png, what `sample` writes, left out), one
     # image file, or a .npz/.npy array.
-    names, images_u8 = load_named_images(args.input, model.config.image_size, model.config.channels)
+    names, images_u8 = load_named_images(args.input, model.config.dataset.image_size,
+                                          model.config.dataset.channels)
     images = to_float(images_u8)
     recs = model.reconstruct(images, batch_size=args.batch_size)
     for name, rec in zip(names, recs):
@@ -103,25 +104,12 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     seeds = [args.seed_a, args.seed_b] if forms["--seed-a/--seed-b"] else args.seeds
     if len(files or seeds) < 2:
         raise UserError(f"--{'inputs' if files else 'seeds'} needs at least two values to interpolate between.")
-    out_suffix = output_file(args.out, (".png", ".jpg", ".jpeg", *ANIMATION_SUFFIXES)).suffix.lower()
-    animate = out_suffix in ANIMATION_SUFFIXES
+    output_file(args.out, (".png", ".jpg", ".jpeg", *ANIMATION_SUFFIXES))
     model = load_model(args)
-    originals = None
-    if files:
-        size, channels = model.config.image_size, model.config.channels
-        originals = to_float(torch.stack([load_image(p, size, channels) for p in files]))
-        codes, prior = model.encode(originals, args.batch_size)[0], False
-    else:
-        codes, prior = torch.cat([model.latents(1, s) for s in seeds]), True
-    # The strip: one row per leg, the originals framing each decoded path.
-    rows = interpolation_rows(model, codes, args.steps, args.method, prior, originals, args.batch_size)
-    strip = args.out.with_suffix(".png") if animate else args.out
-    save_image(torch.cat(rows), strip, nrow=len(rows[0]))
-    if animate:
-        frames = loop_frames(model, codes, args.steps, args.method, prior, args.batch_size)
-        zoom = args.zoom if args.zoom is not None else max(1, -(-128 // model.config.image_size))
-        write_animation(frames, args.out, fps=args.fps, zoom=zoom)
-        print(f"introvae: wrote {args.out} ({len(frames)} frames, a loop through {len(codes)} "
+    strip, frames = write_interpolation(model, args.out, files, seeds, args.steps, args.method, args.fps, args.zoom,
+                                        args.batch_size)
+    if frames:
+        print(f"introvae: wrote {args.out} ({frames} frames, a loop through {len(files or seeds)} "
               f"{'images' if files else 'seeds'}) and {strip}")
     else:
         print(f"introvae: wrote {args.out}")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..images import load_image, save_image, to_float
-from ..latent import (DEFAULT_SCORE, SCORE_KEYS, AttributeVector, OODReference, attribute_file_name,
-                      attributes_folder, attributes_from_labels, axis_directions, compute_attribute, edit_images,
-                      load_named_images, principal_directions, read_labels_csv, score_sets, training_images,
-                      traverse)
+from ..images import save_image, to_float
+from ..latent import (DEFAULT_SCORE, SCORE_KEYS, AttributeVector, axis_directions, edit_images, load_named_images,
+                      read_reference, score_sets, start_code, training_directions, traverse, write_attribute,
+                      write_label_attributes)
 from ..rundir import RunDir
 from .common import add_run_options, load_model, output_file
 
@@ -103,32 +101,14 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     if args.labels is not None and args.name is not None:
         raise UserError("--name goes with --with/--without; with --labels each vector is named by its label.")
     model = load_model(args)
-    size, channels = model.config.image_size, model.config.channels
-    # A run's own vectors live in RUN_DIR/attributes/; for a weights file, in attributes/ beside it.
-    default_folder = attributes_folder(args.run_dir)
     if pair:
-        with_images = load_named_images(args.with_images, size, channels, "--with")[1]
-        without_images = load_named_images(args.without_images, size, channels, "--without")[1]
-        name = args.name or args.with_images.resolve().name
-        vectors = {name: compute_attribute(model, to_float(with_images), to_float(without_images), name,
-                                           args.batch_size)}
-        folder = args.out if args.out is not None and args.out.is_dir() else default_folder
-        paths = {name: folder / attribute_file_name(name) if args.out is None or args.out.is_dir() else args.out}
+        written = [write_attribute(model, args.run_dir, args.with_images, args.without_images, args.name, args.out,
+                                   args.batch_size)]
     else:
-        files, labels = read_labels_csv(args.labels, args.data)
-        images = to_float(torch.stack([load_image(f, size, channels) for f in files]))
-        vectors = attributes_from_labels(model, images, labels, args.batch_size)
-        folder = args.out or default_folder
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--out {folder} is a file: with --labels give a folder for one file per label.")
-        paths = {name: folder / attribute_file_name(name) for name in vectors}
-        if len(set(paths.values())) < len(paths):
-            raise UserError(f"--labels {args.labels} has labels that differ only in characters a file name cannot "
-                            f"hold; rename them.")
-    for name, vector in vectors.items():
-        vector.save(paths[name])
-        print(f"introvae: attribute {name!r}: {vector.count_with} images with, {vector.count_without} without, "
-              f"norm {vector.norm:.3f} -> {paths[name]}")
+        written = write_label_attributes(model, args.run_dir, args.labels, args.data, args.out, args.batch_size)
+    for vector, path in written:
+        print(f"introvae: attribute {vector.name!r}: {vector.count_with} images with, {vector.count_without} "
+              f"without, norm {vector.norm:.3f} -> {path}")
     return 0
 
 
@@ -136,7 +116,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     output_file(args.out, (".png", ".jpg", ".jpeg", ".webp"))
     vector = AttributeVector.load(args.attribute)
     model = load_model(args)
-    images = to_float(load_named_images(args.input, model.config.image_size, model.config.channels)[1])
+    images = to_float(load_named_images(args.input, model.config.dataset.image_size,
+                                       model.config.dataset.channels)[1])
     edited = edit_images(model, images, vector, args.strength, args.batch_size)  # (N, S, C, H, W)
     grid = torch.cat([images[:, None], edited], dim=1)
     save_image(grid.flatten(0, 1), args.out, nrow=grid.shape[1])
@@ -154,22 +135,14 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be at least 2, got {args.steps}.")
     output_file(args.out, (".png", ".jpg", ".jpeg", ".webp"))
     model = load_model(args)
-    if args.input is not None:
-        names, image = load_named_images(args.input, model.config.image_size, model.config.channels)
-        if len(names) != 1:
-            raise UserError(f"--input {args.input} holds {len(names)} images: give one image file.")
-        z0, prior = model.encode(to_float(image), args.batch_size)[0][0], False
-    else:
-        z0, prior = model.latents(1, args.seed)[0], True
+    z0, prior = start_code(model, args.seed, args.input, args.batch_size)
     values = torch.linspace(args.range[0], args.range[1], args.steps)
     if args.pca is not None:
-        if args.pca_images < 2:
-            raise UserError(f"--pca-images must be at least 2, got {args.pca_images}.")
-        pca = principal_directions(model, training_images(model.config, args.pca_images), args.pca, args.batch_size)
-        directions = pca.components * pca.stddev[:, None]  # so that the values are in units of each stddev
+        directions, pca = training_directions(model, args.pca, args.pca_images, args.batch_size)
         what = "principal components " + ", ".join(f"{i} ({100 * e:.1f} %)" for i, e in enumerate(pca.explained))
     else:
-        directions, what = axis_directions(model.config.latent_dim, args.dims), f"axes {' '.join(map(str, args.dims))}"
+        directions = axis_directions(model.config.networks.latent_dim, args.dims)
+        what = f"axes {' '.join(map(str, args.dims))}"
     grid = traverse(model, z0, directions, values, prior=prior, batch_size=args.batch_size)
     save_image(grid.flatten(0, 1), args.out, nrow=args.steps)
     print(f"introvae: wrote {args.out}: rows {what}, values {args.range[0]:g} .. {args.range[1]:g}")
@@ -208,17 +181,3 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"introvae: {len(report.names['inliers'])} inliers, {len(report.names['outliers'])} outliers ({where}); "
           f"wrote {', '.join(map(str, written))}")
     return 0
-
-
-def read_reference(path: Path):
-    """The OOD reference stored in a report of `introvae score` (its "reference"), refused in one sentence."""
-
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"--reference {path} cannot be read ({e.strerror or type(e).__name__}): give the JSON report "
-                        f"of an earlier `introvae score`.") from None
-    except (UnicodeDecodeError, ValueError):
-        raise UserError(f"--reference {path} is not a JSON file: give the JSON report of an earlier `introvae "
-                        f"score`.") from None
-    return OODReference.from_dict(report.get("reference") if isinstance(report, dict) else None, f"--reference {path}")

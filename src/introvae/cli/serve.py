@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
 from ..serve import serve
 
 
@@ -31,12 +30,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port must be from 0 to 65535, got {args.port}.")
-    if args.components < 0:
-        raise UserError(f"--components must be 0 or more, got {args.components}.")
-    if args.threads < 0:
-        raise UserError(f"--threads must be 0 (torch's choice) or more, got {args.threads}.")
     serve(args.run_dir, host=args.host, port=args.port, attribute_files=args.attribute, step=args.step,
           device=args.device, components=args.components, threads=args.threads, quiet=args.quiet)
     return 0

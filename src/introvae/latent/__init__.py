@@ -14,6 +14,8 @@ from .attribute import (
     edit_images,
     load_attributes,
     run_attributes,
+    write_attribute,
+    write_label_attributes,
 )
 from .ood import (
     COMPRESSORS,
@@ -35,7 +37,7 @@ from .ood import (
     reference_statistics,
     score_images,
 )
-from .report import ScoreReport, score_sets
+from .report import ScoreReport, read_reference, score_sets
 from .sets import load_named_images, read_labels_csv, training_images
 from .traverse import (
     ANIMATION_SUFFIXES,
@@ -46,8 +48,11 @@ from .traverse import (
     loop_frames,
     principal_directions,
     read_animation,
+    start_code,
+    training_directions,
     traverse,
     write_animation,
+    write_interpolation,
 )
 
 __all__ = [
@@ -59,4 +64,6 @@ __all__ = [
     "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "fit_reference", "reference_statistics",
     "reference_count", "compressed_bits_per_dim", "corrected_scores", "detection_metrics", "plot_score_histograms",
     "training_images", "load_named_images", "read_labels_csv", "ScoreReport", "score_sets",
+    "write_attribute", "write_label_attributes", "start_code", "training_directions", "write_interpolation",
+    "read_reference",
 ]

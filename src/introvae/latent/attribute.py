@@ -24,14 +24,16 @@ from torch import Tensor
 from ..atomic import atomic_write_bytes
 from ..checkpoint import metadata_of_bytes
 from ..errors import UserError
-from ..images import as_float
+from ..images import as_float, load_image
 from ..rundir import RunDir
+from .sets import load_named_images, read_labels_csv
 
 if TYPE_CHECKING:
     from ..model import Model
 
 __all__ = ["AttributeVector", "compute_attribute", "attributes_from_labels", "edit_images", "attribute_position",
-           "run_attributes", "load_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR"]
+           "run_attributes", "load_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR",
+           "write_attribute", "write_label_attributes"]
 
 ATTRIBUTES_DIR = RunDir.ATTRIBUTES  # inside a run directory: where `introvae attribute` puts vectors by default
 _FORMAT = "introvae-attribute-vector"
@@ -189,3 +191,46 @@ def attribute_position(model: "Model", images: Tensor, vector: AttributeVector, 
     mu, _ = model.encode(as_float(images), batch_size)
     origin = vector.mean_without.double() if vector.mean_without is not None else torch.zeros_like(direction)
     return ((mu.double() - origin) @ direction / direction.dot(direction).clamp_min(1e-30)).float()
+
+
+def write_attribute(model: "Model", run: str | Path, with_images: str | Path, without_images: str | Path,
+                    name: str | None = None, out: str | Path | None = None,
+                    batch_size: int = 64) -> tuple[AttributeVector, Path]:
+    """Compute the vector of the images at `with_images` against those at `without_images` (each a folder, searched
+    recursively, one image, or a .npz/.npy array) and save it; return it and the file written.
+
+    The vector is named `name`, or after the `with_images` folder. It goes to `out` (a .safetensors file, or an
+    existing folder that receives NAME.safetensors), by default into `attributes_folder(run)`, where the run's
+    own vectors live.
+    """
+    size, channels = model.config.dataset.image_size, model.config.dataset.channels
+    images_with = load_named_images(with_images, size, channels, "--with")[1]
+    images_without = load_named_images(without_images, size, channels, "--without")[1]
+    name = name or Path(with_images).resolve().name
+    vector = compute_attribute(model, images_with, images_without, name, batch_size)
+    out = Path(out) if out is not None else None
+    path = out if out is not None and not out.is_dir() else (out or attributes_folder(run)) / attribute_file_name(name)
+    vector.save(path)
+    return vector, path
+
+
+def write_label_attributes(model: "Model", run: str | Path, labels: str | Path, data: str | Path | None = None,
+                           out: str | Path | None = None, batch_size: int = 64) -> list[tuple[AttributeVector, Path]]:
+    """Compute one vector per label value of the CSV `labels` (see `read_labels_csv`; file names relative to
+    `data`, by default the CSV's folder), each label's images against all the others, and save each as
+    LABEL.safetensors in the folder `out`, by default `attributes_folder(run)`; return them and their files, by
+    label."""
+    size, channels = model.config.dataset.image_size, model.config.dataset.channels
+    files, image_labels = read_labels_csv(labels, data)
+    images = torch.stack([load_image(f, size, channels) for f in files])
+    vectors = attributes_from_labels(model, images, image_labels, batch_size)
+    folder = Path(out) if out is not None else attributes_folder(run)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file: with --labels give a folder for one file per label.")
+    paths = {label: folder / attribute_file_name(label) for label in vectors}
+    if len(set(paths.values())) < len(paths):
+        raise UserError(f"--labels {labels} has labels that differ only in characters a file name cannot hold; "
+                        f"rename them.")
+    for label, vector in vectors.items():
+        vector.save(paths[label])
+    return [(vector, paths[label]) for label, vector in vectors.items()]

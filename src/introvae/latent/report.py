@@ -25,7 +25,7 @@ from .sets import load_named_images
 if TYPE_CHECKING:
     from ..model import Model
 
-__all__ = ["ScoreReport", "score_sets", "TWO_SETS"]
+__all__ = ["ScoreReport", "score_sets", "TWO_SETS", "read_reference"]
 
 TWO_SETS = ("inliers", "outliers")
 
@@ -110,3 +110,18 @@ def score_sets(model: "Model", sets: dict[str, str | Path], samples: int = 16, s
               for label, (_, images) in loaded.items()}
     return ScoreReport({label: Path(path) for label, path in sets.items()},
                        {label: names for label, (names, _) in loaded.items()}, scores, reference, samples, seed)
+
+
+def read_reference(path: str | Path) -> OODReference:
+    """The reference stored in a report that `ScoreReport.write` wrote (its "reference"), to score more images
+    against without fitting it again; anything else is refused in one sentence."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"--reference {path} cannot be read ({e.strerror or type(e).__name__}): give the JSON report "
+                        f"of an earlier `introvae score`.") from None
+    except (UnicodeDecodeError, ValueError):
+        raise UserError(f"--reference {path} is not a JSON file: give the JSON report of an earlier `introvae "
+                        f"score`.") from None
+    return OODReference.from_dict(report.get("reference") if isinstance(report, dict) else None, f"--reference {path}")

@@ -23,14 +23,16 @@ from torch import Tensor
 
 from ..atomic import atomic_write_bytes
 from ..errors import UserError
-from ..images import as_float, to_float, to_uint8
+from ..images import as_float, load_image, save_image, to_float, to_uint8
+from .sets import TRAINING_IMAGES, load_named_images, training_images
 
 if TYPE_CHECKING:
     from ..model import Model
 
 __all__ = ["PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes",
            "interpolation_rows", "loop_frames",
-           "write_animation", "read_animation", "ANIMATION_SUFFIXES"]
+           "write_animation", "read_animation", "ANIMATION_SUFFIXES", "start_code", "training_directions",
+           "write_interpolation"]
 
 ANIMATION_SUFFIXES = (".gif", ".webp")
 
@@ -161,3 +163,62 @@ def read_animation(path: str | Path) -> Tensor:
             animation.seek(index)
             frames.append(torch.from_numpy(np.array(animation.convert("RGB"))).permute(2, 0, 1))
     return to_float(torch.stack(frames))
+
+
+def start_code(model: "Model", seed: int | None = None, image: str | Path | None = None,
+               batch_size: int = 64) -> tuple[Tensor, bool]:
+    """The code a traversal starts from, (latent_dim,): the prior code of `seed`, or the posterior mean of the one
+    image in the file `image`; and whether it is a prior code (`traverse`'s `prior`)."""
+    if (seed is None) == (image is None):
+        raise UserError("a traversal starts from either a seed or an image, not both.")
+    if image is None:
+        return model.latents(1, seed)[0], True
+    names, images = load_named_images(image, model.config.dataset.image_size, model.config.dataset.channels)
+    if len(names) != 1:
+        raise UserError(f"--input {image} holds {len(names)} images: give one image file.")
+    return model.encode(to_float(images), batch_size)[0][0], False
+
+
+def training_directions(model: "Model", k: int, count: int = TRAINING_IMAGES,
+                        batch_size: int = 64) -> tuple[Tensor, PrincipalDirections]:
+    """The top `k` principal directions of the posterior means of `count` of the run's training images, each one
+    standard deviation long, (k, latent_dim), so that `traverse`'s values are in units of each one's spread; and the
+    principal directions they come from."""
+    if count < 2:
+        raise UserError(f"--pca-images must be at least 2, got {count}.")
+    pca = principal_directions(model, training_images(model.config, count), k, batch_size)
+    return pca.components * pca.stddev[:, None], pca
+
+
+def write_interpolation(model: "Model", out: str | Path, images: Sequence[str | Path] | None = None,
+                        seeds: Sequence[int] | None = None, steps: int = 8, method: str = "lerp", fps: float = 12.0,
+                        zoom: int | None = None, batch_size: int = 64) -> tuple[Path, int]:
+    """Decode the path through the posterior means of the image files `images`, or through the prior codes of
+    `seeds`, and write it; return the strip's path and the animation's number of frames (0 without one).
+
+    The strip has one row per leg A -> B, B -> C, ..., `steps` decoded images each, framed by the images when there
+    are any. With `out` ending in .gif or .webp, the strip goes beside it as .png and `out` receives an animation of
+    the closed loop A -> B -> ... -> A at `fps`, each pixel a `zoom` x `zoom` block (default: the smallest zoom that
+    makes frames at least 128 px).
+    """
+    if (images is None) == (seeds is None):
+        raise UserError("give either images or seeds to interpolate between.")
+    out = Path(out)
+    originals = None
+    if images is not None:
+        size, channels = model.config.dataset.image_size, model.config.dataset.channels
+        originals = to_float(torch.stack([load_image(p, size, channels) for p in images]))
+        codes, prior = model.encode(originals, batch_size)[0], False
+    else:
+        codes, prior = torch.cat([model.latents(1, s) for s in seeds]), True
+    rows = interpolation_rows(model, codes, steps, method, prior, originals, batch_size)
+    animate = out.suffix.lower() in ANIMATION_SUFFIXES
+    strip = out.with_suffix(".png") if animate else out
+    save_image(torch.cat(rows), strip, nrow=len(rows[0]))
+    if not animate:
+        return strip, 0
+    frames = loop_frames(model, codes, steps, method, prior, batch_size)
+    if zoom is None:
+        zoom = max(1, -(-128 // model.config.dataset.image_size))
+    write_animation(frames, out, fps=fps, zoom=zoom)
+    return strip, len(frames)

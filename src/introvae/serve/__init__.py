@@ -56,6 +56,12 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, attrib
     `threads` > 0 sets torch's CPU threads: a request decodes one small batch, and on a busy machine one thread
     answered 2-45 times faster than two (benchmarks/serve_latency.py; see the README).
     """
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port must be from 0 to 65535, got {port}.")
+    if components < 0:
+        raise UserError(f"--components must be 0 or more, got {components}.")
+    if threads < 0:
+        raise UserError(f"--threads must be 0 (torch's choice) or more, got {threads}.")
     _app_module()  # fail on a missing Flask before the model is loaded
     if threads > 0:
         import torch
