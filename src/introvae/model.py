@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +30,11 @@ INTERPOLATIONS = ("lerp", "slerp")
 
 
 class Model:
-    """Encoder and generator of one configuration, with the operations a user needs."""
+    """Encoder and generator of one configuration, with the operations a user needs.
+
+    The tools of `introvae.latent` take a Model (attribute vectors: `compute_attribute(model, ...)`,
+    `edit_images(model, ...)`; traversals; OOD scores), so this module does not depend on them.
+    """
 
     def __init__(self, config: Config, networks: nn.ModuleDict):
         self.config = config
@@ -190,20 +194,6 @@ class Model:
         """Decoded images between the first prior code of seed_a and that of seed_b."""
         z_a, z_b = self.latents(1, seed_a)[0], self.latents(1, seed_b)[0]
         return self.decode(self.interpolate_latents(z_a, z_b, steps, method), prior=True)
-
-    def attribute(self, images_with: Tensor, images_without: Tensor, name: str = "", batch_size: int = 64):
-        """The attribute vector: mean posterior mean of `images_with` minus that of `images_without` (Khan et al.
-        Fig. 8); an `introvae.latent.AttributeVector`."""
-        from .latent import compute_attribute
-
-        return compute_attribute(self, images_with, images_without, name, batch_size)
-
-    def edit(self, images: Tensor, vector, strengths: Sequence[float], batch_size: int = 64) -> Tensor:
-        """Decode mu + s * vector for each image and strength s: (N, S, C, H, W); s = 0 is the reconstruction.
-        `vector` is an `introvae.latent.AttributeVector` or a direction (latent_dim,)."""
-        from .latent import edit_images
-
-        return edit_images(self, images, vector, strengths, batch_size)
 
     def check_images(self, images: Tensor) -> None:
         """Refuse, with one sentence, a batch whose shape is not (N, channels, image_size, image_size)."""
