@@ -27,10 +27,11 @@ ARCHITECTURES: dict[str, Architecture] = {  # --arch
 }
 
 
-# --encoder-norm. Why a choice: the encoder is also IntroVAE's discriminator, and it sees real, reconstructed and
-# sampled images in separate batches. Batch-norm normalises each of those batches by its own statistics, so whatever
-# sets a generated batch apart on average (brightness, stroke density) is divided out before the encoder can use it,
-# and its running averages mix the three kinds. Group-norm and no normalisation treat every image alone.
+# --encoder-norm. Why a choice: in IntroVAE the encoder also tells real from generated images, and it sees real,
+# reconstructed and sampled images in separate batches. Batch-norm normalises each of those batches by its own
+# statistics, so whatever sets a generated batch apart on average (brightness, stroke density) is divided out before
+# the encoder can use it, and its running averages mix the three kinds. Group-norm and no normalisation treat every
+# image alone.
 ENCODER_NORMS = ("batch", "group", "none", "spectral")
 GROUP_CHANNELS = 16  # channels per group of group-norm (Wu & He 2018 use 32 groups; our layers are narrow)
 
