@@ -11,7 +11,8 @@ from torch import nn
 
 from introvae.config import Config
 from introvae.nets.began import BEGANAutoencoder, began_resolutions
-from introvae.nets import build_image_networks
+from introvae.nets import ImageBuilders, PointBuilders
+from introvae.nets.mlp import MLPAutoencoder
 from introvae.objectives.avae import AVAE, AVAEOptions, PIDController
 from introvae.engine import step_phases
 
@@ -196,14 +197,30 @@ def test_k_is_not_updated_when_the_step_stops_early(tiny_networks):
 # ---------------------------------------------------------------- one trainer step on the real networks
 
 
+def test_avae_builds_its_discriminator_from_its_own_options():
+    options = AVAEOptions(disc_channels=3, disc_latent=5)
+    config = Config(model="avae", image_size=16, channels=3, latent_dim=4, base_channels=4, max_channels=8,
+                    objective=options)
+    images = AVAE.build_networks(options, ImageBuilders.of(config))
+    assert list(images) == ["encoder", "generator", "discriminator"]
+    discriminator = images["discriminator"]
+    assert isinstance(discriminator, BEGANAutoencoder)
+    x = torch.rand(2, 3, 16, 16)
+    reconstruction, code = discriminator(x)
+    assert reconstruction.shape == x.shape and code.shape == (2, 5) and discriminator.width == 3
+    points = AVAE.build_networks(options, PointBuilders(data_dim=2, latent_dim=2, hidden=8, layers=1))
+    assert isinstance(points["discriminator"], MLPAutoencoder)
+    reconstruction, code = points["discriminator"](torch.randn(4, 2))
+    assert reconstruction.shape == (4, 2) and code.shape == (4, 5)
+
+
 def test_step_phases_updates_each_network_in_its_own_phase():
     config = Config(model="avae", image_size=8, channels=1, latent_dim=4, base_channels=4, max_channels=8, disc_channels=4,
                     disc_latent=4, pid_integral=0.1, pid_proportional=0.05, pid_derivative=0.02)
     objective = AVAE(config.objective)
     objective.load_state_dict({"k": 0.5, "errors": [0.2, -0.1]})
     torch.manual_seed(0)
-    networks = nn.ModuleDict(build_image_networks(config, objective.roles,
-                                                  **objective.network_options(config.objective)))
+    networks = nn.ModuleDict(AVAE.build_networks(config.objective, ImageBuilders.of(config)))
     assert isinstance(networks["discriminator"], BEGANAutoencoder)
     optimizers = {name: torch.optim.Adam(networks[name].parameters(), lr=1e-3) for name in objective.roles}
     initial = {name: [p.detach().clone() for p in networks[name].parameters()] for name in objective.roles}

@@ -16,7 +16,7 @@ from introvae.config import PRESETS, DataConfig, OptimConfig, from_preset, optio
 from introvae.data.toy2d import TOY_DATASETS
 from introvae.engine import step_phases
 from introvae.errors import UserError
-from introvae.nets import build_image_networks
+from introvae.nets import ImageBuilders
 from introvae.objectives import OBJECTIVES, build_objective
 from introvae.objectives.base import option_flag
 from introvae.plot import read_log
@@ -218,8 +218,7 @@ def test_declared_progress_and_plot_series_are_what_a_step_logs(name):
                     disc_channels=4, disc_latent=4, warmup_steps=0)
     objective = build_objective(config)
     torch.manual_seed(0)
-    networks = nn.ModuleDict(build_image_networks(config, objective.roles,
-                                                  **objective.network_options(config.objective)))
+    networks = nn.ModuleDict(objective.build_networks(config.objective, ImageBuilders.of(config)))
     optimizers = {role: torch.optim.Adam(networks[role].parameters(), lr=1e-4) for role in objective.roles}
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     logs, bad = step_phases(objective, networks, optimizers, x, 0, torch.Generator().manual_seed(2))

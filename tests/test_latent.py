@@ -66,7 +66,6 @@ def test_attribute_is_the_difference_of_mean_codes_and_round_trips(tmp_path):
     # The mean of the "without" images sits at 0 along the vector, that of the "with" images at 1.
     positions = attribute_position(model, torch.stack([without_images.mean(0), with_images.mean(0)]), loaded)
     torch.testing.assert_close(positions, torch.tensor([0.0, 1.0]))
-    assert model.attribute(with_images, without_images).norm == pytest.approx(vector.norm)
 
 
 def test_attribute_files_that_are_not_vectors_are_refused(tmp_path):
@@ -102,7 +101,6 @@ def test_edit_moves_each_code_by_strength_times_direction():
     torch.testing.assert_close(edited[:, 1], model.reconstruct(images))  # strength 0: the reconstruction
     for j, s in enumerate([-1.0, 0.0, 0.5]):
         torch.testing.assert_close(edited[:, j], images + s * direction.reshape(1, 1, SIZE, SIZE))
-    torch.testing.assert_close(model.edit(images, direction, [0.5])[:, 0], edited[:, 2])
     with pytest.raises(UserError, match="dimensions"):
         edit_images(model, images, torch.zeros(5), [1.0])
 

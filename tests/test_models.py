@@ -12,7 +12,8 @@ from torch import nn
 from introvae.cli import main
 from introvae.config import PRESETS, Config
 from introvae.model import Model
-from introvae.objectives import OBJECTIVES, build_objective
+from introvae.nets import ImageBuilders, PointBuilders
+from introvae.objectives import OBJECTIVES, Objective, build_objective
 from introvae.engine import update_ema
 from introvae.train import train
 
@@ -108,6 +109,44 @@ def test_sampling_uses_the_ema_generator(tmp_path):
     torch.testing.assert_close(model.sample(4, seed=0), model.decode(z, prior=True))  # prior codes decode with prior statistics
     with model.evaluating():
         assert not torch.allclose(raw(z).clamp(0, 1), model.sample(4, seed=0))
+
+
+# ---- the networks of an objective's roles
+
+
+class _WithCritic(Objective):
+    """An objective (unregistered: no name) with a network beyond the encoder and generator."""
+
+    roles = ("encoder", "critic", "generator")
+
+    @classmethod
+    def build_role(cls, role, options, builders):
+        return nn.Linear(builders.latent_dim, options)
+
+
+def test_an_objective_builds_the_roles_beyond_the_encoder_and_generator_itself():
+    images = ImageBuilders(image_size=8, channels=1, latent_dim=4, arch="light", base_channels=4, max_channels=8,
+                           encoder_norm="batch")
+    networks = _WithCritic.build_networks(3, images)
+    assert list(networks) == ["encoder", "critic", "generator"]  # the order of its roles
+    assert networks["critic"].out_features == 3 and networks["generator"](torch.zeros(2, 4)).shape == (2, 1, 8, 8)
+    points = _WithCritic.build_networks(1, PointBuilders(data_dim=2, latent_dim=5, hidden=4, layers=0))
+    assert points["encoder"](torch.zeros(3, 2))[0].shape == (3, 5) and points["critic"].in_features == 5
+
+    class Unbuilt(Objective):
+        roles = ("encoder", "generator", "critic")
+
+    with pytest.raises(NotImplementedError, match="Unbuilt declares the role 'critic'"):
+        Unbuilt.build_networks(None, images)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_a_model_holds_one_network_per_role_of_its_objective(name):
+    config = Config(model=name, image_size=8, channels=1, latent_dim=4, base_channels=4, max_channels=8,
+                    disc_channels=4, disc_latent=4, ema=0.5)
+    model = Model.build(config)
+    objective = OBJECTIVES[name]
+    assert list(model.networks) == [*objective.roles, *(f"{role}_ema" for role in objective.averaged_roles)]
 
 
 # ---- every model through the command line

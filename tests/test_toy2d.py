@@ -14,7 +14,7 @@ from introvae.data.toy2d import (EIGHT_GAUSSIANS_CENTRES, EIGHT_GAUSSIANS_STD, R
 from introvae.errors import UserError
 from introvae.metrics.hist2d import (JSD_MAX, as_grid, histogram2d, js_divergence, kl_divergence, mode_shares,
                                      toy_metrics)
-from introvae.nets.mlp import MLPAutoencoder, MLPDecoder, MLPEncoder, build_mlp_networks
+from introvae.nets.mlp import MLPAutoencoder, MLPDecoder, MLPEncoder, PointBuilders
 from introvae.objectives import OBJECTIVES
 from introvae.toy2d import toy_config, train_toy
 
@@ -169,10 +169,14 @@ def test_mlp_networks():
     rec, code = disc(x)
     assert rec.shape == (5, 2) and code.shape == (5, 4)
     assert torch.allclose(disc.decode(disc.encode(x)), rec)
-    nets = build_mlp_networks(("encoder", "generator", "discriminator"), latent_dim=2, hidden=8)
+    builders = PointBuilders(data_dim=2, latent_dim=3, hidden=8, layers=1)
+    mu, logvar = builders.encoder()(x)
+    assert mu.shape == logvar.shape == (5, 3) and builders.generator()(mu).shape == (5, 2)
+    assert sum(isinstance(m, torch.nn.Linear) for m in builders.generator().modules()) == 3
+    nets = OBJECTIVES["avae"].build_networks(OBJECTIVES["avae"].Options(disc_latent=1), builders)
     assert list(nets) == ["encoder", "generator", "discriminator"]
-    with pytest.raises(ValueError):
-        build_mlp_networks(("critic",))
+    rec, code = nets["discriminator"](x)  # the avae's own option sets the code size; the builders, the widths
+    assert rec.shape == (5, 2) and code.shape == (5, 1) and nets["discriminator"].encoder[0].out_features == 8
 
 
 # -------------------------------------------------------------------------------------------------------- training

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ from .batchnorm import prior_statistics, reestimate
 from .checkpoint import config_of_weights, load_networks, network_names
 from .config import Config
 from .errors import UserError
-from .nets import build_image_networks, ema_name, init_weights
+from .nets import ImageBuilders, ema_name, init_weights
 from .rundir import RunDir
 from .runtime import resolve_device, stream_seed
 
@@ -30,7 +30,11 @@ INTERPOLATIONS = ("lerp", "slerp")
 
 
 class Model:
-    """Encoder and generator of one configuration, with the operations a user needs."""
+    """Encoder and generator of one configuration, with the operations a user needs.
+
+    The tools of `introvae.latent` take a Model (attribute vectors: `compute_attribute(model, ...)`,
+    `edit_images(model, ...)`; traversals; OOD scores), so this module does not depend on them.
+    """
 
     def __init__(self, config: Config, networks: nn.ModuleDict):
         self.config = config
@@ -38,18 +42,18 @@ class Model:
 
     @classmethod
     def build(cls, config: Config, device: str | torch.device = "cpu") -> "Model":
-        """Fresh networks of the config's model, initialised from config.seed alone.
+        """Fresh networks of the config's model, initialised from its seed alone.
 
-        With `config.ema` > 0 each network the objective averages (the generator) has a copy, `ema_name(role)`
+        With --ema > 0 each network the objective averages (the generator) has a copy, `ema_name(role)`
         ("generator_ema"), that the trainer moves towards it after every step and that decoding uses.
         """
-        if config.channels not in (1, 3):
+        if config.dataset.channels not in (1, 3):
             raise UserError("the config's channels must be resolved to 1 or 3 before building a model.")
-        networks = nn.ModuleDict(build_image_networks(
-            config, config.roles, **config.objective_class.network_options(config.objective)))
-        init_weights(networks, torch.Generator().manual_seed(config.seed))
-        if config.ema > 0:
-            for role in config.averaged_roles:
+        objective = config.objective_class
+        networks = nn.ModuleDict(objective.build_networks(config.objective, ImageBuilders.of(config)))
+        init_weights(networks, torch.Generator().manual_seed(config.run.seed))
+        if config.optim.ema > 0:
+            for role in objective.averaged_roles:
                 networks[ema_name(role)] = copy.deepcopy(networks[role]).requires_grad_(False)
         # channels_last: the layout the convolutions run fastest in (see introvae.nets.conv).
         return cls(config, networks.to(device, memory_format=torch.channels_last))
@@ -87,7 +91,8 @@ class Model:
             raise UserError(f"{path} carries no config (it was written before weights described themselves): load "
                             "the run directory it came from instead.")
         model = cls.build(config, device)
-        # An exported file holds only what inference needs (no discriminator, the EMA generator as "generator").
+        # An exported file holds only what inference needs: the encoder and the generator that decodes (the EMA
+        # copy, saved as "generator"), none of the objective's other networks.
         present = network_names(path)
         for name in [name for name in model.networks if name not in present and name not in ("encoder", "generator")]:
             del model.networks[name]
@@ -127,7 +132,7 @@ class Model:
         """
         self.check_images(images)
         generators = [self.networks[name] for name in ("generator", ema_name("generator")) if name in self.networks]
-        reestimate(self.encoder, generators, images, batch_size or self.config.batch_size)
+        reestimate(self.encoder, generators, images, batch_size or self.config.optim.batch_size)
 
     def _batched(self, fn, x: Tensor, batch_size: int) -> Tensor:
         with self.evaluating():
@@ -156,8 +161,9 @@ class Model:
 
     def latents(self, num: int, seed: int = 0, start: int = 0) -> Tensor:
         """Prior codes of images start .. start+num-1 under `seed`; code i depends only on (seed, i)."""
+        latent_dim = self.config.networks.latent_dim
         return torch.stack([
-            torch.randn(self.config.latent_dim, generator=torch.Generator().manual_seed(stream_seed(seed, 1, i)))
+            torch.randn(latent_dim, generator=torch.Generator().manual_seed(stream_seed(seed, 1, i)))
             for i in range(start, start + num)
         ])
 
@@ -189,23 +195,9 @@ class Model:
         z_a, z_b = self.latents(1, seed_a)[0], self.latents(1, seed_b)[0]
         return self.decode(self.interpolate_latents(z_a, z_b, steps, method), prior=True)
 
-    def attribute(self, images_with: Tensor, images_without: Tensor, name: str = "", batch_size: int = 64):
-        """The attribute vector: mean posterior mean of `images_with` minus that of `images_without` (Khan et al.
-        Fig. 8); an `introvae.latent.AttributeVector`."""
-        from .latent import compute_attribute
-
-        return compute_attribute(self, images_with, images_without, name, batch_size)
-
-    def edit(self, images: Tensor, vector, strengths: Sequence[float], batch_size: int = 64) -> Tensor:
-        """Decode mu + s * vector for each image and strength s: (N, S, C, H, W); s = 0 is the reconstruction.
-        `vector` is an `introvae.latent.AttributeVector` or a direction (latent_dim,)."""
-        from .latent import edit_images
-
-        return edit_images(self, images, vector, strengths, batch_size)
-
     def check_images(self, images: Tensor) -> None:
         """Refuse, with one sentence, a batch whose shape is not (N, channels, image_size, image_size)."""
-        c, s = self.config.channels, self.config.image_size
+        c, s = self.config.dataset.channels, self.config.dataset.image_size
         if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
             raise UserError(f"images of shape {tuple(images.shape)} do not fit this model, which takes (N, {c}, {s}, {s}).")
 

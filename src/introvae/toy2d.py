@@ -46,10 +46,10 @@ from .data.toy2d import EIGHT_GAUSSIANS_CENTRES, TOY_DATASETS, sample_toy, toy_e
 from .engine import MAX_BAD_STEPS, Engine, LossAverager
 from .errors import UserError
 from .metrics.hist2d import DEFAULT_BINS, DEFAULT_EPS, as_grid, grid_definition, histogram2d, mode_shares, toy_metrics
-from .nets import init_weights
-from .nets.mlp import build_mlp_networks
+from .nets import PointBuilders, init_weights
 from .objectives import OBJECTIVES, build_objective
 from .plot import plot_density, plot_samples
+from .progress import Progress
 from .rundir import RunDir
 from .runlog import RunLog
 from .runtime import resolve_device, stream_seed
@@ -102,7 +102,7 @@ def toy_config(dataset: str, model: str, steps: int | None = None, seed: int = 0
         config = Config(**values).validate()
     except TypeError as error:  # a value of the wrong type slipped through the Python API
         raise UserError(str(error)) from None
-    if config.ema > 0:
+    if config.optim.ema > 0:
         raise UserError("the 2-D benchmark keeps no moving average of the generator: leave ema at 0.")
     return config
 
@@ -136,13 +136,12 @@ def decode_prior(generator_net: nn.Module, num: int, latent_dim: int, seed: int,
 
 def _build_engine(config: Config, hidden: int, layers: int, device: torch.device) -> Engine:
     objective = build_objective(config)
-    networks = nn.ModuleDict(build_mlp_networks(objective.roles, data_dim=2, latent_dim=config.latent_dim,
-                                                hidden=hidden, layers=layers,
-                                                code_dim=objective.network_options(config.objective)
-                                                .get("discriminator_code")))
-    init_weights(networks, torch.Generator().manual_seed(config.seed))
+    builders = PointBuilders(data_dim=2, latent_dim=config.networks.latent_dim, hidden=hidden, layers=layers)
+    networks = nn.ModuleDict(objective.build_networks(config.objective, builders))
+    init_weights(networks, torch.Generator().manual_seed(config.run.seed))
     # fp32: these MLPs gain nothing from bf16.
-    return Engine(objective, networks.to(device), config.resolved_lr(), (config.adam_beta1, config.adam_beta2))
+    optim = config.optim
+    return Engine(objective, networks.to(device), config.resolved_lr(), (optim.adam_beta1, optim.adam_beta2))
 
 
 def fit_toy(config: Config, dataset: str, *, hidden: int = 256, layers: int = 3,
@@ -151,26 +150,23 @@ def fit_toy(config: Config, dataset: str, *, hidden: int = 256, layers: int = 3,
     """Train fresh MLPs for `config` (see `toy_config`) on `dataset`; return the networks and
     {"seconds", "skipped_steps", "lr_milestones"}. With `run_dir`, the mean losses go to its log.jsonl (`RunLog`, as
     image runs write theirs) every log_every steps."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.run.device)
+    steps, batch_size, seed = config.optim.steps, config.optim.batch_size, config.run.seed
     with _SingleThread():
         engine = _build_engine(config, hidden, layers, device)
-        milestones = sorted({max(1, round(config.steps * f)) for f in lr_milestones})
+        milestones = sorted({max(1, round(steps * f)) for f in lr_milestones})
         schedulers = [torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=LR_GAMMA)
                       for opt in engine.optimizers.values()] if milestones else []
-        progress = None
-        if not quiet:
-            from .progress import Progress
-
-            progress = Progress(config.steps)
+        progress = None if quiet else Progress(steps)
         started, skipped, losses = time.time(), 0, LossAverager()
         log = None
         if run_dir is not None:
             log = RunLog(RunDir(run_dir).log)
             log.path.unlink(missing_ok=True)  # a new run: no records of an earlier one
         try:
-            for step in range(config.steps):
-                x = sample_toy(dataset, config.batch_size, _generator(torch.device("cpu"), config.seed, _DATA, step))
-                result = engine.step(x.to(device), step, _generator(device, config.seed, _NOISE, step))
+            for step in range(steps):
+                x = sample_toy(dataset, batch_size, _generator(torch.device("cpu"), seed, _DATA, step))
+                result = engine.step(x.to(device), step, _generator(device, seed, _NOISE, step))
                 for scheduler in schedulers:
                     scheduler.step()
                 if result.diverged:
@@ -178,7 +174,7 @@ def fit_toy(config: Config, dataset: str, *, hidden: int = 256, layers: int = 3,
                                     f"{MAX_BAD_STEPS} steps in a row; lower --lr or change the loss weights.")
                 skipped += not result.ran
                 losses.add(result.logs)
-                if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+                if (step + 1) % config.run.log_every == 0 or step + 1 == steps:
                     record = {"step": step + 1, **losses.means(), "time": round(time.time() - started, 3)}
                     losses.clear()
                     if log is not None:
@@ -213,18 +209,18 @@ def train_toy(dataset: str, model: str, steps: int | None = None, out_dir: str |
     networks, info = fit_toy(config, dataset, hidden=hidden, layers=layers, lr_milestones=lr_milestones,
                              run_dir=out, quiet=quiet)
     with _SingleThread():
-        fake = decode_prior(networks["generator"], eval_points, config.latent_dim, config.seed,
+        fake = decode_prior(networks["generator"], eval_points, config.networks.latent_dim, config.run.seed,
                             next(networks.parameters()).device)
-    metrics, real = _score(dataset, model, fake, config.seed, eval_points)
+    metrics, real = _score(dataset, model, fake, config.run.seed, eval_points)
     metrics.update({
-        "steps": config.steps, "skipped_steps": info["skipped_steps"], "seconds": round(info["seconds"], 2),
+        "steps": config.optim.steps, "skipped_steps": info["skipped_steps"], "seconds": round(info["seconds"], 2),
         "networks": {"hidden": hidden, "layers": layers},
         "lr_schedule": {"milestones": info["lr_milestones"], "gamma": LR_GAMMA if info["lr_milestones"] else 1.0},
         "warmup": _warmup_description(config),
         "config": config.to_dict(),
     })
     extent = toy_extent(dataset)
-    title = f"{dataset}, {model}, {config.steps} steps: KL {metrics['kl']:.4f}, JSD {metrics['jsd']:.4f}"
+    title = f"{dataset}, {model}, {config.optim.steps} steps: KL {metrics['kl']:.4f}, JSD {metrics['jsd']:.4f}"
     plot_samples(real[:PLOT_POINTS], fake[:PLOT_POINTS], extent, out / "samples.png", title)
     plot_density(as_grid(histogram2d(fake, DEFAULT_BINS, extent), DEFAULT_BINS), out / "density.png",
                  f"{dataset}, {model}: density of {eval_points} decoded prior samples", extent=extent)

@@ -12,14 +12,15 @@ from safetensors.torch import save_file
 from torch import nn
 
 from introvae.distributed import setup, teardown
-from introvae.nets.mlp import build_mlp_networks
+from introvae.nets.mlp import PointBuilders
 from introvae.engine import step_phases
 from introvae.objectives.base import Objective, Phase, kl_per_sample
 
 torch.set_num_threads(1)
 info, _ = setup("cpu")
 torch.manual_seed(0)
-networks = nn.ModuleDict(build_mlp_networks(("encoder", "generator"), data_dim=4, latent_dim=2, hidden=16, layers=2))
+builders = PointBuilders(data_dim=4, latent_dim=2, hidden=16, layers=2)
+networks = nn.ModuleDict({"encoder": builders.encoder(), "generator": builders.generator()})
 data = torch.Generator().manual_seed(1)
 x_global, eps_global = torch.rand(3, 8, 4, generator=data), torch.randn(3, 8, 2, generator=data)
 

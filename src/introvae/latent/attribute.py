@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -25,11 +25,9 @@ from ..atomic import atomic_write_bytes
 from ..checkpoint import metadata_of_bytes
 from ..errors import UserError
 from ..images import as_float, load_image
+from ..model import Model
 from ..rundir import RunDir
 from .sets import load_named_images, read_labels_csv
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 __all__ = ["AttributeVector", "compute_attribute", "attributes_from_labels", "edit_images", "attribute_position",
            "run_attributes", "load_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR",
@@ -118,14 +116,14 @@ def run_attributes(run: str | Path) -> dict[str, AttributeVector]:
     return load_attributes(folder) if folder.is_dir() else {}
 
 
-def _mean_code(model: "Model", images: Tensor, batch_size: int, what: str) -> Tensor:
+def _mean_code(model: Model, images: Tensor, batch_size: int, what: str) -> Tensor:
     if len(images) == 0:
         raise UserError(f"{what} holds no images: an attribute vector needs images with and without the attribute.")
     mu, _ = model.encode(as_float(images), batch_size)
     return mu.double().mean(0)
 
 
-def compute_attribute(model: "Model", images_with: Tensor, images_without: Tensor, name: str = "",
+def compute_attribute(model: Model, images_with: Tensor, images_without: Tensor, name: str = "",
                       batch_size: int = 64) -> AttributeVector:
     """The mean posterior mean of `images_with` minus that of `images_without` (float in [0, 1] or uint8)."""
     mean_with = _mean_code(model, images_with, batch_size, "the set with the attribute")
@@ -136,7 +134,7 @@ def compute_attribute(model: "Model", images_with: Tensor, images_without: Tenso
                            mean_without=mean_without.float())
 
 
-def attributes_from_labels(model: "Model", images: Tensor, labels: Sequence[str],
+def attributes_from_labels(model: Model, images: Tensor, labels: Sequence[str],
                            batch_size: int = 64) -> dict[str, AttributeVector]:
     """One vector per label value: the images with that label against all the others (sorted by label)."""
     if len(labels) != len(images):
@@ -158,16 +156,16 @@ def attributes_from_labels(model: "Model", images: Tensor, labels: Sequence[str]
     return vectors
 
 
-def _direction(model: "Model", vector: AttributeVector | Tensor) -> Tensor:
+def _direction(model: Model, vector: AttributeVector | Tensor) -> Tensor:
     direction = vector.direction if isinstance(vector, AttributeVector) else vector
-    if direction.dim() != 1 or direction.numel() != model.config.latent_dim:
+    if direction.dim() != 1 or direction.numel() != model.config.networks.latent_dim:
         name = f"attribute vector {vector.name!r}" if isinstance(vector, AttributeVector) else "the direction"
         raise UserError(f"{name} has {direction.numel()} dimensions but this model's codes have "
-                        f"{model.config.latent_dim}: use a vector computed with this run.")
+                        f"{model.config.networks.latent_dim}: use a vector computed with this run.")
     return direction.float().cpu()
 
 
-def edit_images(model: "Model", images: Tensor, vector: AttributeVector | Tensor, strengths: Sequence[float],
+def edit_images(model: Model, images: Tensor, vector: AttributeVector | Tensor, strengths: Sequence[float],
                 batch_size: int = 64) -> Tensor:
     """Decode mu + s * direction for each image and strength: (N, S, C, H, W) in [0, 1]; s = 0 reconstructs.
 
@@ -184,7 +182,7 @@ def edit_images(model: "Model", images: Tensor, vector: AttributeVector | Tensor
     return decoded.reshape(len(images), len(strengths), *decoded.shape[1:])
 
 
-def attribute_position(model: "Model", images: Tensor, vector: AttributeVector, batch_size: int = 64) -> Tensor:
+def attribute_position(model: Model, images: Tensor, vector: AttributeVector, batch_size: int = 64) -> Tensor:
     """Where each image's mu lies along the vector, (N,): 0 at the mean of the images without the attribute, 1 at
     the mean of those with it (without a stored `mean_without`, the projection of mu in units of the direction)."""
     direction = _direction(model, vector).double()

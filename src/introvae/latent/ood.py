@@ -64,18 +64,19 @@ import io
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
+from ..atomic import atomic_write_bytes
 from ..errors import UserError
 from ..images import as_float, to_uint8
+from ..model import Model
 from ..runtime import stream_seed
-
-if TYPE_CHECKING:
-    from ..model import Model
+from .sets import training_images
 
 __all__ = ["SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS",
            "OODReference", "gaussian_scores", "fit_sigma", "decoder_sigma", "reference_statistics", "fit_reference",
@@ -289,8 +290,6 @@ def _spread(values: np.ndarray) -> float:
 def compressed_bits_per_dim(images: Tensor, compressor: str = "png") -> np.ndarray:
     """L(x) / D of each image (N, C, H, W; uint8, or float in [0, 1] rounded to 8 bits): the length in bits of the
     image losslessly compressed by `compressor` (a key of COMPRESSORS) per pixel value."""
-    from PIL import Image
-
     if compressor not in COMPRESSORS:
         raise UserError(f"compressor {compressor!r} is not one of {', '.join(COMPRESSORS)}.")
     pixels = (images if images.dtype == torch.uint8 else to_uint8(images)).permute(0, 2, 3, 1).cpu().numpy()
@@ -320,30 +319,26 @@ def corrected_scores(density: dict[str, np.ndarray], images: Tensor,
     return {key: scores[key] for key in CORRECTED_KEYS}
 
 
-def _model_functions(model: "Model", batch_size: int) -> tuple[EncodeFn, DecodeFn]:
+def _model_functions(model: Model, batch_size: int) -> tuple[EncodeFn, DecodeFn]:
     # Posterior samples are decoded with the generator's default (posterior) batch-norm statistics.
     return (lambda x: model.encode(x, batch_size)), (lambda z: model.decode(z.float(), batch_size))
 
 
-def decoder_sigma(model: "Model", images: Tensor | None = None, samples: int = 1, seed: int = 0,
+def decoder_sigma(model: Model, images: Tensor | None = None, samples: int = 1, seed: int = 0,
                   batch_size: int = 64) -> float:
     """The model's maximum-likelihood sigma on `images`, by default on (up to 1024 of) its run's training images."""
     if images is None:
-        from .sets import training_images
-
         images = training_images(model.config)
     encode, decode = _model_functions(model, batch_size)
     return fit_sigma(encode, decode, as_float(images), samples, seed, batch_size)
 
 
-def fit_reference(model: "Model", images: Tensor | None = None, samples: int = 16, seed: int = 0,
+def fit_reference(model: Model, images: Tensor | None = None, samples: int = 16, seed: int = 0,
                   batch_size: int = 64, sigma: float | None = None) -> OODReference:
     """The model's `OODReference` (`reference_statistics`) on `reference_count(samples)` evenly spaced images of
     `images` (default: of the run's training split, which this opens)."""
     count = reference_count(samples)
     if images is None:
-        from .sets import training_images
-
         images = training_images(model.config, count)
     else:
         model.check_images(images)
@@ -352,7 +347,7 @@ def fit_reference(model: "Model", images: Tensor | None = None, samples: int = 1
     return reference_statistics(encode, decode, as_float(images), samples, seed, batch_size, sigma)
 
 
-def score_images(model: "Model", images: Tensor, samples: int = 16, seed: int = 0, batch_size: int = 64,
+def score_images(model: Model, images: Tensor, samples: int = 16, seed: int = 0, batch_size: int = 64,
                  sigma: float | None = None, reference: OODReference | None = None) -> dict[str, np.ndarray]:
     """OOD scores of `images` (float in [0, 1] or uint8) under `model`: a dict of arrays (N,) under SCORE_KEYS.
 
@@ -421,8 +416,6 @@ def plot_score_histograms(inlier_scores, outlier_scores, path: str | Path, score
 
     matplotlib.use("Agg")  # no display needed; chosen before pyplot is imported
     import matplotlib.pyplot as plt
-
-    from ..atomic import atomic_write_bytes
 
     inliers, outliers = _finite_scores(inlier_scores, "inlier"), _finite_scores(outlier_scores, "outlier")
     bins = np.histogram_bin_edges(np.concatenate([inliers, outliers]), bins=40)

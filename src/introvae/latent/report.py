@@ -11,19 +11,18 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_write_text
 from ..errors import UserError
 from ..images import to_float
+from ..model import Model
 from .ood import (DEFAULT_SCORE, SCORE_KEYS, OODReference, detection_metrics, fit_reference, plot_score_histograms,
                   score_images)
 from .sets import load_named_images
 
-if TYPE_CHECKING:
-    from ..model import Model
 
 __all__ = ["ScoreReport", "score_sets", "TWO_SETS", "read_reference"]
 
@@ -93,7 +92,7 @@ class ScoreReport:
         return [csv_path, json_path, histogram]
 
 
-def score_sets(model: "Model", sets: dict[str, str | Path], samples: int = 16, seed: int = 0, batch_size: int = 64,
+def score_sets(model: Model, sets: dict[str, str | Path], samples: int = 16, seed: int = 0, batch_size: int = 64,
                reference: OODReference | None = None, sigma: float | None = None) -> ScoreReport:
     """Score every image of `sets` ({"data": PATH} or {"inliers": PATH, "outliers": PATH}; a folder, an image or
     a .npz/.npy array each). Every set is read before the reference is fitted (on the run's training images,
@@ -102,7 +101,7 @@ def score_sets(model: "Model", sets: dict[str, str | Path], samples: int = 16, s
         raise UserError("give either one set (data) or two (inliers and outliers).")
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}.")
-    size, channels = model.config.image_size, model.config.channels
+    size, channels = model.config.dataset.image_size, model.config.dataset.channels
     loaded = {label: load_named_images(path, size, channels, f"--{label}") for label, path in sets.items()}
     if reference is None:
         reference = fit_reference(model, samples=samples, seed=seed, batch_size=batch_size, sigma=sigma)

@@ -8,6 +8,7 @@ file or a folder (recursively, in the order of `scan_folder`), keeping the relat
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import torch
@@ -25,11 +26,12 @@ TRAINING_IMAGES = 1024  # enough for a stable PCA of 128-d codes and a noise lev
 
 def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
     """Up to `count` evenly spaced training images of the run with `config`, uint8 (N, C, S, S)."""
+    dataset = config.dataset
     try:
-        data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
-                         config.builtin_count)
+        data = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
+                         dataset.builtin_count)
     except DataError as e:
-        raise UserError(f"the run's training data {config.data!r} cannot be opened ({e}); run the command where "
+        raise UserError(f"the run's training data {dataset.path!r} cannot be opened ({e}); run the command where "
                         f"that data is, or give the images yourself (see --help).") from None
     total = len(data.train)
     chosen = torch.linspace(0, total - 1, min(count, total)).round().long().unique()
@@ -63,8 +65,6 @@ def read_labels_csv(path: str | Path, root: str | Path | None = None) -> tuple[l
 
     File names are relative to `root` (default: the CSV's folder) unless absolute. Every named file must exist.
     """
-    import csv
-
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,10 +24,8 @@ from torch import Tensor
 from ..atomic import atomic_write_bytes
 from ..errors import UserError
 from ..images import as_float, load_image, save_image, to_float, to_uint8
+from ..model import Model
 from .sets import TRAINING_IMAGES, load_named_images, training_images
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 __all__ = ["PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes",
            "interpolation_rows", "loop_frames",
@@ -49,15 +47,16 @@ class PrincipalDirections:
     explained: Tensor
 
 
-def principal_directions(model: "Model", images: Tensor, k: int, batch_size: int = 64) -> PrincipalDirections:
+def principal_directions(model: Model, images: Tensor, k: int, batch_size: int = 64) -> PrincipalDirections:
     """The top `k` principal components of the posterior means of `images` (float in [0, 1] or uint8)."""
     if k < 1:
         raise UserError(f"--pca needs at least one component, got {k}.")
     if len(images) < 2:
         raise UserError("principal directions need at least two images.")
-    limit = min(len(images) - 1, model.config.latent_dim)
+    latent_dim = model.config.networks.latent_dim
+    limit = min(len(images) - 1, latent_dim)
     if k > limit:
-        raise UserError(f"--pca {k} asks for more components than {len(images)} images of {model.config.latent_dim}-"
+        raise UserError(f"--pca {k} asks for more components than {len(images)} images of {latent_dim}-"
                         f"dimensional codes have ({limit}): use --pca {limit} or fewer.")
     mu, _ = model.encode(as_float(images), batch_size)
     codes = mu.double()
@@ -82,14 +81,14 @@ def axis_directions(latent_dim: int, dims: Sequence[int]) -> Tensor:
     return torch.eye(latent_dim)[list(dims)]
 
 
-def traverse(model: "Model", z0: Tensor, directions: Tensor, values: Tensor | Sequence[float], prior: bool = False,
+def traverse(model: Model, z0: Tensor, directions: Tensor, values: Tensor | Sequence[float], prior: bool = False,
              batch_size: int = 64) -> Tensor:
     """Decode z0 + v * directions[i] for every direction i and value v: (k, steps, C, H, W) in [0, 1].
 
     `prior=True` when z0 is a prior code (a seed's), so that the generator uses its prior statistics; around an
     image's posterior mean leave it False.
     """
-    latent_dim = model.config.latent_dim
+    latent_dim = model.config.networks.latent_dim
     if z0.shape != (latent_dim,) or directions.dim() != 2 or directions.shape[1] != latent_dim:
         raise UserError(f"a traversal needs a code of shape ({latent_dim},) and directions (k, {latent_dim}), got "
                         f"{tuple(z0.shape)} and {tuple(directions.shape)}.")
@@ -101,7 +100,7 @@ def traverse(model: "Model", z0: Tensor, directions: Tensor, values: Tensor | Se
     return decoded.reshape(len(directions), len(values), *decoded.shape[1:])
 
 
-def loop_codes(model: "Model", codes: Tensor, steps: int, method: str = "lerp") -> Tensor:
+def loop_codes(model: Model, codes: Tensor, steps: int, method: str = "lerp") -> Tensor:
     """A closed path through `codes` (M, latent_dim), M >= 2: c0 -> c1 -> ... -> c(M-1) -> c0, `steps` codes per leg
     ends included, each joint once: M * (steps - 1) + 1 codes, the first and the last both c0."""
     if len(codes) < 2:
@@ -110,7 +109,7 @@ def loop_codes(model: "Model", codes: Tensor, steps: int, method: str = "lerp") 
     return torch.cat([leg[:-1] for leg in legs] + [codes[:1].float()])
 
 
-def interpolation_rows(model: "Model", codes: Tensor, steps: int, method: str = "lerp", prior: bool = False,
+def interpolation_rows(model: Model, codes: Tensor, steps: int, method: str = "lerp", prior: bool = False,
                        originals: Tensor | None = None, batch_size: int = 64) -> list[Tensor]:
     """One row per leg c(i) -> c(i+1) of `codes` (M, latent_dim): `steps` decoded images, framed by the images the
     codes came from when `originals` (M, C, S, S) are given. `prior`: the codes are prior samples (seeds), decoded
@@ -124,7 +123,7 @@ def interpolation_rows(model: "Model", codes: Tensor, steps: int, method: str = 
     return rows
 
 
-def loop_frames(model: "Model", codes: Tensor, steps: int, method: str = "lerp", prior: bool = False,
+def loop_frames(model: Model, codes: Tensor, steps: int, method: str = "lerp", prior: bool = False,
                 batch_size: int = 64) -> Tensor:
     """The decoded images of `loop_codes`: the frames of a looping animation through `codes`."""
     return model.decode(loop_codes(model, codes, steps, method), batch_size, prior=prior)

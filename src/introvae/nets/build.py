@@ -1,7 +1,9 @@
-"""The image networks a `Config` describes: its architecture family (`--arch`) and the objective's roles."""
+"""The image networks a `Config` describes: its architecture family (`--arch`), and what the builders of an
+objective's further networks know about the images (`ImageBuilders`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from torch import nn
@@ -25,10 +27,11 @@ ARCHITECTURES: dict[str, Architecture] = {  # --arch
 }
 
 
-# --encoder-norm. Why a choice: the encoder is also IntroVAE's discriminator, and it sees real, reconstructed and
-# sampled images in separate batches. Batch-norm normalises each of those batches by its own statistics, so whatever
-# sets a generated batch apart on average (brightness, stroke density) is divided out before the encoder can use it,
-# and its running averages mix the three kinds. Group-norm and no normalisation treat every image alone.
+# --encoder-norm. Why a choice: in IntroVAE the encoder also tells real from generated images, and it sees real,
+# reconstructed and sampled images in separate batches. Batch-norm normalises each of those batches by its own
+# statistics, so whatever sets a generated batch apart on average (brightness, stroke density) is divided out before
+# the encoder can use it, and its running averages mix the three kinds. Group-norm and no normalisation treat every
+# image alone.
 ENCODER_NORMS = ("batch", "group", "none", "spectral")
 GROUP_CHANNELS = 16  # channels per group of group-norm (Wu & He 2018 use 32 groups; our layers are narrow)
 
@@ -60,30 +63,43 @@ def set_encoder_norm(encoder: nn.Module, norm: str) -> nn.Module:
     return encoder
 
 
+@dataclass(frozen=True)
+class ImageBuilders:
+    """What the networks of an objective are built for when its data are images: the images' size and channels
+    (resolved), the latent size, and the encoder and generator of the `--arch` family.
+
+    Every objective trains an encoder and a generator, built here; an objective with further roles builds them
+    itself from these numbers and its own options (`Objective.build_role`; avae: `nets.began`).
+    """
+
+    image_size: int
+    channels: int
+    latent_dim: int
+    arch: str
+    base_channels: int
+    max_channels: int
+    encoder_norm: str
+
+    @classmethod
+    def of(cls, config) -> "ImageBuilders":
+        """The builders of a `Config` (its dataset and networks sections; channels resolved)."""
+        dataset, networks = config.dataset, config.networks
+        return cls(dataset.image_size, dataset.channels, networks.latent_dim, networks.arch, networks.base_channels,
+                   networks.max_channels, networks.encoder_norm)
+
+    def _args(self) -> tuple[int, int, int, int, int]:
+        return self.image_size, self.channels, self.latent_dim, self.base_channels, self.max_channels
+
+    def encoder(self) -> nn.Module:
+        """x (N, C, S, S) -> (mu, logvar), with its `encoder_norm`."""
+        return set_encoder_norm(ARCHITECTURES[self.arch].encoder(*self._args()), self.encoder_norm)
+
+    def generator(self) -> nn.Module:
+        """z (N, latent_dim) -> x (N, C, S, S)."""
+        return ARCHITECTURES[self.arch].generator(*self._args())
+
+
 def build_networks(config) -> tuple[nn.Module, nn.Module]:
     """The encoder and generator that a `Config` (with channels resolved) describes."""
-    architecture = ARCHITECTURES[config.arch]
-    args = (config.image_size, config.channels, config.latent_dim, config.base_channels, config.max_channels)
-    encoder = set_encoder_norm(architecture.encoder(*args), config.encoder_norm)
-    return encoder, architecture.generator(*args)
-
-
-def build_image_networks(config, roles: tuple[str, ...], discriminator_width: int = 64,
-                         discriminator_code: int = 64) -> dict[str, nn.Module]:
-    """The networks an objective names in `roles`, for images of a `Config`:
-
-    encoder (x -> mu, logvar) and generator (z -> x) of the `--arch` family; discriminator: the BEGAN-style
-    auto-encoder of Khan et al. (x -> reconstruction, code), `discriminator_width` channels wide with a code of
-    `discriminator_code` numbers (the objective's `network_options` give them).
-    """
-    encoder, generator = build_networks(config)
-    networks: dict[str, nn.Module] = {"encoder": encoder, "generator": generator}
-    if "discriminator" in roles:
-        from .began import BEGANAutoencoder
-
-        networks["discriminator"] = BEGANAutoencoder(config.image_size, config.channels, discriminator_width,
-                                                     discriminator_code)
-    unknown = set(roles) - set(networks)
-    if unknown:
-        raise ValueError(f"no image network for the roles {sorted(unknown)}")
-    return {role: networks[role] for role in roles}
+    builders = ImageBuilders.of(config)
+    return builders.encoder(), builders.generator()

@@ -5,15 +5,18 @@ The authors' 2-D encoder and decoder are MLPs with ReLU: a linear layer from the
 (the encoder's gives mu and log-variance, 2 * latent_dim numbers; the decoder's output is the point, unbounded).
 We keep that shape: `layers` counts the hidden-to-hidden layers, so a network has layers + 2 linear layers.
 
-For the adversarial VAE of Khan et al. (model "avae") the discriminator is an auto-encoder whose reconstruction
-error is an energy (BEGAN); `MLPAutoencoder` is its 2-D form: an MLP encoder to a code and an MLP decoder back.
+`PointBuilders` holds what every objective's networks for points are built from: the encoder and the generator
+here, and the sizes from which an objective builds its further roles (avae: `MLPAutoencoder`, an MLP encoder to a
+code and an MLP decoder back, the 2-D form of BEGAN's auto-encoder, whose reconstruction error is an energy).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
-__all__ = ["MLPEncoder", "MLPDecoder", "MLPAutoencoder", "build_mlp_networks", "mlp"]
+__all__ = ["MLPEncoder", "MLPDecoder", "MLPAutoencoder", "PointBuilders", "mlp"]
 
 
 def mlp(in_dim: int, out_dim: int, hidden: int = 256, layers: int = 3) -> nn.Sequential:
@@ -53,7 +56,7 @@ class MLPDecoder(nn.Module):
 
 
 class MLPAutoencoder(nn.Module):
-    """An auto-encoder discriminator for points: forward(x) -> (reconstruction, code); encode; decode."""
+    """An auto-encoder for points: forward(x) -> (reconstruction, code); encode; decode."""
 
     def __init__(self, data_dim: int, code_dim: int, hidden: int = 256, layers: int = 3):
         super().__init__()
@@ -72,17 +75,19 @@ class MLPAutoencoder(nn.Module):
         return self.decode(code), code
 
 
-def build_mlp_networks(roles: tuple[str, ...] | list[str], data_dim: int = 2, latent_dim: int = 2, hidden: int = 256,
-                       layers: int = 3, code_dim: int | None = None) -> dict[str, nn.Module]:
-    """The networks an objective names in `roles`, for points of `data_dim` coordinates: "encoder" (x -> mu, logvar),
-    "generator" (z -> x) and "discriminator" (x -> reconstruction, code; its code has `code_dim` numbers, by default
-    latent_dim)."""
-    makers = {
-        "encoder": lambda: MLPEncoder(data_dim, latent_dim, hidden, layers),
-        "generator": lambda: MLPDecoder(latent_dim, data_dim, hidden, layers),
-        "discriminator": lambda: MLPAutoencoder(data_dim, code_dim or latent_dim, hidden, layers),
-    }
-    unknown = sorted(set(roles) - set(makers))
-    if unknown:
-        raise ValueError(f"no 2-D network for the roles {unknown}")
-    return {role: makers[role]() for role in roles}
+@dataclass(frozen=True)
+class PointBuilders:
+    """What the networks of an objective are built for when its data are points of `data_dim` coordinates: a latent
+    code of `latent_dim` numbers and MLPs of `hidden` units with `layers` hidden-to-hidden layers; the encoder
+    (x -> mu, logvar) and generator (z -> x) every objective trains. Further roles: `Objective.build_role`."""
+
+    data_dim: int = 2
+    latent_dim: int = 2
+    hidden: int = 256
+    layers: int = 3
+
+    def encoder(self) -> MLPEncoder:
+        return MLPEncoder(self.data_dim, self.latent_dim, self.hidden, self.layers)
+
+    def generator(self) -> MLPDecoder:
+        return MLPDecoder(self.latent_dim, self.data_dim, self.hidden, self.layers)

@@ -30,7 +30,7 @@ OBJECTIVES: dict[str, type[Objective]] = dict(sorted(REGISTRY.items(), key=lambd
 
 def build_objective(config: Any) -> Objective:
     """The objective of a `Config`: its registered class, with the config's options and warm-up."""
-    return OBJECTIVES[config.model](config.objective, warmup_steps=config.warmup_steps)
+    return OBJECTIVES[config.model](config.objective, warmup_steps=config.optim.warmup_steps)
 
 
 __all__ = ["OBJECTIVES", "Objective", "Panel", "Phase", "Series", "build_objective", "kl_per_sample",

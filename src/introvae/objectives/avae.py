@@ -51,6 +51,9 @@ import torch
 from torch import Tensor, nn
 
 from ..distributed import mean_over_ranks
+from ..nets import ImageBuilders, PointBuilders
+from ..nets.began import BEGANAutoencoder
+from ..nets.mlp import MLPAutoencoder
 from .base import KL_REAL, Objective, Panel, Phase, Series, kl_per_sample, option, prior_sample, reparameterize
 
 
@@ -133,8 +136,12 @@ class AVAE(Objective):
         self.controller = PIDController(o.pid_integral, o.pid_proportional, o.pid_derivative)
 
     @classmethod
-    def network_options(cls, options: AVAEOptions) -> dict[str, Any]:
-        return {"discriminator_width": options.disc_channels, "discriminator_code": options.disc_latent}
+    def build_role(cls, role: str, options: AVAEOptions, builders: ImageBuilders | PointBuilders) -> nn.Module:
+        """The discriminator: BEGAN's auto-encoder, `disc_channels` wide with a code of `disc_latent` numbers, for
+        images; for 2-D points its MLP form, as wide as the benchmark's other MLPs."""
+        if isinstance(builders, PointBuilders):
+            return MLPAutoencoder(builders.data_dim, options.disc_latent, builders.hidden, builders.layers)
+        return BEGANAutoencoder(builders.image_size, builders.channels, options.disc_channels, options.disc_latent)
 
     @classmethod
     def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:

@@ -7,10 +7,10 @@ IntroVAE computes the generator's loss with the freshly updated encoder). The en
 respect to its own network's parameters only, so a phase never moves another network's weights.
 
 Everything generic code needs to know about an objective it learns from the class's declarations (`Objective`):
-its name, roles, learning rate, options (a small dataclass, from which the config section, config.json and the
-command line's option group are generated), warm-up, state, progress line, dynamics plot and 2-D settings. So the
-engine, trainer, plot, model and 2-D benchmark name no objective, and a new objective is one file (README, "Adding
-an objective").
+its name, roles and how their networks are built, learning rate, options (a small dataclass, from which the config
+section, config.json and the command line's option group are generated), warm-up, state, progress line, dynamics
+plot and 2-D settings. So the engine, trainer, plot, model and 2-D benchmark name no objective and no role beyond the
+encoder and generator, and a new objective is one file (README, "Adding an objective").
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
+from ..nets import ImageBuilders, PointBuilders
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,20 @@ class Objective:
         validate_options(options)
 
     @classmethod
-    def network_options(cls, options: Any) -> dict[str, Any]:
-        """Keyword arguments, from its options, for the builders of its networks beyond the encoder and generator
-        (`introvae.nets`: e.g. discriminator_width, discriminator_code), so network code reads no objective's
-        options."""
-        return {}
+    def build_networks(cls, options: Any, builders: ImageBuilders | PointBuilders) -> dict[str, nn.Module]:
+        """Its networks, one per role in the order of `roles`, for the data that `builders` describe (images of a
+        config, or 2-D points; `introvae.nets`): the encoder and generator every objective trains come from the
+        builders, any further role from `build_role`."""
+        common = {"encoder": builders.encoder, "generator": builders.generator}
+        return {role: common[role]() if role in common else cls.build_role(role, options, builders)
+                for role in cls.roles}
+
+    @classmethod
+    def build_role(cls, role: str, options: Any, builders: ImageBuilders | PointBuilders) -> nn.Module:
+        """The network of a role beyond the encoder and generator, from its options and the data's sizes in
+        `builders` (an `ImageBuilders` or a `PointBuilders`): an objective that declares such a role builds it here,
+        with a module of `introvae.nets` or its own (avae: its discriminator)."""
+        raise NotImplementedError(f"{cls.__name__} declares the role {role!r} but does not build it (build_role)")
 
     @classmethod
     def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:

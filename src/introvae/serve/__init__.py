@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import torch
+
 from ..errors import UserError
 from .explorer import Explorer
 
@@ -64,8 +66,6 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, attrib
         raise UserError(f"--threads must be 0 (torch's choice) or more, got {threads}.")
     _app_module()  # fail on a missing Flask before the model is loaded
     if threads > 0:
-        import torch
-
         torch.set_num_threads(threads)
     if not quiet:
         print(f"introvae: opening {run_dir} (principal directions of the training codes, reference scores)",

@@ -32,7 +32,10 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import DataError, UserError
+from ..evaluate import format_table, report_path
 from ..images import load_image, to_float, to_uint8
+from ..latent import (DEFAULT_SCORE, attribute_position, fit_reference, load_attributes, principal_directions,
+                      run_attributes, score_images, training_images)
 from ..model import Model
 from ..rundir import RunDir
 
@@ -101,23 +104,22 @@ class Explorer:
         or attributes/ beside a weights file, where `introvae attribute` puts them) and those of `attribute_files`, and
         compute the principal directions of the posterior means of `reference_count` training images (evenly spaced
         over the run's training split)."""
-        from ..latent import fit_reference, load_attributes, principal_directions, run_attributes
-
         run_dir = Path(run_dir)
         model = Model.load(run_dir, step=step, device=device)
+        latent_dim = model.config.networks.latent_dim
         notes: list[str] = []
         attributes = dict(run_attributes(run_dir))
         for path in attribute_files:
             attributes.update(load_attributes(path))
         for name, vector in attributes.items():
-            if vector.direction.numel() != model.config.latent_dim:
+            if vector.direction.numel() != latent_dim:
                 raise UserError(f"attribute vector {name!r} has {vector.direction.numel()} dimensions but the codes "
-                                f"of {run_dir} have {model.config.latent_dim}: use vectors computed with this run.")
+                                f"of {run_dir} have {latent_dim}: use vectors computed with this run.")
         reference, where = _reference_images(model, reference_count)
         if where:
             notes.append(where)
         directions: list[Direction] = []
-        k = min(components, len(reference) - 1, model.config.latent_dim)
+        k = min(components, len(reference) - 1, latent_dim)
         if k >= 1:
             pca = principal_directions(model, reference, k)
             for j in range(k):
@@ -147,18 +149,16 @@ class Explorer:
 
     def info(self) -> dict[str, Any]:
         """The run's description for the page: sizes, sliders, stored attributes, evaluation table, notes."""
-        from ..latent import DEFAULT_SCORE
-
         config, run = self.model.config, RunDir(self.run_dir)
         return {
             "run": self.run_dir.name,
             "run_dir": str(self.run_dir),
             "model": config.model,
             "step": self.step,
-            "image_size": config.image_size,
-            "channels": config.channels,
-            "latent_dim": config.latent_dim,
-            "data": str(config.data),
+            "image_size": config.dataset.image_size,
+            "channels": config.dataset.channels,
+            "latent_dim": config.networks.latent_dim,
+            "data": str(config.dataset.path),
             "directions": [d.describe() for d in self.directions],
             "attributes": [{"name": name, "count_with": v.count_with, "count_without": v.count_without,
                             "norm": float(v.norm)} for name, v in self.attributes.items()],
@@ -183,8 +183,6 @@ class Explorer:
     def analyse_upload(self, data: bytes, name: str) -> dict[str, Any]:
         """Decode an uploaded file, keep it (under a new id) and describe it: the image the model sees, its
         reconstruction, its out-of-distribution scores and its position along each attribute vector."""
-        from ..latent import attribute_position
-
         image, resized_from = self._decode_upload(data, name)
         batch = image[None]
         with self._lock:
@@ -196,7 +194,7 @@ class Explorer:
             self._uploads[upload_id] = _Upload(name=name, image=image, mu=mu[0])
             while len(self._uploads) > MAX_UPLOADS_KEPT:
                 self._uploads.popitem(last=False)
-        size = self.model.config.image_size
+        size = self.model.config.dataset.image_size
         return {
             "id": upload_id, "name": name, "image": image, "reconstruction": reconstruction[0],
             "resized": None if resized_from is None else
@@ -241,8 +239,6 @@ class Explorer:
     def evaluation_table(self) -> dict[str, Any] | None:
         """The newest report of `introvae evaluate` in RUN_DIR/eval/ (for a weights file, its own report beside it),
         as the table the command prints."""
-        from ..evaluate import format_table, report_path
-
         if self.run_dir.is_file():
             reports = [path for path in [report_path(self.run_dir, None)] if path.is_file()]
         else:
@@ -276,7 +272,7 @@ class Explorer:
     # ---- internals
 
     def _decode_upload(self, data: bytes, name: str) -> tuple[Tensor, tuple[int, int] | None]:
-        size, channels = self.model.config.image_size, self.model.config.channels
+        size, channels = self.model.config.dataset.image_size, self.model.config.dataset.channels
         if not data:
             raise UploadError(f"{name} is empty: choose an image file (png, jpeg, webp, bmp, tiff).")
         if len(data) > MAX_UPLOAD_BYTES:
@@ -323,8 +319,6 @@ class Explorer:
         raise UserError('an image is named by {"seed": S, "index": I} or {"upload": ID}.')
 
     def _scores(self, images: Tensor) -> dict[str, np.ndarray]:
-        from ..latent import score_images
-
         scores = score_images(self.model, images, samples=self.score_samples, seed=0, reference=self.ood_reference)
         return {key: np.asarray(values, dtype=np.float64) for key, values in scores.items()}
 
@@ -339,8 +333,6 @@ class Explorer:
 def _reference_images(model: Model, count: int) -> tuple[Tensor, str]:
     """`count` evenly spaced images of the run's training split (uint8), or, when its data cannot be opened any
     more, `count` of the model's own samples, with a note saying so."""
-    from ..latent import training_images
-
     try:
         return training_images(model.config, count), ""
     except UserError as error:
