@@ -1,5 +1,6 @@
 """Networks, the training loop, checkpoints and the model API, on small data and small networks."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,8 @@ from introvae.errors import UserError
 from introvae.images import to_float, to_uint8
 from introvae.nets import ARCHITECTURES, ENCODER_NORMS, light_widths, encoder_widths, generator_widths
 from introvae.plot import read_log
+from introvae.distributed import Distributed
+from introvae.runspec import RunSpec
 from introvae.train import Trainer
 from introvae.data import open_data
 
@@ -176,6 +179,26 @@ def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
         assert all(same(after[n], before[n]) for n in roles if n != name)  # ...and no other
         assert all(g is None for g in seen[name]["other_grads"]) and seen[name]["own_grads_finite"]
         previous = after
+
+
+def test_a_run_is_resolved_once_into_a_frozen_spec_that_the_trainer_reads(tmp_path, tiny_config):
+    data = open_data("builtin", 16, 3, 0.1, 0, builtin_count=32)
+    asked = tiny_config(channels=0, lr=-1.0, warmup_steps=-1, precision="auto", device="cpu")
+    spec = RunSpec.resolve(asked, data.channels)
+    optim = spec.config.optim
+    assert (optim.lr, optim.warmup_steps) == (asked.resolved_lr(), asked.resolved_warmup_steps()) and optim.lr > 0
+    assert spec.config.dataset.channels == 3 and optim.precision in ("fp32", "bf16") and spec.precision_reason
+    assert spec.device == torch.device("cpu") and spec.config.run.device == "cpu" and spec.dist == Distributed()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.device = torch.device("meta")
+    with pytest.raises(UserError, match="must split evenly over the 2 processes"):
+        RunSpec.resolve(tiny_config(batch_size=5), 3, Distributed(0, 2))
+    trainer = Trainer(spec, tmp_path, data, quiet=True)
+    assert trainer.config is spec.config and trainer.precision == optim.precision
+    assert all(group["lr"] == optim.lr for o in trainer.optimizers.values() for group in o.param_groups)
+    assert Trainer(asked, tmp_path, data, quiet=True).config == spec.config  # a Config is resolved the same way
+    with pytest.raises(TypeError, match="leave `dist` out"):
+        Trainer(spec, tmp_path, data, dist=Distributed(0, 2))
 
 
 def _weights(run_dir):

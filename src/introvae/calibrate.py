@@ -43,11 +43,12 @@ class Calibration:
 
 
 def calibrate(config: Config, out: str | Path | None = None, quiet: bool = False) -> Calibration:
-    """Run the VAE warm-up for config.steps steps (into `out`, or a temporary directory) and measure KL(real)."""
+    """Run the VAE warm-up for config.optim.steps steps (into `out`, or a temporary directory) and measure KL(real)."""
     if config.model != IntroVAE.name:  # only IntroVAE has a margin, and a warm-up that logs KL(real) and L_AE
         raise UserError(f"calibrate proposes IntroVAE's margin m, which --model {config.model} does not have: leave "
                         f"--model out (it defaults to {IntroVAE.name}).")
-    warmup = config.replace(warmup_steps=config.steps, grid_every=0, checkpoint_every=0)
+    steps = config.optim.steps
+    warmup = config.replace(warmup_steps=steps, grid_every=0, checkpoint_every=0)
     with tempfile.TemporaryDirectory(prefix="introvae-calibrate-") as scratch:
         run_dir = train(warmup, out=Path(out) if out else Path(scratch) / "run", quiet=quiet)
         # Loss records only: a divergence roll-back adds event records without losses.
@@ -56,6 +57,6 @@ def calibrate(config: Config, out: str | Path | None = None, quiet: bool = False
     kls = [r["kl_real"] for r in tail]
     kl_mean = statistics.fmean(kls)
     kl_std = statistics.pstdev(kls) if len(kls) > 1 else 0.0
-    return Calibration(steps=config.steps, beta=config.beta, kl_first=records[0]["kl_real"], kl_mean=kl_mean,
+    return Calibration(steps=steps, beta=config.objective.beta, kl_first=records[0]["kl_real"], kl_mean=kl_mean,
                        kl_std=kl_std, ae_mean=statistics.fmean(r["ae"] for r in tail),
                        proposed_margin=propose_margin(kl_mean))

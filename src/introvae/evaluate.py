@@ -42,7 +42,8 @@ from torch import Tensor
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checkpoint import read_metadata
-from .data import ImageSource, cache_in_memory, open_data
+from .config import Config
+from .data import DataSplit, ImageSource, cache_in_memory, open_data
 from .data.imagesets import load_image_set
 from .errors import DataError, UserError
 from .images import save_image, to_float, to_uint8
@@ -339,6 +340,27 @@ def report_path(run: str | Path, step: int | None) -> Path:
     return RunDir(run).eval_report(step)
 
 
+def _run_images(run_dir: Path, config: Config,
+                data: str | Path | None) -> tuple[DataSplit | None, ImageSource, str]:
+    """The run's data split (None when its training images are gone but `data` is given), the reference images
+    (the folder `data`, or the held-out split) and the reference's name for the report."""
+    dataset = config.dataset
+    try:
+        split = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
+                          dataset.builtin_count)
+    except DataError:
+        if data is None:
+            raise
+        split = None  # the training images are gone: compare with --data, but no nearest neighbours
+    if data is not None:
+        reference = open_data(str(data), dataset.image_size, dataset.channels, test_fraction=0.0).train
+        return split, reference, str(data)
+    if split is not None and split.test is not None and len(split.test) >= 2:
+        return split, split.test, f"held-out split of {dataset.path}"
+    raise UserError(f"{run_dir} has no held-out images to compare with (it was trained with --test-fraction "
+                    f"{dataset.test_fraction}); pass --data DIR with reference images.")
+
+
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: EvalSettings | None = None,
                  out: str | Path | None = None, step: int | None = None, quiet: bool = True) -> dict[str, Any]:
     """Evaluate a run's newest (or `step`) checkpoint, or a weights file, and write the report to `report_path`
@@ -356,22 +378,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
         step = int(recorded_step) if recorded_step is not None else None
     elif step is None:
         step = RunDir(run_dir).latest_step()
-    config = model.config
-    try:
-        split = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
-                          config.builtin_count)
-    except DataError:
-        if data is None:
-            raise
-        split = None  # the training images are gone: compare with --data, but no nearest neighbours
-    if data is not None:
-        reference_source = open_data(str(data), config.image_size, config.channels, test_fraction=0.0).train
-        reference_name = str(data)
-    elif split is not None and split.test is not None and len(split.test) >= 2:
-        reference_source, reference_name = split.test, f"held-out split of {config.data}"
-    else:
-        raise UserError(f"{run_dir} has no held-out images to compare with (it was trained with --test-fraction "
-                        f"{config.test_fraction}); pass --data DIR with reference images.")
+    split, reference_source, reference_name = _run_images(run_dir, model.config, data)
     reference_u8 = cache_in_memory(reference_source).images
     out_dir = report_path(run_dir, step).parent
     _say(quiet, f"sampling {settings.num_samples} images (seed {settings.seed}) from {run_dir} at step {step}")
@@ -385,7 +392,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
     reconstruction = reconstruction_errors(held_out, reconstruct_set(model, held_out, settings.batch_size))
     neighbours = {}
     if settings.neighbour_rows and split is None:
-        skipped["nearest_neighbours"] = f"the training images ({config.data}) cannot be opened"
+        skipped["nearest_neighbours"] = f"the training images ({model.config.dataset.path}) cannot be opened"
     elif settings.neighbour_rows:
         neighbours = write_nearest_neighbours(samples_u8, split.train, settings, features, out_dir)
         if not features.available:

@@ -18,6 +18,7 @@ from torch import nn
 
 from .atomic import atomic_write_text
 from .checkpoint import save_networks
+from .config import Config
 from .errors import UserError
 from .model import Model
 from .rundir import RunDir
@@ -60,37 +61,37 @@ def export_model(run_dir: str | Path, out: str | Path, step: int | None = None) 
     return out
 
 
-def _objective_title(model_name: str) -> str:
-    from .objectives import OBJECTIVES
-
-    return getattr(OBJECTIVES.get(model_name), "title", "") or model_name
-
-
 def _options_text(options: Any) -> str:
     if dataclasses.is_dataclass(options):
         return ", ".join(f"{name} {value}" for name, value in dataclasses.asdict(options).items()) or "none"
     return "none"
 
 
-def model_card(config: Any, step: int, weights: Path, run_name: str, averaged: bool) -> str:
-    """The README.md beside an exported file: what the model is, what it was trained on, and how to use it."""
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    size, channels = config.image_size, config.channels
-    generator = (f"the exponential moving average of the generator (decay {config.ema:g})" if averaged
+def _card_table(config: Config, step: int, weights: Path, averaged: bool) -> str:
+    """The model card's table: what the model is, what it was trained on and with, and its file."""
+    data, nets, optim = config.dataset, config.networks, config.optim
+    size, channels = data.image_size, data.channels
+    generator = (f"the exponential moving average of the generator (decay {optim.ema:g})" if averaged
                  else "the trained generator")
-    name = weights.name
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return f"""| | |
+| --- | --- |
+| model | `{config.model}`: {config.objective_class.title or config.model} |
+| data | `{data.path}` at {size} x {size}, {channels} channel{"s" if channels != 1 else ""} |
+| training | {step} steps of batch {optim.batch_size}, Adam lr {config.resolved_lr():g}, precision {optim.precision}, seed {config.run.seed} |
+| networks | {ARCHITECTURES[nets.arch].title}; latent size {nets.latent_dim}; widths base {nets.base_channels}, max {nets.max_channels}; encoder normalisation {nets.encoder_norm} |
+| objective options | {_options_text(config.objective)} |
+| decoder | {generator} |
+| file | `{weights.name}`: {weights.stat().st_size / 1e6:.1f} MB, sha256 `{digest}` |"""
+
+
+def model_card(config: Config, step: int, weights: Path, run_name: str, averaged: bool) -> str:
+    """The README.md beside an exported file: what the model is, what it was trained on, and how to use it."""
+    size, channels, name = config.dataset.image_size, config.dataset.channels, weights.name
     return f"""{_CARD_MARK}
 # {config.model}: {run_name}, step {step}
 
-| | |
-| --- | --- |
-| model | `{config.model}`: {_objective_title(config.model)} |
-| data | `{config.data}` at {size} x {size}, {channels} channel{"s" if channels != 1 else ""} |
-| training | {step} steps of batch {config.batch_size}, Adam lr {config.resolved_lr():g}, precision {config.precision}, seed {config.seed} |
-| networks | {ARCHITECTURES[config.arch].title}; latent size {config.latent_dim}; widths base {config.base_channels}, max {config.max_channels}; encoder normalisation {config.encoder_norm} |
-| objective options | {_options_text(config.objective)} |
-| decoder | {generator} |
-| file | `{name}`: {weights.stat().st_size / 1e6:.1f} MB, sha256 `{digest}` |
+{_card_table(config, step, weights, averaged)}
 
 The file holds the encoder and the decoder with their batch-norm statistics (re-estimated on real images, as
 training does before every checkpoint), and the run's config in its safetensors metadata; no optimizer state and

@@ -17,11 +17,14 @@ Every module that reads or writes a run goes through `RunDir`, so a name changes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
 from .checkpoint import CHECKPOINT_DIR, checkpoint_steps, latest_step, model_path, train_state_path
 from .config import Config
+from .errors import UserError
 from .plot import plot_dynamics, read_log
 
 __all__ = ["RunDir"]
@@ -75,6 +78,33 @@ class RunDir:
 
     def eval_report(self, step: int) -> Path:
         return self.eval / f"eval-{step:08d}.json"
+
+    # ---- the start of a run
+
+    def write_start(self, config: Config, split_record: dict[str, Any]) -> None:
+        """Create the run directory with split.json and config.json; config.json last, because it is what marks the
+        directory as a run that --resume can continue."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.split, json.dumps(split_record, indent=1) + "\n")
+            config.save(self.config)
+        except OSError as error:
+            raise UserError(f"cannot write the run directory {self.path}: {error.strerror or error}.") from None
+
+    def training_names(self) -> list[str]:
+        """The names of the training images that split.json recorded when the run started."""
+        try:
+            return json.loads(self.split.read_text())["train"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            raise UserError(f"{self.split} is missing or damaged: is {self.path} a run directory written by "
+                            "`introvae train`?") from None
+
+    def truncate_log(self, step: int) -> None:
+        """Drop the log records written after `step`: a resumed or rolled-back run trains those steps again.
+        read_log already leaves out a half-written last line, which the rewrite drops."""
+        if self.log.exists():
+            kept = [record for record in read_log(self.log) if record.get("step", 0) <= step]
+            atomic_write_text(self.log, "".join(json.dumps(record) + "\n" for record in kept))
 
     # ---- checkpoints
 

@@ -20,44 +20,46 @@ moment, even with SIGKILL while writing a checkpoint, resumes from its newest co
 scheduler's pre-emption) and Ctrl-C stop the loop after the current step, save a checkpoint and raise
 `TrainingInterrupted`; a second Ctrl-C stops at once. A write that fails (a full disk) leaves the previous
 checkpoint intact and stops with a UserError that says so. A step whose loss or gradients are not finite is skipped
-by the engine before its optimizer steps; after MAX_BAD_STEPS such steps in a row the trainer rolls back to its newest checkpoint
-(or to its initial weights when none was written yet), halves the learning rate and carries on, at most
-MAX_ROLLBACKS times, then stops with `TrainingDiverged`.
+by the engine before its optimizer steps; after MAX_BAD_STEPS such steps in a row the trainer rolls back to its
+newest checkpoint (or to its initial weights when none was written yet), halves the learning rate and carries on, at
+most MAX_ROLLBACKS times, then stops with `TrainingDiverged`.
+
+The config is resolved once, into a `RunSpec` (see `introvae.runspec`), before the data's networks are built; the
+trainer reads the spec and its config's sections.
 """
 
 from __future__ import annotations
 
-import errno
-import json
+import contextlib
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
 
-from .atomic import atomic_write_text, remove_stale_temporaries
+from . import distributed
+from .atomic import remove_stale_temporaries
 from .batchnorm import REESTIMATE_IMAGES
 from .checkpoint import CheckpointWriteError, load_networks, load_newest, load_tree, save_checkpoint
 from .config import Config
-from .data import DataSplit, cache_in_memory, open_data
-from .errors import UserError
-from .images import save_image, to_float
+from .data import DataSplit, ImageSource, cache_in_memory, open_data
+from .distributed import Distributed
 from .engine import MAX_BAD_STEPS, Engine, LossAverager
+from .errors import UserError
+from .evaluate import EvalSettings, FeatureSpace, light_evaluation
+from .images import save_image, to_float
 from .model import Model
 from .objectives import build_objective
 from .objectives.base import Objective
-from .precision import resolve_precision
-from .plot import read_log
 from .progress import Progress
-from .runlog import RunLog
-from .runtime import resolve_device, stream_seed
 from .rundir import RunDir
-from .stopping import StopSignals
-from . import distributed
-from .distributed import Distributed
+from .runlog import RunLog
+from .runspec import RunSpec
+from .runtime import stream_seed
+from .stopping import DISK_FULL, StopSignals, TrainingInterrupted, disk_full_error
 
 # Streams of randomness, mixed with the seed and an index by `stream_seed`.
 _DATA_ORDER, _STEP_NOISE, _FLIPS, _BATCHNORM = 10, 11, 12, 13
@@ -68,21 +70,12 @@ MAX_ROLLBACKS = 3  # roll-backs per run before giving up
 ROLLBACK_LR_FACTOR = 0.5  # each roll-back multiplies every learning rate by this
 GRID_IMAGES = 8
 
+__all__ = ["DataOrder", "LightEvaluation", "RESUMABLE_OPTIONS", "Trainer", "TrainingDiverged", "TrainingInterrupted",
+           "train"]
+
 
 class TrainingDiverged(UserError):
     """The losses or gradients stayed non-finite after MAX_ROLLBACKS roll-backs with smaller learning rates."""
-
-
-class TrainingInterrupted(UserError):
-    """Training stopped on SIGTERM or Ctrl-C; `checkpoint_saved` says whether the state at `step` was saved.
-
-    The CLI prints the message and exits with status 2, like every stop that the user continues with another
-    command (here `introvae train --resume RUN_DIR`); see the README for why that is not 0.
-    """
-
-    def __init__(self, message: str, step: int, signal_number: int, checkpoint_saved: bool):
-        super().__init__(message)
-        self.step, self.signal_number, self.checkpoint_saved = step, signal_number, checkpoint_saved
 
 
 class DataOrder:
@@ -109,71 +102,122 @@ class DataOrder:
         return torch.cat(out)
 
 
-def _eval_summary(record: dict[str, float]) -> str:
-    """The light evaluation's numbers as one line: every eval_* key the metrics logged (eval_ms_ssim -> MS-SSIM)."""
-    parts = [f"{key[len('eval_'):].replace('_', '-').upper()} {value:.4g}" for key, value in record.items()
-             if key.startswith("eval_")]
-    return f"eval at step {record['step']}: " + ", ".join(parts)
+class LightEvaluation:
+    """The light evaluation of `--eval-every` (see introvae.evaluate): the held-out images it compares with, and the
+    Inception features, looked up at the first evaluation and kept for the run."""
+
+    def __init__(self, config: Config, data: DataSplit, device: torch.device, quiet: bool):
+        if data.test is None or len(data.test) < 2:
+            raise UserError("--eval-every compares with held-out images, but this run has none: set "
+                            "--test-fraction above 0 (e.g. 0.1).")
+        self.reference = cache_in_memory(data.test).images
+        self.num_samples, self.fid_weights = config.run.eval_samples, config.run.fid_weights
+        self.device, self.quiet = device, quiet
+        self._features: FeatureSpace | None = None
+
+    def __call__(self, model: Model) -> dict[str, float]:
+        """The eval_* numbers of `model` (prepared for inference) for the log."""
+        if self._features is None:
+            # Without the weights the other metrics are still logged.
+            settings = EvalSettings(fid_weights=self.fid_weights or None, device=str(self.device))
+            self._features = FeatureSpace(settings, quiet=True)
+            if self._features.missing and not self.quiet:
+                print(f"introvae: --eval-every logs no FID/KID: {self._features.missing}", file=sys.stderr)
+        return light_evaluation(model, self.reference, self.num_samples, self._features)
+
+    @staticmethod
+    def summary(record: dict[str, float]) -> str:
+        """A logged evaluation as one line: every eval_* key of `record` (eval_ms_ssim -> MS-SSIM)."""
+        parts = [f"{key[len('eval_'):].replace('_', '-').upper()} {value:.4g}" for key, value in record.items()
+                 if key.startswith("eval_")]
+        return f"eval at step {record['step']}: " + ", ".join(parts)
+
+
+def _grid_images(data: DataSplit) -> Tensor:
+    """The real images of every grid: the first GRID_IMAGES held-out ones (training ones when none are held out)."""
+    source = data.test if data.test is not None and len(data.test) else data.train
+    return to_float(source.get(list(range(min(GRID_IMAGES, len(source))))))
+
+
+def _batchnorm_images(train: ImageSource, seed: int) -> Tensor:
+    """Fixed real images for re-estimating the batch-norm statistics of inference (introvae.batchnorm)."""
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(stream_seed(seed, _BATCHNORM)))
+    return train.get(order[:REESTIMATE_IMAGES].sort().values.tolist())
+
+
+def _rollback_note(record: dict[str, Any]) -> str:
+    return (f"introvae: warning: the {record['network']} loss or its gradients were not finite {MAX_BAD_STEPS} steps "
+            f"in a row at step {record['diverged_at']}: rolled back to step {record['to_step']} with the learning "
+            f"rate x{record['lr_scale']:g} (roll-back {record['rollbacks']} of at most {MAX_ROLLBACKS}).")
+
+
+def _event_note(step: int, event: dict[str, Any]) -> str:
+    return f"introvae: {event['event']} at step {step}: " + ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items() if k != "event")
 
 
 class Trainer:
     """The training loop of one run: `Trainer(...)` builds it at step 0 (reading nothing from the run directory but
-    cleaning what killed writes left there), `resume()` loads the newest checkpoint, `fit()` trains."""
+    cleaning what killed writes left there), `resume()` loads the newest checkpoint, `fit()` trains.
 
-    def __init__(self, config: Config, run_dir: Path, data: DataSplit, quiet: bool = False,
-                 dist: Distributed = Distributed()):
+    `config` is a `RunSpec`, or a `Config` that is resolved here for the process `dist` (default: a single one) and
+    the channels of `data`.
+    """
+
+    def __init__(self, config: RunSpec | Config, run_dir: Path, data: DataSplit, quiet: bool = False,
+                 dist: Distributed | None = None):
+        self.spec = _spec_of(config, data, dist)
+        self.dist, self.device, self.data = self.spec.dist, self.spec.device, data
         # Only rank 0 prints, writes logs, grids and checkpoints (all ranks hold the same model).
-        self.dist = dist
-        self.config, self.data, self.quiet = config, data, quiet or not dist.is_main
+        self.quiet = quiet or not self.dist.is_main
         self.run = RunDir(run_dir)  # every name inside the run directory
-        check_batch_split(config.batch_size, dist.world_size)
-        self.device = resolve_device(config.device)
         if self.device.type == "cuda":
             # Every step has the same shapes, so cuDNN's one-time search for the fastest convolution algorithms pays
             # off; CUDA runs are not bitwise reproducible anyway (see the module docstring).
             torch.backends.cudnn.benchmark = True
-        # "auto" is resolved before a run's config.json is written; a Trainer built directly resolves it here.
-        precision = resolve_precision(config.precision, self.device)[0]
-        self.model = Model.build(config, self.device)
+        self.model = Model.build(self.config, self.device)
         self.networks = self.model.networks
-        objective = build_objective(config)
-        self._initial_objective_state = objective.state_dict()
-        self.engine = Engine(objective, self.networks, config.resolved_lr(), (config.adam_beta1, config.adam_beta2),
-                             precision, dist.world_size, config.ema)
-        self.order = DataOrder(len(data.train), config.seed)
+        self.engine = self._new_engine()
+        self._initial_objective_state = self.objective.state_dict()
+        self.order = DataOrder(len(data.train), self.config.run.seed)
         self.step, self.images_seen = 0, 0
         self.lr_scale, self.rollbacks = 1.0, 0  # changed by divergence roll-backs; saved with each checkpoint
         self._signals = StopSignals()  # what SIGTERM / Ctrl-C asked during fit
         self._progress: Progress | None = None
         self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
-        self._run_log = RunLog(self.run.log, self.run.tensorboard if config.tensorboard and dist.is_main else None)
-        if dist.is_main:
+        tensorboard = self.run.tensorboard if self.config.run.tensorboard and self.dist.is_main else None
+        self._run_log = RunLog(self.run.log, tensorboard)
+        if self.dist.is_main:
             for directory in (self.run.path, self.run.checkpoints, self.run.grids):
                 remove_stale_temporaries(directory)  # what writes killed mid-way left behind
-        # Fixed real images for re-estimating the batch-norm statistics of inference (introvae.batchnorm).
-        noise = torch.Generator().manual_seed(stream_seed(config.seed, _BATCHNORM))
-        order = torch.randperm(len(data.train), generator=noise)
-        self._batchnorm_images = data.train.get(order[:REESTIMATE_IMAGES].sort().values.tolist())
+        self._batchnorm_images = _batchnorm_images(data.train, self.config.run.seed)
         self._statistics_step = -1  # the step at which they were last re-estimated
-        distributed.broadcast_parameters(self.networks, dist.world_size)  # one model on every rank
-        grid_source = data.test if data.test is not None and len(data.test) else data.train
-        self.grid_real = to_float(grid_source.get(list(range(min(GRID_IMAGES, len(grid_source))))))
-        self._eval_reference: Tensor | None = None
-        self._eval_features = None
-        if config.eval_every:
-            if data.test is None or len(data.test) < 2:
-                raise UserError("--eval-every compares with held-out images, but this run has none: set "
-                                "--test-fraction above 0 (e.g. 0.1).")
-            self._eval_reference = cache_in_memory(data.test).images
+        distributed.broadcast_parameters(self.networks, self.dist.world_size)  # one model on every rank
+        self.grid_real = _grid_images(data)
+        self._light_evaluation = (LightEvaluation(self.config, data, self.device, self.quiet)
+                                  if self.config.run.eval_every else None)
+
+    def _new_engine(self) -> Engine:
+        optim = self.config.optim
+        return Engine(build_objective(self.config), self.networks, optim.lr, (optim.adam_beta1, optim.adam_beta2),
+                      optim.precision, self.dist.world_size, optim.ema)
 
     def resume(self) -> "Trainer":
         """Continue from the run directory's newest complete checkpoint (from step 0 when none was written)."""
-        self._load_latest()
+        if self.run.checkpoint_steps():
+            load_newest(self.run_dir, self._load_checkpoint)
+        # else: stopped before its first checkpoint; the initial state is a function of the config, start there.
+        self._truncate_log()
         if not self.quiet:
             how = "from its newest checkpoint" if self.step else "from the start: no checkpoint was written yet"
             print(f"introvae: resuming at step {self.step} ({how})", file=sys.stderr)
         distributed.broadcast_parameters(self.networks, self.dist.world_size)  # one model on every rank
         return self
+
+    @property
+    def config(self) -> Config:
+        """The resolved config: what config.json records."""
+        return self.spec.config
 
     @property
     def run_dir(self) -> Path:
@@ -202,12 +246,12 @@ class Trainer:
         return self.engine.precision
 
     def _set_learning_rates(self) -> None:
-        self.engine.set_learning_rate(self.config.resolved_lr() * self.lr_scale)
+        self.engine.set_learning_rate(self.config.optim.lr * self.lr_scale)
 
     # ---- state
 
     def train_state(self) -> dict[str, Any]:
-        state = {
+        return {
             "step": self.step,
             "images_seen": self.images_seen,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
@@ -215,7 +259,6 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "objective": self.objective.state_dict(),  # e.g. a controller's state ({} for most objectives)
         }
-        return state
 
     def prepare_inference(self) -> None:
         """Re-estimate the batch-norm statistics of eval mode on real images (see introvae.batchnorm).
@@ -232,8 +275,8 @@ class Trainer:
             return
         self.prepare_inference()
         try:
-            save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(), self.config.keep_checkpoints,
-                            config=self.config.to_dict())
+            save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(),
+                            self.config.run.keep_checkpoints, config=self.config.to_dict())
         except CheckpointWriteError as error:
             raise CheckpointWriteError(f"{str(error).rstrip('.')}: make room, then continue with "
                                        f"`introvae train --resume {self.run_dir}`.") from None
@@ -265,12 +308,6 @@ class Trainer:
         self.engine.bad_steps = 0
         self._statistics_step = -1
 
-    def _load_latest(self) -> None:
-        if self.run.checkpoint_steps():
-            load_newest(self.run_dir, self._load_checkpoint)
-        # else: stopped before its first checkpoint; the initial state is a function of the config, start there.
-        self._truncate_log(self.step)
-
     def _reset_to_initial_state(self) -> None:
         """The state before step 1: the initial weights (a function of the seed alone), fresh optimizers."""
         initial = Model.build(self.config, self.device).networks.state_dict()
@@ -279,14 +316,10 @@ class Trainer:
         self.engine.optimizers = self.engine.new_optimizers()
         self.step, self.images_seen, self.engine.bad_steps = 0, 0, 0
 
-    def _truncate_log(self, step: int) -> None:
-        """Drop log records written after the checkpoint we resume from: those steps are trained again.
-
-        read_log already leaves out a half-written last line, which the rewrite drops."""
-        log = self.run.log
-        if log.exists() and self.dist.is_main:
-            kept = [r for r in read_log(log) if r.get("step", 0) <= step]
-            atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
+    def _truncate_log(self) -> None:
+        """Drop the log records after the step we continue from: those steps are trained again."""
+        if self.dist.is_main:
+            self.run.truncate_log(self.step)
 
     def close(self) -> None:
         """Close the TensorBoard writer of --tensorboard, if one is open (`fit` may be called again after)."""
@@ -296,15 +329,21 @@ class Trainer:
         if self.dist.is_main:
             self._run_log.append(record)  # log.jsonl, and TensorBoard with --tensorboard
 
+    def _note(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.note(message)
+        elif not self.quiet:
+            print(message, file=sys.stderr)
+
     # ---- one step
 
     def _batch(self) -> Tensor:
         """This rank's share of the global batch: every world_size-th image of it, flips decided globally."""
-        bs, rank, world = self.config.batch_size, self.dist.rank, self.dist.world_size
+        bs, rank, world = self.config.optim.batch_size, self.dist.rank, self.dist.world_size
         x = to_float(self.data.train.get(self.order.indices(self.images_seen, bs)[rank::world]))
         self.images_seen += bs
-        if self.config.hflip:
-            g = torch.Generator().manual_seed(stream_seed(self.config.seed, _FLIPS, self.step))
+        if self.config.dataset.hflip:
+            g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, _FLIPS, self.step))
             flip = (torch.rand(bs, generator=g) < 0.5)[rank::world]
             x[flip] = x[flip].flip(-1)
         return x.to(self.device, non_blocking=True)
@@ -320,7 +359,7 @@ class Trainer:
         """
         x = self._batch()
         # Rank 0 draws what a single process draws; the other ranks' streams add their rank to the seed.
-        parts = (self.config.seed, _STEP_NOISE, self.step) + ((self.dist.rank,) if self.dist.rank else ())
+        parts = (self.config.run.seed, _STEP_NOISE, self.step) + ((self.dist.rank,) if self.dist.rank else ())
         noise = torch.Generator(self.device).manual_seed(stream_seed(*parts))
         result = self.engine.step(x, self.step, noise)
         if not result.ran:
@@ -329,10 +368,8 @@ class Trainer:
             return {}
         self.step += 1
         for event in self.objective.pop_events():
-            record = {"step": self.step, **event}
-            self._append_log(record)
-            self._note(f"introvae: {event['event']} at step {self.step}: " + ", ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items() if k != "event"))
+            self._append_log({"step": self.step, **event})
+            self._note(_event_note(self.step, event))
         return result.logs
 
     def roll_back(self, network: str) -> dict[str, Any]:
@@ -354,122 +391,89 @@ class Trainer:
             self._reset_to_initial_state()
         self.rollbacks, self.lr_scale = rollbacks, lr_scale
         self._set_learning_rates()
-        self._truncate_log(self.step)
+        self._truncate_log()
         record = {"step": self.step, "event": "rollback", "to_step": self.step, "diverged_at": diverged_at,
                   "network": network, "lr_scale": lr_scale, "rollbacks": rollbacks}
         self._append_log(record)
         self.save()
-        self._note(f"introvae: warning: the {network} loss or its gradients were not finite {MAX_BAD_STEPS} steps in "
-                   f"a row at step {diverged_at}: rolled back to step {self.step} with the learning rate x{lr_scale:g} "
-                   f"(roll-back {rollbacks} of at most {MAX_ROLLBACKS}).")
+        self._note(_rollback_note(record))
         return record
-
-    def _note(self, message: str) -> None:
-        if self._progress is not None:
-            self._progress.note(message)
-        elif not self.quiet:
-            print(message, file=sys.stderr)
-
-    # ---- stopping
-
-    def _stopped_message(self, signum: int) -> str:
-        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        return (f"{how} at step {self.step}; a checkpoint was saved: continue with "
-                f"`introvae train --resume {self.run_dir}`.")
 
     # ---- the loop
 
     def fit(self) -> None:
-        """Train until `config.steps`, then write the final checkpoint, grid and summary images.
+        """Train until `config.optim.steps`, then write the final checkpoint, grid and summary images.
 
         Stops early on SIGTERM or Ctrl-C (TrainingInterrupted, after saving), on a full disk (UserError) or after
         MAX_ROLLBACKS roll-backs (TrainingDiverged).
         """
-        self._progress = None if self.quiet else Progress(self.config.steps, initial=self.step)
-        losses = LossAverager()
-        started = time.time()
-        self._in_step = False
+        losses, started = LossAverager(), time.time()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with self._signals:  # the handlers are restored before anything below runs
-                self._loop(losses, started)
-        except KeyboardInterrupt:
-            raise self._second_interrupt() from None
-        except OSError as error:
-            if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-                raise
-            raise self._disk_full(error) from None
-        finally:
-            if self._progress:
-                self._progress.close()
-            self._progress = None
+        with self._guarded():
+            while self.step < self.config.optim.steps and self._keep_going():
+                before, rollbacks = self.step, self.rollbacks
+                logs = self._whole_step()
+                if self.rollbacks != rollbacks:  # the sums are of steps that were undone
+                    losses.clear()
+                    self._restart_progress()
+                elif self.step != before:  # else a skipped (non-finite) step: nothing to log or save
+                    losses.add(logs)
+                    self._after_step(losses, started)
         if self._signals.requested is not None:
-            signum = self._signals.requested  # the next `with self._signals` starts without it
-            if losses:  # the steps since the last record, so that the log reaches the checkpoint
-                self._append_log(self._loss_record(losses, started))
-            self._save_unless_saved()
-            raise TrainingInterrupted(self._stopped_message(signum), self.step, signum, True)
+            self._stop(self._signals.requested, losses, started)
         self.prepare_inference()  # on every rank, so that all ranks end with the same statistics
         self._save_unless_saved()
         self.save_grid()
         self.write_summary_images()
 
-    def _loop(self, losses: LossAverager, started: float) -> None:
-        while self.step < self.config.steps and self._keep_going():
-            before, rollbacks = self.step, self.rollbacks
-            self._in_step = True
-            logs = self.train_step()
-            self._in_step = False
-            if self.rollbacks != rollbacks:  # the sums are of steps that were undone
-                losses.clear()
-                if self._progress:
-                    self._progress.close()
-                    self._progress = Progress(self.config.steps, initial=self.step)
-                continue
-            if self.step != before:  # else a skipped (non-finite) step: nothing to log or save
-                losses.add(logs)
-                self._after_step(losses, started)
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """The progress line and the stop signals around the loop; a second Ctrl-C and a full disk as errors that
+        say where to continue."""
+        self._progress = None if self.quiet else Progress(self.config.optim.steps, initial=self.step)
+        self._in_step = False
+        try:
+            with self._signals:  # the handlers are restored before anything below runs
+                yield
+        except KeyboardInterrupt:
+            raise self._second_interrupt() from None
+        except OSError as error:
+            if error.errno not in DISK_FULL:
+                raise
+            raise disk_full_error(error, self.run_dir, self.run.checkpoint_steps()) from None
+        finally:
+            if self._progress:
+                self._progress.close()
+            self._progress = None
 
-    def _loss_record(self, losses: LossAverager, started: float) -> dict[str, Any]:
-        record = {"step": self.step, **losses.means(), "time": round(time.time() - started, 3)}
-        losses.clear()
-        return record
+    def _whole_step(self) -> dict[str, Tensor]:
+        """`train_step`, marked as under way, so that a second Ctrl-C knows whether the state is whole."""
+        self._in_step = True
+        logs = self.train_step()
+        self._in_step = False
+        return logs
 
-    def _after_step(self, losses: LossAverager, started: float) -> None:
-        """The periodic work after step `self.step`: log record, light evaluation, grid, checkpoint."""
-        config, step, progress = self.config, self.step, self._progress
-        if step % config.log_every == 0 or step == config.steps:
-            record = self._loss_record(losses, started)
-            self._append_log(record)
-            if progress:
-                progress.update(step, self.objective.progress_fields(record))
-        if config.eval_every and step % config.eval_every == 0 and self.dist.is_main:
-            record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
-            self._append_log(record)
-            if progress:
-                progress.note(_eval_summary(record))
-        if config.grid_every and step % config.grid_every == 0:
-            self.save_grid()
-        if config.checkpoint_every and step % config.checkpoint_every == 0:
-            self.save()
+    def _restart_progress(self) -> None:
+        """After a roll-back the progress line starts again from the step rolled back to."""
+        if self._progress:
+            self._progress.close()
+            self._progress = Progress(self.config.optim.steps, initial=self.step)
+
+    def _stop(self, signum: int, losses: LossAverager, started: float) -> None:
+        """Stop on SIGTERM / Ctrl-C between steps: log the steps since the last record, so that the log reaches the
+        checkpoint, save, and raise TrainingInterrupted. The next `with self._signals` starts without the request."""
+        if losses:
+            self._append_log(self._loss_record(losses, started))
+        self._save_unless_saved()
+        raise TrainingInterrupted.saved(signum, self.step, self.run_dir)
 
     def _second_interrupt(self) -> TrainingInterrupted:
         """A second Ctrl-C. Between steps the state is whole and is saved; within a step some networks may have
         stepped and others not, so the newest checkpoint is left as the place to continue from."""
-        if not self._in_step:
-            self._save_unless_saved()
-            return TrainingInterrupted(self._stopped_message(signal.SIGINT), self.step, signal.SIGINT, True)
-        saved = self.run.checkpoint_steps()
-        where = (f"continue from the newest checkpoint, at step {saved[-1]}, with `introvae train --resume "
-                 f"{self.run_dir}`" if saved else "no checkpoint was written yet, so start it again")
-        return TrainingInterrupted(f"interrupted during step {self.step + 1}, so its state was not saved; {where}.",
-                                   self.step, signal.SIGINT, False)
-
-    def _disk_full(self, error: OSError) -> UserError:
-        saved = self.run.checkpoint_steps()
-        intact = f"the newest checkpoint, at step {saved[-1]}, is intact" if saved else "no checkpoint was written"
-        return UserError(f"writing {getattr(error, 'filename', None) or self.run_dir} failed: the disk is full; "
-                         f"{intact}: make room, then continue with `introvae train --resume {self.run_dir}`.")
+        if self._in_step:
+            return TrainingInterrupted.within_step(self.step, self.run_dir, self.run.checkpoint_steps())
+        self._save_unless_saved()
+        return TrainingInterrupted.saved(signal.SIGINT, self.step, self.run_dir)
 
     def _keep_going(self) -> bool:
         """No stop signal here, nor (under torchrun, which signals every rank) on any other rank."""
@@ -478,18 +482,35 @@ class Trainer:
             self._signals.request(signal.SIGTERM)
         return self._signals.requested is None
 
-    def evaluate(self) -> dict[str, float]:
-        """The light evaluation of `--eval-every` (see introvae.evaluate), as eval_* numbers for the log."""
-        from .evaluate import EvalSettings, FeatureSpace, light_evaluation
+    def _loss_record(self, losses: LossAverager, started: float) -> dict[str, Any]:
+        record = {"step": self.step, **losses.means(), "time": round(time.time() - started, 3)}
+        losses.clear()
+        return record
 
+    def _after_step(self, losses: LossAverager, started: float) -> None:
+        """The periodic work after step `self.step`: log record, light evaluation, grid, checkpoint."""
+        run, step, progress = self.config.run, self.step, self._progress
+        if step % run.log_every == 0 or step == self.config.optim.steps:
+            record = self._loss_record(losses, started)
+            self._append_log(record)
+            if progress:
+                progress.update(step, self.objective.progress_fields(record))
+        if run.eval_every and step % run.eval_every == 0 and self.dist.is_main:
+            record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
+            self._append_log(record)
+            if progress:
+                progress.note(LightEvaluation.summary(record))
+        if run.grid_every and step % run.grid_every == 0:
+            self.save_grid()
+        if run.checkpoint_every and step % run.checkpoint_every == 0:
+            self.save()
+
+    def evaluate(self) -> dict[str, float]:
+        """The light evaluation of `--eval-every` (see `LightEvaluation`), as eval_* numbers for the log."""
+        if self._light_evaluation is None:
+            raise UserError("this run has no light evaluation: set --eval-every.")
         self.prepare_inference()
-        if self._eval_features is None:
-            # Looked up once per run; without the weights the other metrics are still logged.
-            settings = EvalSettings(fid_weights=self.config.fid_weights or None, device=str(self.device))
-            self._eval_features = FeatureSpace(settings, quiet=True)
-            if self._eval_features.missing and not self.quiet:
-                print(f"introvae: --eval-every logs no FID/KID: {self._eval_features.missing}", file=sys.stderr)
-        return light_evaluation(self.model, self._eval_reference, self.config.eval_samples, self._eval_features)
+        return self._light_evaluation(self.model)
 
     # ---- pictures
 
@@ -515,25 +536,15 @@ class Trainer:
         self.run.draw_dynamics(config=self.config)
 
 
-def _prepare_run(config: Config, out: Path | None, resume: Path | None, overrides: dict[str, Any]) -> tuple[Config, Path]:
-    if resume is not None:
-        run_dir = Path(resume)
-        config = Config.load(RunDir(run_dir).config)
-        refused = sorted(set(overrides) - set(RESUMABLE_OPTIONS))
-        if refused:
-            raise UserError(f"--{refused[0].replace('_', '-')} cannot change when resuming; only "
-                            f"{', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)} can.")
-        return config.replace(**overrides).validate(), run_dir
-    if out is None:
-        raise UserError("--out is required: the run directory to write.")
-    run_dir = Path(out)
-    if RunDir(run_dir).holds_run():
-        raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out.")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out {run_dir} is a file, not a directory.")
-    # The run records the learning rate and warm-up it trains with, not "the model's default".
-    return config.replace(**overrides).validate().resolved(), run_dir
+def _spec_of(config: RunSpec | Config, data: DataSplit, dist: Distributed | None) -> RunSpec:
+    if not isinstance(config, RunSpec):
+        return RunSpec.resolve(config, data.channels, dist or Distributed())
+    if dist is not None and dist != config.dist:
+        raise TypeError("a RunSpec carries its process's place (RunSpec.dist): leave `dist` out")
+    return config
 
+
+# ---- the train() of the Python API and of `introvae train`
 
 def train(config: Config | None = None, out: str | Path | None = None, resume: str | Path | None = None,
           quiet: bool = False, **overrides: Any) -> Path:
@@ -544,62 +555,66 @@ def train(config: Config | None = None, out: str | Path | None = None, resume: s
     """
     # Under torchrun every rank runs this function and checks the run directory before joining the process group
     # (a rendezvous of all ranks), so rank 0 cannot have created the run yet; after that rank 0 alone writes.
-    config, run_dir = _prepare_run(config or Config(), Path(out) if out else None,
-                                   Path(resume) if resume else None, overrides)
+    config, run = _prepare_run(config or Config(), Path(out) if out else None, Path(resume) if resume else None,
+                               overrides)
     joined_here = not torch.distributed.is_initialized()
-    dist, device = distributed.setup(config.device)
+    dist, device = distributed.setup(config.run.device)
     try:
-        return _train(config, run_dir, resume, quiet or not dist.is_main, dist, device)
+        return _train(config, run, resume is not None, quiet or not dist.is_main, dist, device)
     finally:
         if joined_here:
             distributed.teardown()
 
 
-def check_batch_split(batch_size: int, world_size: int) -> None:
-    if batch_size % world_size:
-        raise UserError(f"--batch-size {batch_size} is the global batch and must split evenly over the "
-                        f"{world_size} processes: use a multiple of {world_size}.")
-
-
-def _train(config: Config, run_dir: Path, resume: str | Path | None, quiet: bool, dist: Distributed,
-           device: str) -> Path:
-    run = RunDir(run_dir)
-    data = open_data(config.data, config.image_size, config.channels or None, config.test_fraction, config.seed,
-                     config.builtin_count)
-    # config.json records the precision the run trains with, so a resumed run keeps it on any machine.
-    precision, why = resolve_precision(config.precision, resolve_device(device))
-    config = config.replace(precision=precision)
+def _prepare_run(config: Config, out: Path | None, resume: Path | None,
+                 overrides: dict[str, Any]) -> tuple[Config, RunDir]:
+    """The validated config of the run (a new one in `out`, or `resume`'s own) with `overrides`, and its directory."""
     if resume is not None:
-        try:
-            recorded_train = json.loads(run.split.read_text())["train"]
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            raise UserError(f"{run.split} is missing or damaged: is {run_dir} a run directory written by "
-                            "`introvae train`?") from None
-        if recorded_train != data.train.names:
-            raise UserError(f"the images of {config.data} changed since {run_dir} started ({len(recorded_train)} "
-                            f"training images then, {len(data.train)} now); resume needs the same data.")
-    else:
-        config = config.replace(channels=data.channels)
+        run = RunDir(resume)
+        config = Config.load(run.config)
+        refused = sorted(set(overrides) - set(RESUMABLE_OPTIONS))
+        if refused:
+            raise UserError(f"--{refused[0].replace('_', '-')} cannot change when resuming; only "
+                            f"{', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)} can.")
+        return config.replace(**overrides).validate(), run
+    if out is None:
+        raise UserError("--out is required: the run directory to write.")
+    run = RunDir(out)
+    if run.holds_run():
+        raise UserError(f"{out} already holds a run: continue it with --resume {out}, or choose another --out.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory.")
+    return config.replace(**overrides).validate(), run
+
+
+def _train(config: Config, run: RunDir, resuming: bool, quiet: bool, dist: Distributed, device: str) -> Path:
+    """Open the data, resolve the run for this process (`device`: its own under torchrun), start or resume the run
+    directory and train."""
+    dataset = config.dataset
+    data = open_data(dataset.path, dataset.image_size, dataset.channels or None, dataset.test_fraction,
+                     config.run.seed, dataset.builtin_count)
+    spec = RunSpec.resolve(config, data.channels, dist, device)
+    if resuming:
+        _check_same_images(run, data, dataset.path)
     if not quiet:
-        print(f"introvae: {data.description}; precision {precision} ({why}); run directory {run_dir}",
-              file=sys.stderr)
-    # This rank's GPU; config.json keeps the device the user asked for. The Trainer checks the batch split before
-    # anything is written.
-    here = config.replace(device=device) if dist.enabled and config.device != device else config
-    trainer = Trainer(here, run_dir, data, quiet=quiet, dist=dist)
-    if resume is not None:
+        print(f"introvae: {data.description}; precision {spec.config.optim.precision} ({spec.precision_reason}); "
+              f"run directory {run.path}", file=sys.stderr)
+    trainer = Trainer(spec, run.path, data, quiet=quiet)  # refuses --eval-every without held-out images
+    if resuming:
         trainer.resume()
-    if resume is None and dist.is_main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            # config.json last: it is what marks the directory as a run that --resume can continue.
-            atomic_write_text(run.split, json.dumps(data.split_record(), indent=1) + "\n")
-            config.save(run.config)
-        except OSError as error:
-            raise UserError(f"cannot write the run directory {run_dir}: {error.strerror or error}.") from None
+    elif dist.is_main:
+        run.write_start(spec.config, data.split_record())
     distributed.barrier(dist.world_size)
     try:
         trainer.fit()
     finally:
         trainer.close()
-    return run_dir
+    return run.path
+
+
+def _check_same_images(run: RunDir, data: DataSplit, path: str) -> None:
+    """A resumed run trains on the images it started with (their names, in split.json)."""
+    recorded = run.training_names()
+    if recorded != data.train.names:
+        raise UserError(f"the images of {path} changed since {run.path} started ({len(recorded)} training images "
+                        f"then, {len(data.train)} now); resume needs the same data.")
