@@ -2,8 +2,8 @@
 
 The file holds what sampling, encoding and reconstruction need and nothing else: the encoder, and the generator that
 decodes (the EMA average when the run keeps one, under the name "generator"), each with its batch-norm buffers (the
-re-estimated statistics, the prior codes' ones included). Optimizers, the discriminator of avae and the training
-state stay in the run. The run's config and the step are in the file's safetensors metadata, so
+re-estimated statistics, the prior codes' ones included). Optimizers, any other network of the objective and the
+training state stay in the run. The run's config and the step are in the file's safetensors metadata, so
 `introvae.Model.load(FILE)` and `introvae sample FILE` work on the file alone, wherever it is copied.
 """
 
