@@ -1,4 +1,5 @@
-"""Networks, the training loop, checkpoints and the model API, on small data and small networks."""
+"""The trainer and the model API on small data and small networks: resume, the run directory, sampling and
+interpolation. The networks, the engine and checkpoints have their own files."""
 
 import dataclasses
 import json
@@ -9,106 +10,16 @@ import torch
 
 from introvae.objectives import OBJECTIVES
 
-from introvae import Config, Model, train
-from introvae.checkpoint import checkpoint_steps, load_networks, model_path, save_networks
+from introvae import Model, train
+from introvae.checkpoint import checkpoint_steps, model_path
 from introvae.errors import UserError
 from introvae.images import to_float, to_uint8
-from introvae.nets import ARCHITECTURES, ENCODER_NORMS, light_widths, encoder_widths, generator_widths
 from introvae.plot import read_log
 from introvae.distributed import Distributed
 from introvae.runspec import RunSpec
 from introvae.train import Trainer
 from introvae.data import open_data
 
-def test_widths_reproduce_table_3_of_the_paper():
-    # App. B, Table 3 (1024 x 1024): encoder after each [AvgPool + Res-block], generator after each [Upsample + Res-block].
-    assert encoder_widths(1024, 16, 512) == {1024: 16, 512: 32, 256: 64, 128: 128, 64: 256, 32: 512, 16: 512, 8: 512, 4: 512}
-    assert generator_widths(1024, 16, 512) == {4: 512, 8: 512, 16: 512, 32: 256, 64: 128, 128: 64, 256: 32, 512: 16, 1024: 16}
-    model = Model.build(Config(image_size=1024, channels=3, latent_dim=512, base_channels=16, max_channels=512))
-    assert model.encoder.fc.in_features == 8192 and model.encoder.fc.out_features == 1024  # FC-1024, split 512/512
-    assert model.generator.fc[0].out_features == 8192  # FC-8192 + ReLU, reshape 512 x 4 x 4
-
-
-def test_light_widths_double_per_halving_up_to_the_cap():
-    assert light_widths(32, 32, 256) == [32, 64, 128]  # 32 -> 16 -> 8 -> 4
-    assert light_widths(256, 16, 128) == [16, 32, 64, 128, 128, 128]
-    model = Model.build(Config(arch="light", image_size=32, channels=3, latent_dim=16, base_channels=32,
-                               max_channels=256))
-    assert model.encoder.fc.in_features == 128 * 16 and model.encoder.fc.out_features == 32
-    assert model.generator.fc.out_features == 128 * 16
-
-
-@pytest.mark.parametrize("size", [16, 32, 64, 128, *(pytest.param(s, marks=pytest.mark.slow) for s in (256, 512, 1024))])
-@pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_output_shapes_for_every_size(size, channels, arch):
-    model = Model.build(Config(arch=arch, image_size=size, channels=channels, latent_dim=8, base_channels=2,
-                               max_channels=8))
-    x = torch.rand(2, channels, size, size)
-    mu, logvar = model.encode(x)
-    assert mu.shape == logvar.shape == (2, 8)
-    assert model.decode(mu).shape == (2, channels, size, size)
-    model.networks.train()
-    assert model.generator(model.encoder(x)[0]).shape == (2, channels, size, size)
-
-
-@pytest.mark.parametrize("norm", ENCODER_NORMS)
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_encoder_norm_treats_each_image_alone_unless_batch(norm, arch, tmp_path):
-    # Batch-norm in training mode codes an image differently in another batch; group-norm, none and spectral
-    # code each image alone. Every kind saves and loads to the same outputs.
-    config = Config(arch=arch, image_size=16, channels=1, latent_dim=4, base_channels=4, max_channels=8,
-                    encoder_norm=norm)
-    model = Model.build(config)
-    layers = [type(m).__name__ for m in model.encoder.modules()]
-    assert ("BatchNorm2d" in layers) == (norm == "batch") and ("GroupNorm" in layers) == (norm == "group")
-    # (spectral norm's power iteration moves the weights at every training-mode call: compare it in eval mode, where
-    # its encoder has nothing else that depends on the mode)
-    model.networks.train(norm != "spectral")
-    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
-    alone = model.encoder(x[:3])[0]
-    mixed = model.encoder(torch.cat([x[:3], 1 - x[3:]]))[0][:3]
-    assert torch.allclose(alone, mixed, atol=1e-5) == (norm != "batch")
-    model.networks.eval()
-    save_networks(tmp_path / "m.safetensors", model.networks)
-    loaded = Model.build(config)
-    load_networks(tmp_path / "m.safetensors", loaded.networks)
-    loaded.networks.eval()
-    torch.testing.assert_close(loaded.encoder(x)[0], model.encoder(x)[0])
-
-
-def test_spectral_encoder_norm_bounds_each_layer():
-    model = Model.build(Config(arch="light", image_size=16, channels=1, latent_dim=4, base_channels=4,
-                               max_channels=8, encoder_norm="spectral"))
-    model.networks.train()
-    for _ in range(20):  # power iterations converge over forward passes
-        model.encoder(torch.rand(2, 1, 16, 16))
-    linear = model.encoder.fc
-    assert torch.linalg.matrix_norm(linear.weight.detach(), ord=2).item() == pytest.approx(1.0, abs=0.05)
-
-
-@pytest.mark.slow
-def test_save_then_load_gives_identical_outputs(tmp_path, tiny_config):
-    config = tiny_config()
-    model = Model.build(config)
-    with torch.no_grad():  # move the batch-norm buffers away from their initial values too
-        model.networks.train()
-        model.generator(torch.randn(8, config.latent_dim))
-        model.encoder(torch.rand(8, 3, 16, 16))
-    save_networks(tmp_path / "m.safetensors", model.networks)
-    other = Model.build(config.replace(seed=1))
-    x = torch.rand(4, 3, 16, 16)
-    assert not torch.equal(other.reconstruct(x), model.reconstruct(x))
-    load_networks(tmp_path / "m.safetensors", other.networks)
-    assert torch.equal(other.reconstruct(x), model.reconstruct(x))
-    assert torch.equal(other.sample(5, seed=2), model.sample(5, seed=2))
-
-
-def test_loading_weights_of_another_shape_is_a_clear_error(tmp_path, tiny_config):
-    save_networks(tmp_path / "m.safetensors", Model.build(tiny_config()).networks)
-    other = Model.build(tiny_config(latent_dim=2 * tiny_config().latent_dim))
-    with pytest.raises(UserError, match="does not fit"):
-        load_networks(tmp_path / "m.safetensors", other.networks)
 
 
 @pytest.mark.slow
@@ -133,52 +44,6 @@ def test_interpolation_ends_at_the_codes(tiny_config):
     x = torch.rand(2, 3, 16, 16)
     assert model.interpolate(x[0], x[1], 6).shape == (6, 3, 16, 16)
 
-
-@pytest.mark.parametrize("model", sorted(OBJECTIVES))
-@pytest.mark.slow
-def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
-    config = tiny_config(steps=1, warmup_steps=0, model=model)
-    data = open_data("builtin", config.image_size, config.channels, 0.1, 0, builtin_count=config.builtin_count)
-    trainer = Trainer(config, tmp_path, data, quiet=True)
-    roles = OBJECTIVES[model].roles
-    order, seen = [], {}
-
-    def params():
-        return {n: [p.detach().clone() for p in trainer.networks[n].parameters()] for n in roles}
-
-    def wrap(name):
-        original = trainer.optimizers[name].step
-
-        def step(*args, **kwargs):
-            order.append(name)
-            # backward(inputs=...) gave gradients to this phase's network only, and they are finite.
-            seen[name] = {"before": params(),
-                          "own_grads_finite": all(torch.isfinite(p.grad).all() for p in trainer.networks[name].parameters()
-                                                  if p.grad is not None),
-                          "other_grads": [p.grad for n in roles if n != name for p in trainer.networks[n].parameters()]}
-            result = original(*args, **kwargs)
-            seen[name]["after"] = params()
-            return result
-        trainer.optimizers[name].step = step
-
-    for name in roles:
-        wrap(name)
-    start = params()
-    logs = trainer.train_step()
-    assert logs and all(torch.isfinite(v).all() for v in logs.values())
-    assert order == list(roles)  # each network steps once, in the objective's order
-
-    def same(a, b):
-        return all(torch.equal(x, y) for x, y in zip(a, b))
-
-    previous = start
-    for name in roles:
-        before, after = seen[name]["before"], seen[name]["after"]
-        assert all(same(before[n], previous[n]) for n in roles)  # a phase sees the networks as the last one left them
-        assert not same(after[name], before[name])  # its own network moved...
-        assert all(same(after[n], before[n]) for n in roles if n != name)  # ...and no other
-        assert all(g is None for g in seen[name]["other_grads"]) and seen[name]["own_grads_finite"]
-        previous = after
 
 
 def test_a_run_is_resolved_once_into_a_frozen_spec_that_the_trainer_reads(tmp_path, tiny_config):

@@ -1,0 +1,71 @@
+"""The engine that steps every objective's phases: each phase moves only its own network, and the EMA update."""
+
+import pytest
+import torch
+from torch import nn
+
+from introvae.data import open_data
+from introvae.engine import update_ema
+from introvae.objectives import OBJECTIVES
+from introvae.train import Trainer
+
+
+@pytest.mark.parametrize("model", sorted(OBJECTIVES))
+@pytest.mark.slow
+def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
+    config = tiny_config(steps=1, warmup_steps=0, model=model)
+    data = open_data("builtin", config.image_size, config.channels, 0.1, 0, builtin_count=config.builtin_count)
+    trainer = Trainer(config, tmp_path, data, quiet=True)
+    roles = OBJECTIVES[model].roles
+    order, seen = [], {}
+
+    def params():
+        return {n: [p.detach().clone() for p in trainer.networks[n].parameters()] for n in roles}
+
+    def wrap(name):
+        original = trainer.optimizers[name].step
+
+        def step(*args, **kwargs):
+            order.append(name)
+            # backward(inputs=...) gave gradients to this phase's network only, and they are finite.
+            seen[name] = {"before": params(),
+                          "own_grads_finite": all(torch.isfinite(p.grad).all() for p in trainer.networks[name].parameters()
+                                                  if p.grad is not None),
+                          "other_grads": [p.grad for n in roles if n != name for p in trainer.networks[n].parameters()]}
+            result = original(*args, **kwargs)
+            seen[name]["after"] = params()
+            return result
+        trainer.optimizers[name].step = step
+
+    for name in roles:
+        wrap(name)
+    start = params()
+    logs = trainer.train_step()
+    assert logs and all(torch.isfinite(v).all() for v in logs.values())
+    assert order == list(roles)  # each network steps once, in the objective's order
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a, b))
+
+    previous = start
+    for name in roles:
+        before, after = seen[name]["before"], seen[name]["after"]
+        assert all(same(before[n], previous[n]) for n in roles)  # a phase sees the networks as the last one left them
+        assert not same(after[name], before[name])  # its own network moved...
+        assert all(same(after[n], before[n]) for n in roles if n != name)  # ...and no other
+        assert all(g is None for g in seen[name]["other_grads"]) and seen[name]["own_grads_finite"]
+        previous = after
+
+
+def test_update_ema_moves_parameters_and_copies_buffers():
+    source, ema = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    with torch.no_grad():
+        source.weight.fill_(1.0), ema.weight.fill_(0.0)
+        source.running_mean.fill_(5.0)
+    update_ema(ema, source, decay=0.9, step=1000)  # the ramp (1 + t) / (10 + t) is above 0.9 here
+    torch.testing.assert_close(ema.weight, torch.full((3,), 0.1))
+    torch.testing.assert_close(ema.running_mean, torch.full((3,), 5.0))
+    update_ema(ema, source, decay=0.9, step=0)  # early on the ramp wins: rate 1 - 1/10
+    torch.testing.assert_close(ema.weight, torch.full((3,), 0.1 + 0.9 * 0.9))
+
+
