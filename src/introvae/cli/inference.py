@@ -15,6 +15,12 @@ from .common import add_run_options, load_model, output_file
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    _add_sample(sub)
+    _add_reconstruct(sub)
+    _add_interpolate(sub)
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="draw images from a trained run, seeded per image")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, or a weights file (what "
                    "`introvae export` writes, or a run's checkpoints/model-STEP.safetensors)")
@@ -25,6 +31,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.set_defaults(run_command=cmd_sample)
 
+
+def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct a folder of images (posterior mean) with a trained run")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--input", type=Path, required=True, help="a folder of images (searched recursively; a top-level "
@@ -33,6 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.set_defaults(run_command=cmd_reconstruct)
 
+
+def _add_interpolate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("interpolate", help="decode a path in latent space between two images or two seeds (Fig. 6), "
                        "or a loop through several, as a strip and an animation",
                        description="Decode the path between the posterior means of images (or the prior codes of "
@@ -56,6 +66,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "smallest that makes frames at least 128 px)")
     add_run_options(p)
     p.set_defaults(run_command=cmd_interpolate)
+
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -17,6 +17,13 @@ from .common import add_run_options, load_model, output_file
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    _add_attribute(sub)
+    _add_edit(sub)
+    _add_traverse(sub)
+    _add_score(sub)
+
+
+def _add_attribute(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attribute", help="attribute vectors: the mean code of images with an attribute minus that of "
                        "images without it (Khan et al. Fig. 8)",
                        description="Compute an attribute vector from --with and --without images, or one vector per "
@@ -37,6 +44,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.set_defaults(run_command=cmd_attribute)
 
+
+def _add_edit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="move images along an attribute vector and decode them: a row per image, a "
                        "column per strength")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -49,6 +58,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.set_defaults(run_command=cmd_edit)
 
+
+def _add_traverse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("traverse", help="decode a code moved along latent directions: one row per direction (the "
                        "code's axes or the top principal components of the training images' codes)")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -65,6 +76,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.set_defaults(run_command=cmd_traverse)
 
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="out-of-distribution scores of images: -ELBO, importance-weighted -log p(x), "
                        "complexity-corrected and typicality scores; with --inliers/--outliers also AUROC, AUPRC and "
                        "FPR at 95%% TPR",
@@ -90,6 +103,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="CSV file of per-image scores")
     add_run_options(p)
     p.set_defaults(run_command=cmd_score)
+
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:

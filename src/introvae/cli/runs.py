@@ -16,6 +16,13 @@ from .common import add_run_options
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    _add_export(sub)
+    _add_plot(sub)
+    _add_check_data(sub)
+    _add_evaluate(sub)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write one self-describing weights file for inference, with a model card "
                        "README.md beside it", description="Write the encoder and the decoding generator (the EMA "
                        "one when the run keeps it) of a run's checkpoint, with the run's config in the file, so that "
@@ -25,12 +32,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=int, help="use the checkpoint of this step (default: the newest)")
     p.set_defaults(run_command=cmd_export)
 
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="redraw the training dynamics of a run: the panels its objective declares "
                        "(IntroVAE: the KLs against m, and L_AE, like Fig. 5)")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/dynamics.png)")
     p.set_defaults(run_command=cmd_plot)
 
+
+def _add_check_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-data", help="verify a data set (folder, LMDB, .npz/.npy) and report what training would "
                        "skip, without training", description="Open and decode every image of DATA once, as training "
                        "does, and print what is usable, what would be skipped and why, and what would be upscaled. "
@@ -41,6 +52,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help=f"training resolution the images are checked for (int, default: {Config().dataset.image_size})")
     p.set_defaults(run_command=cmd_check_data)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="FID, KID, IS, precision/recall, MS-SSIM, SWD and reconstruction errors of a "
                        "run (or of two image sets), offline", description="Evaluate a run against its held-out split "
                        "(or --data), or compare --samples with --reference. Prints a table; writes JSON.")
@@ -66,6 +79,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="only the table")
     add_run_options(p)
     p.set_defaults(run_command=cmd_evaluate)
+
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -286,6 +286,25 @@ def _check(
             return _Outcome(None, gray=gray, small=min(w, h) < size)
 
 
+def _tally(outcomes: Sequence[_Outcome], names: Sequence[str], report: ScanReport) -> list[int]:
+    """Record each item's outcome in `report`; return the indices of the usable items."""
+    usable: list[int] = []
+    all_gray = True
+    for i, outcome in enumerate(outcomes):
+        if outcome.reason is not None:
+            report.add_skip(outcome.reason, names[i])
+            continue
+        usable.append(i)
+        all_gray &= outcome.gray
+        if outcome.small:
+            report.upscaled += 1
+            if len(report.upscaled_examples) < 64:
+                report.upscaled_examples.append(names[i])
+    report.usable = len(usable)
+    report.detected_gray = bool(usable) and all_gray
+    return usable
+
+
 def verify_items(
     names: Sequence[str],
     fetch: Callable[[list[int]], list[Callable[[], BinaryIO]]],
@@ -325,20 +344,7 @@ def verify_items(
 
             for k, outcome in enumerate(pool.map(check, range(len(indices)))):
                 outcomes[indices[k]] = outcome
-    usable: list[int] = []
-    all_gray = True
-    for i, outcome in enumerate(outcomes):
-        if outcome.reason is not None:
-            report.add_skip(outcome.reason, names[i])
-            continue
-        usable.append(i)
-        all_gray &= outcome.gray
-        if outcome.small:
-            report.upscaled += 1
-            if len(report.upscaled_examples) < 64:
-                report.upscaled_examples.append(names[i])
-    report.usable = len(usable)
-    report.detected_gray = bool(usable) and all_gray
+    usable = _tally(outcomes, names, report)
     final_channels = channels or (1 if report.detected_gray else 3)
     report.channels = final_channels
     if images is not None and final_channels != decode_channels:

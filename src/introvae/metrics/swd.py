@@ -246,6 +246,22 @@ def _level_key(height: int, width: int) -> str:
     return str(height) if height == width else f"{height}x{width}"
 
 
+def _check_pair(images_a: Tensor, images_b: Tensor, descriptors_per_image: int, batch_size: int) -> None:
+    if images_a.dim() != 4 or images_b.dim() != 4:
+        raise ValueError(f"swd expects (N, C, H, W) images, got {tuple(images_a.shape)} and {tuple(images_b.shape)}")
+    if images_a.shape[1:] != images_b.shape[1:]:
+        raise ValueError(f"image shapes differ: {tuple(images_a.shape[1:])} vs {tuple(images_b.shape[1:])}")
+    if images_a.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {images_a.shape[1]}")
+    if min(images_a.shape[-2:]) < PATCH_SIZE:
+        height, width = images_a.shape[-2:]
+        raise ValueError(f"images must be at least {PATCH_SIZE} px on each side for 7x7 patches, got {height}x{width}")
+    if descriptors_per_image < 1 or batch_size < 1:
+        raise ValueError(f"descriptors_per_image and batch_size must be positive, got {descriptors_per_image}, {batch_size}")
+    if images_a.shape[0] == 0 or images_b.shape[0] == 0:
+        raise ValueError("swd got an empty image set")
+
+
 def swd(
     images_a: Tensor,
     images_b: Tensor,
@@ -264,19 +280,8 @@ def swd(
     result does not depend on `batch_size`. Everything random (subsample, patch positions, directions) comes from one
     torch.Generator seeded with `seed`.
     """
-    if images_a.dim() != 4 or images_b.dim() != 4:
-        raise ValueError(f"swd expects (N, C, H, W) images, got {tuple(images_a.shape)} and {tuple(images_b.shape)}")
-    if images_a.shape[1:] != images_b.shape[1:]:
-        raise ValueError(f"image shapes differ: {tuple(images_a.shape[1:])} vs {tuple(images_b.shape[1:])}")
-    if images_a.shape[1] not in (1, 3):
-        raise ValueError(f"images must have 1 or 3 channels, got {images_a.shape[1]}")
+    _check_pair(images_a, images_b, descriptors_per_image, batch_size)
     height, width = images_a.shape[-2:]
-    if min(height, width) < PATCH_SIZE:
-        raise ValueError(f"images must be at least {PATCH_SIZE} px on each side for 7x7 patches, got {height}x{width}")
-    if descriptors_per_image < 1 or batch_size < 1:
-        raise ValueError(f"descriptors_per_image and batch_size must be positive, got {descriptors_per_image}, {batch_size}")
-    if images_a.shape[0] == 0 or images_b.shape[0] == 0:
-        raise ValueError("swd got an empty image set")
 
     generator = torch.Generator().manual_seed(seed)
     num_images = min(images_a.shape[0], images_b.shape[0])
