@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from PIL import Image
 
 from introvae.atomic import atomic_write_bytes
 from introvae.errors import UserError
@@ -207,7 +208,6 @@ def _save(figure: "Figure", path: str | Path) -> None:
     """Render on the Agg canvas and write an RGB PNG (matplotlib's own PNGs carry an alpha channel nobody uses,
     which only makes the file larger)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
 
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
