@@ -9,7 +9,9 @@ Each lead is a preset plus overrides (LEADS below; `--set KEY=VALUE` adds overri
 Each (lead, seed) trains in this process through `introvae.train`, keeping a checkpoint every `--every` steps; the
 seconds at a checkpoint are the run's own clock from log.jsonl, so leads whose steps cost differently are compared
 at equal minutes by reading the curves at the same seconds. Samples are drawn with seed 0 (`--samples` of them).
-Prints the curve table and the last row per run, and writes JSON (benchmarks/results/game.json).
+With `--fitted K` each checkpoint is also judged on samples from a K-component Gaussian mixture fitted to its training
+images' codes (the *_fitted columns). Prints the curve table and the last row per run, and writes JSON
+(benchmarks/results/game.json).
 """
 
 from __future__ import annotations
@@ -54,17 +56,24 @@ LEADS: dict[str, dict] = {
 }
 
 
-def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: int, extra: dict, work: Path) -> list:
+JUDGED = ("legible", "class_cover", "fd", "hf_ratio")
+
+
+def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: int, extra: dict, work: Path,
+             fitted: int = 0) -> list:
     import introvae
     from glyphs import judge_images
-    from introvae.images import to_uint8
+    from introvae.images import to_float, to_uint8
+    from introvae.latent import training_images
 
     options = {k: v for k, v in lead.items() if k not in ("preset", "steps_factor")}
     lead_steps = int(round(steps * lead.get("steps_factor", 1.0)))
     config = introvae.from_preset(lead["preset"], data="glyphs", channels=1, image_size=32, seed=seed,
                                   steps=lead_steps, checkpoint_every=every, keep_checkpoints=1000,
                                   grid_every=0, **{**options, **extra})
-    run = introvae.train(config, out=work / f"{name}-seed{seed}", quiet=True)
+    run = work / f"{name}-seed{seed}"
+    if not (run / "checkpoints" / f"model-{lead_steps:08d}.safetensors").is_file():  # a kept run is judged again
+        run = introvae.train(config, out=run, quiet=True)
     seconds = {}
     for line in (Path(run) / "log.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -76,13 +85,18 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
         judged = judge_images(to_uint8(model.sample(samples, seed=0).cpu()))
         at = seconds.get(step, seconds[max(s for s in seconds if s <= step)] if seconds else 0.0)
         rows.append({"lead": name, "seed": seed, "step": step, "seconds": round(at, 1),
-                     **{k: round(judged[k], 4) for k in ("legible", "class_cover", "fd", "hf_ratio")}})
+                     **{k: round(judged[k], 4) for k in JUDGED}})
+        if fitted:  # the same checkpoint sampled from a mixture fitted to its training codes (introvae.density)
+            density = model.fit_code_density(to_float(training_images(model.config, 8192)), fitted)
+            judged = judge_images(to_uint8(model.sample(samples, seed=0, density=density).cpu()))
+            rows[-1].update({f"{k}_fitted": round(judged[k], 4) for k in JUDGED})
         print(" | ".join(str(v) for v in rows[-1].values()), file=sys.stderr, flush=True)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    columns = ["lead", "seed", "step", "seconds", "legible", "class_cover", "fd", "hf_ratio"]
+    columns = ["lead", "seed", "step", "seconds", *JUDGED]
+    columns += [f"{k}_fitted" for k in JUDGED if f"{k}_fitted" in rows[0]]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
@@ -97,7 +111,10 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--list", action="store_true", help="print the leads and exit")
-    parser.add_argument("--keep", type=Path, help="keep the run directories under this folder")
+    parser.add_argument("--keep", type=Path, help="keep the run directories under this folder; a finished run "
+                        "already there is judged again without training")
+    parser.add_argument("--fitted", type=int, default=0, metavar="K", help="also judge samples from a K-component "
+                        "mixture fitted to each checkpoint's training codes (`introvae sample --prior fitted`)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "game.json")
     args = parser.parse_args()
     if args.list:
@@ -116,7 +133,7 @@ def main() -> int:
     rows = []
     for seed in args.seeds:
         for name in args.leads:
-            rows += run_lead(name, LEADS[name], seed, args.steps, args.every, args.samples, extra, work)
+            rows += run_lead(name, LEADS[name], seed, args.steps, args.every, args.samples, extra, work, args.fitted)
     print(table(rows))
     last = [r for i, r in enumerate(rows) if i + 1 == len(rows) or rows[i + 1]["lead"] != r["lead"]
             or rows[i + 1]["seed"] != r["seed"]]

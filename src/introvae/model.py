@@ -5,7 +5,8 @@ networks back in the mode they were in, so the trainer can draw its grids mid-tr
 mode an image depends only on its own input, so the results do not depend on the batch size.
 
 Sampling is seeded per image: the latent code of image i under seed s is drawn from a generator seeded by (s, i) on
-the CPU, so image i is the same whatever the batch size and the device.
+the CPU, so image i is the same whatever the batch size and the device. The codes come from the prior N(0, I), or
+from a mixture fitted to the training images' codes when `sample` is given one (`fit_code_density`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from .batchnorm import prior_statistics, reestimate
 from .checkpoint import config_of_weights, load_networks, network_names
 from .config import Config
+from .density import DEFAULT_COMPONENTS, CodeDensity, fit_mixture
 from .errors import UserError
 from .nets import ImageBuilders, ema_name, init_weights
 from .rundir import RunDir
@@ -167,8 +169,18 @@ class Model:
             for i in range(start, start + num)
         ])
 
-    def sample(self, num: int, seed: int = 0, batch_size: int = 64) -> Tensor:
-        return self.decode(self.latents(num, seed), batch_size, prior=True)
+    def sample(self, num: int, seed: int = 0, batch_size: int = 64, density: CodeDensity | None = None) -> Tensor:
+        """`num` images decoded from prior codes (image i depends only on (seed, i)), or from codes of `density`, a
+        mixture fitted to the training images' codes (`fit_code_density`)."""
+        z = self.latents(num, seed) if density is None else density.sample(num, seed)
+        # Codes drawn to look like prior codes are normalised with the prior's batch-norm statistics either way:
+        # on the glyphs that decodes a fitted mixture's codes more legibly than the posterior's statistics do.
+        return self.decode(z, batch_size, prior=True)
+
+    def fit_code_density(self, images: Tensor, components: int = DEFAULT_COMPONENTS, seed: int = 0) -> CodeDensity:
+        """A Gaussian mixture fitted to the posterior means of `images` in [0, 1] (see `introvae.density`)."""
+        mu, _ = self.encode(images)
+        return fit_mixture(mu, components, seed=seed)
 
     def interpolate_latents(self, z_a: Tensor, z_b: Tensor, steps: int, method: str = "lerp") -> Tensor:
         """`steps` codes from z_a to z_b inclusive, on a line (lerp) or a great circle (slerp)."""

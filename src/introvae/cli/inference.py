@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..density import DEFAULT_COMPONENTS, CodeDensity
 from ..errors import UserError
 from ..images import save_image, to_float, to_uint8
-from ..latent import ANIMATION_SUFFIXES, load_named_images, write_interpolation
+from ..latent import ANIMATION_SUFFIXES, load_named_images, training_images, write_interpolation
+from ..model import Model
 from .common import add_run_options, load_model, output_file
+
+# The glyphs' training set at the default size is about 3700 images; more codes than that cost only encoding time.
+FITTED_PRIOR_IMAGES = 8192
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +33,16 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="a directory for PNG files (with grid.png), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
     p.add_argument("--seed", type=int, default=0, help="image i uses the seed (SEED, i), whatever the batch size (int, default: 0)")
+    p.add_argument("--prior", default="normal", metavar="normal|fitted|FILE", help="where the codes come from: the "
+                   "prior N(0, I) (normal, the papers' sampling), a Gaussian mixture fitted to the posterior means of "
+                   "the run's training images (fitted; Ghosh et al. 2020's ex-post density, which avoids the holes "
+                   "between the codes of real images), or a mixture saved with --save-prior (default: normal)")
+    p.add_argument("--components", type=int, default=DEFAULT_COMPONENTS, help="with --prior fitted: the mixture's "
+                   f"components (int, default: {DEFAULT_COMPONENTS})")
+    p.add_argument("--prior-images", type=int, default=FITTED_PRIOR_IMAGES, help="with --prior fitted: training "
+                   f"images whose codes it is fitted to (int, default: {FITTED_PRIOR_IMAGES})")
+    p.add_argument("--save-prior", type=Path, metavar="FILE.safetensors", help="with --prior fitted: also write the "
+                   "fitted mixture, for --prior FILE")
     add_run_options(p)
     p.set_defaults(run_command=cmd_sample)
 
@@ -73,7 +88,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.num <= 0:
         raise UserError(f"--num must be positive, got {args.num}.")
     model = load_model(args)
-    images = model.sample(args.num, seed=args.seed, batch_size=args.batch_size)
+    density = _code_density(args, model)
+    images = model.sample(args.num, seed=args.seed, batch_size=args.batch_size, density=density)
     out: Path = args.out
     if out.suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +102,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
         save_image(images[:64], out / "grid.png", nrow=8)
     print(f"introvae: wrote {args.num} samples (seed {args.seed}) to {out}")
     return 0
+
+
+def _code_density(args: argparse.Namespace, model: Model) -> CodeDensity | None:
+    """The density --prior names: None for N(0, I), a mixture fitted now, or one read from a file."""
+    if args.save_prior is not None:
+        output_file(args.save_prior, (".safetensors",), "--save-prior")
+        if args.prior != "fitted":
+            raise UserError("--save-prior writes a fitted mixture: use it with --prior fitted.")
+    if args.prior == "normal":
+        return None
+    if args.prior != "fitted":
+        path = Path(args.prior)
+        if not path.is_file():
+            raise UserError(f"--prior {args.prior} is neither normal, fitted nor a file: give one of them (a file "
+                            "written by --save-prior).")
+        density = CodeDensity.load(path)
+        if density.latent_dim != model.config.networks.latent_dim:
+            raise UserError(f"--prior {path} holds {density.latent_dim}-d codes but this model's are "
+                            f"{model.config.networks.latent_dim}-d: fit it on this run.")
+        return density
+    if args.components <= 0 or args.prior_images <= 0:
+        raise UserError(f"--components and --prior-images must be positive, got {args.components} and "
+                        f"{args.prior_images}.")
+    density = model.fit_code_density(to_float(training_images(model.config, args.prior_images)), args.components)
+    if args.save_prior is not None:
+        args.save_prior.parent.mkdir(parents=True, exist_ok=True)
+        density.save(args.save_prior)
+    return density
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
