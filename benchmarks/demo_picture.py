@@ -1,8 +1,10 @@
 """The README's picture: 64 samples of each given run side by side, titled with the glyph judge's figures.
 
     python benchmarks/demo_picture.py RUN_A RUN_B [--labels "IntroVAE, 164 s" "VAE, 146 s"] [--out docs/demo/glyphs.png]
+    python benchmarks/demo_picture.py RUN RUN VAE_RUN --priors normal fitted fitted ...
 
-Each run draws 1000 samples with seed 0; the judge (benchmarks/glyphs.py) scores all of them and the picture shows the
+Each run draws 1000 samples with seed 0, from the prior N(0, I) or (--priors ... fitted ...) from a 50-component
+mixture fitted to its training codes as `introvae sample --prior fitted` does; the judge (benchmarks/glyphs.py) scores all of them and the picture shows the
 first 64. Prints the figures as a table row per run.
 """
 
@@ -20,12 +22,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--labels", nargs="+", help="a title per run (default: the run directory's name)")
+    parser.add_argument("--priors", nargs="+", choices=["normal", "fitted"], help="per run: where the codes come "
+                        "from (default: normal for every run)")
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "demo" / "glyphs.png")
     args = parser.parse_args()
     labels = args.labels or [run.name for run in args.runs]
-    if len(labels) != len(args.runs):
-        print("--labels: give one title per run.", file=sys.stderr)
+    priors = args.priors or ["normal"] * len(args.runs)
+    if len(labels) != len(args.runs) or len(priors) != len(args.runs):
+        print("--labels, --priors: give one per run.", file=sys.stderr)
         return 2
 
     import matplotlib
@@ -35,13 +40,17 @@ def main() -> int:
 
     from glyphs import judge_images
     from introvae import Model
-    from introvae.images import to_uint8
+    from introvae.images import to_float, to_uint8
+    from introvae.latent import training_images
 
     figure, axes = plt.subplots(1, len(args.runs), figsize=(3.3 * len(args.runs), 3.8))
     axes = [axes] if len(args.runs) == 1 else list(axes)
     print("| run | legible | class cover | FD | HF ratio |\n| --- | --- | --- | --- | --- |")
-    for axis, run, label in zip(axes, args.runs, labels):
-        samples = to_uint8(Model.load(run, device="cpu").sample(args.num, seed=0).cpu())
+    for axis, run, label, prior in zip(axes, args.runs, labels, priors):
+        model = Model.load(run, device="cpu")
+        density = (model.fit_code_density(to_float(training_images(model.config, 8192))) if prior == "fitted"
+                   else None)
+        samples = to_uint8(model.sample(args.num, seed=0, density=density).cpu())
         judged = judge_images(samples)
         print(f"| {label} | {judged['legible']:.3f} | {judged['class_cover']:.3f} | {judged['fd']:.1f} | "
               f"{judged['hf_ratio']:.2f} |")

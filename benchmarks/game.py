@@ -60,7 +60,7 @@ JUDGED = ("legible", "class_cover", "fd", "hf_ratio")
 
 
 def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: int, extra: dict, work: Path,
-             fitted: int = 0) -> list:
+             fitted: int = 0, fitted_every: int = 1) -> list:
     import introvae
     from glyphs import judge_images
     from introvae.images import to_float, to_uint8
@@ -85,8 +85,9 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
         judged = judge_images(to_uint8(model.sample(samples, seed=0).cpu()))
         at = seconds.get(step, seconds[max(s for s in seconds if s <= step)] if seconds else 0.0)
         rows.append({"lead": name, "seed": seed, "step": step, "seconds": round(at, 1),
-                     **{k: round(judged[k], 4) for k in JUDGED}})
-        if fitted:  # the same checkpoint sampled from a mixture fitted to its training codes (introvae.density)
+                     **{k: round(judged[k], 4) for k in JUDGED}, **{f"{k}_fitted": "" for k in JUDGED if fitted}})
+        if fitted and step % fitted_every == 0:
+            # the same checkpoint sampled from a mixture fitted to its training codes (introvae.density)
             density = model.fit_code_density(to_float(training_images(model.config, 8192)), fitted)
             judged = judge_images(to_uint8(model.sample(samples, seed=0, density=density).cpu()))
             rows[-1].update({f"{k}_fitted": round(judged[k], 4) for k in JUDGED})
@@ -115,6 +116,8 @@ def main() -> int:
                         "already there is judged again without training")
     parser.add_argument("--fitted", type=int, default=0, metavar="K", help="also judge samples from a K-component "
                         "mixture fitted to each checkpoint's training codes (`introvae sample --prior fitted`)")
+    parser.add_argument("--fitted-every", type=int, default=1, metavar="N", help="with --fitted: only at the "
+                        "checkpoints whose step is a multiple of N")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "game.json")
     args = parser.parse_args()
     if args.list:
@@ -133,7 +136,8 @@ def main() -> int:
     rows = []
     for seed in args.seeds:
         for name in args.leads:
-            rows += run_lead(name, LEADS[name], seed, args.steps, args.every, args.samples, extra, work, args.fitted)
+            rows += run_lead(name, LEADS[name], seed, args.steps, args.every, args.samples, extra, work, args.fitted,
+                             args.fitted_every)
     print(table(rows))
     last = [r for i, r in enumerate(rows) if i + 1 == len(rows) or rows[i + 1]["lead"] != r["lead"]
             or rows[i + 1]["seed"] != r["seed"]]

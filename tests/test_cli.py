@@ -82,7 +82,7 @@ def test_resume_from_the_command_line(run_dir, tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
-def test_sample_to_folder_and_npz(run_dir, tmp_path):
+def test_sample_to_folder_grid_and_npz(run_dir, tmp_path):
     assert main(["sample", str(run_dir), "--num", "5", "--out", str(tmp_path / "png"), "--seed", "3",
                  "--batch-size", "2"]) == 0
     files = sorted(p.name for p in (tmp_path / "png").iterdir())
@@ -93,6 +93,11 @@ def test_sample_to_folder_and_npz(run_dir, tmp_path):
     # The same seed gives the same images whatever the batch size (up to rounding of one 8-bit level).
     first = np.asarray(Image.open(tmp_path / "png" / "000000.png"))
     assert np.abs(first.astype(int) - images[0].astype(int)).max() <= 1
+    # --out FILE.png: one grid of all the images, the folder's grid.png for these five
+    assert main(["sample", str(run_dir), "--num", "5", "--out", str(tmp_path / "one" / "grid.png"), "--seed", "3",
+                 "--batch-size", "2"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "one" / "grid.png")),
+                          np.asarray(Image.open(tmp_path / "png" / "grid.png")))
 
 
 def test_reconstruct_a_folder(run_dir, mixed_folder, tmp_path, read_grid):

@@ -31,7 +31,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                    "`introvae export` writes, or a run's checkpoints/model-STEP.safetensors)")
     p.add_argument("--num", type=int, default=64, help="number of images (int, default: 64)")
     p.add_argument("--out", type=Path, required=True,
-                   help="a directory for PNG files (with grid.png), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
+                   help="a directory for PNG files (with grid.png), FILE.png for one grid of all the images (8 "
+                   "per row), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
     p.add_argument("--seed", type=int, default=0, help="image i uses the seed (SEED, i), whatever the batch size (int, default: 0)")
     p.add_argument("--prior", default="normal", metavar="normal|fitted|FILE", help="where the codes come from: the "
                    "prior N(0, I) (normal, the papers' sampling), a Gaussian mixture fitted to the posterior means of "
@@ -94,13 +95,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, images=to_uint8(images).permute(0, 2, 3, 1).numpy(), seed=np.int64(args.seed))
+    elif out.suffix.lower() == ".png":
+        save_image(images, out, nrow=8)
     else:
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file: give a directory for PNG files, or a path ending in .npz.")
         for i, image in enumerate(images):
             save_image(image, out / f"{i:06d}.png")
         save_image(images[:64], out / "grid.png", nrow=8)
-    print(f"introvae: wrote {args.num} samples (seed {args.seed}) to {out}")
+    source = "" if density is None else f", codes from a {density.components}-component mixture fitted to the training codes"
+    print(f"introvae: wrote {args.num} samples (seed {args.seed}{source}) to {out}")
     return 0
 
 
