@@ -4,8 +4,8 @@
     python benchmarks/demo_picture.py RUN RUN VAE_RUN --priors normal fitted fitted ...
 
 Each run draws 1000 samples with seed 0, from the prior N(0, I) or (--priors ... fitted ...) from a 50-component
-mixture fitted to its training codes as `introvae sample --prior fitted` does; the judge (benchmarks/glyphs.py) scores all of them and the picture shows the
-first 64. Prints the figures as a table row per run.
+mixture fitted to its training codes as `introvae sample --prior fitted` does; the judge (benchmarks/glyphs.py)
+scores all of them and the picture shows the first 64. Prints the figures as a table row per run.
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         for i, image in enumerate(images):
             save_image(image, out / f"{i:06d}.png")
         save_image(images[:64], out / "grid.png", nrow=8)
-    source = "" if density is None else f", codes from a {density.components}-component mixture fitted to the training codes"
+    source = ("" if density is None
+              else f", codes from a {density.components}-component mixture fitted to the training codes")
     print(f"introvae: wrote {args.num} samples (seed {args.seed}{source}) to {out}")
     return 0
 
