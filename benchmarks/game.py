@@ -52,6 +52,8 @@ LEADS: dict[str, dict] = {
     "beta2": {**BASE, "beta": 2.0},
     "beta4-beta1-0.5": {**BASE, "beta": 4.0, "adam_beta1": 0.5},
     "vae-beta4": {"preset": "vae-32", "beta": 4.0, "steps_factor": 2.0},
+    # glyphs-32 with prior samples as the only negatives (no reconstructions), which removed most speckle on base
+    "beta4-beta1-0.5-samples": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "negatives": "samples"},
     "vae-beta2": {"preset": "vae-32", "beta": 2.0, "steps_factor": 2.0},
 }
 

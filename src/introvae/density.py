@@ -5,7 +5,7 @@ variational to deterministic autoencoders", Sec. 4; they fit a 10-component full
 Why: the codes of real images (the aggregate posterior) do not fill the prior. Prior codes that land between them
 decode to images between classes (on the glyphs, an 8 that is also a 0), which a sharp generator makes no more
 legible. Drawing where the training codes lie avoids those holes. The price is a density that describes one
-training set; `Model.sample` keeps N(0, I) unless it is given one (docs/experiments/2026-12-07-fitted-prior.md).
+training set; `Model.sample` keeps N(0, I) unless it is given one (docs/experiments/2026-12-06-fitted-prior.md).
 
 Written here rather than with scikit-learn's GaussianMixture: EM for a full-covariance mixture is a few dozen lines of
 torch, the codes must come from torch generators seeded per image as the prior's do (code i depends only on (seed,
