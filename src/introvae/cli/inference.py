@@ -84,7 +84,6 @@ def _add_interpolate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run_command=cmd_interpolate)
 
 
-
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.num <= 0:
         raise UserError(f"--num must be positive, got {args.num}.")

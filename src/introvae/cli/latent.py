@@ -105,7 +105,6 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run_command=cmd_score)
 
 
-
 def cmd_attribute(args: argparse.Namespace) -> int:
     pair = args.with_images is not None or args.without_images is not None
     if pair == (args.labels is not None) or (pair and (args.with_images is None or args.without_images is None)):

@@ -81,7 +81,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run_command=cmd_evaluate)
 
 
-
 def cmd_export(args: argparse.Namespace) -> int:
     out = export_model(args.run_dir, args.out, step=args.step)
     print(f"introvae: wrote {out} and {out.parent / 'README.md'}")
