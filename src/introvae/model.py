@@ -173,8 +173,9 @@ class Model:
         """`num` images decoded from prior codes (image i depends only on (seed, i)), or from codes of `density`, a
         mixture fitted to the training images' codes (`fit_code_density`)."""
         z = self.latents(num, seed) if density is None else density.sample(num, seed)
-        # Codes drawn to look like prior codes are normalised with the prior's batch-norm statistics either way:
-        # on the glyphs that decodes a fitted mixture's codes more legibly than the posterior's statistics do.
+        # Sampled codes are normalised with the prior's batch-norm statistics whatever their source: on the glyphs,
+        # codes drawn around the training codes decoded a little more legibly with them than with the posterior's
+        # (0.66 against 0.62, docs/experiments/2026-12-06-fitted-prior.md).
         return self.decode(z, batch_size, prior=True)
 
     def fit_code_density(self, images: Tensor, components: int = DEFAULT_COMPONENTS, seed: int = 0) -> CodeDensity:
