@@ -40,16 +40,15 @@ def main() -> int:
 
     from glyphs import judge_images
     from introvae import Model
-    from introvae.images import to_float, to_uint8
-    from introvae.latent import training_images
+    from introvae.images import to_uint8
+    from introvae.latent import fitted_density
 
     figure, axes = plt.subplots(1, len(args.runs), figsize=(3.3 * len(args.runs), 3.8))
     axes = [axes] if len(args.runs) == 1 else list(axes)
     print("| run | legible | class cover | FD | HF ratio |\n| --- | --- | --- | --- | --- |")
     for axis, run, label, prior in zip(axes, args.runs, labels, priors):
         model = Model.load(run, device="cpu")
-        density = (model.fit_code_density(to_float(training_images(model.config, 8192))) if prior == "fitted"
-                   else None)
+        density = fitted_density(model) if prior == "fitted" else None
         samples = to_uint8(model.sample(args.num, seed=0, density=density).cpu())
         judged = judge_images(samples)
         print(f"| {label} | {judged['legible']:.3f} | {judged['class_cover']:.3f} | {judged['fd']:.1f} | "

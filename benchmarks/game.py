@@ -65,8 +65,8 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
              fitted: int = 0, fitted_every: int = 1) -> list:
     import introvae
     from glyphs import judge_images
-    from introvae.images import to_float, to_uint8
-    from introvae.latent import training_images
+    from introvae.images import to_uint8
+    from introvae.latent import fitted_density
 
     options = {k: v for k, v in lead.items() if k not in ("preset", "steps_factor")}
     lead_steps = int(round(steps * lead.get("steps_factor", 1.0)))
@@ -90,7 +90,7 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
                      **{k: round(judged[k], 4) for k in JUDGED}, **{f"{k}_fitted": "" for k in JUDGED if fitted}})
         if fitted and step % fitted_every == 0:
             # the same checkpoint sampled from a mixture fitted to its training codes (introvae.density)
-            density = model.fit_code_density(to_float(training_images(model.config, 8192)), fitted)
+            density = fitted_density(model, fitted)
             judged = judge_images(to_uint8(model.sample(samples, seed=0, density=density).cpu()))
             rows[-1].update({f"{k}_fitted": round(judged[k], 4) for k in JUDGED})
         print(" | ".join(str(v) for v in rows[-1].values()), file=sys.stderr, flush=True)

@@ -9,10 +9,10 @@ A `Config` has five sections, each a small frozen dataclass that validates itsel
     optim       OptimConfig     steps, batch, learning rate, warm-up, EMA, precision
     run         RunConfig       seed, device, and what the run directory gets when
 
-Every field carries its help text; the command line (`cli/common.py`) builds its options from `option_table()`, so an option, its type, its
-default and its documentation live in one place (the improved-diffusion pattern). config.json is `to_dict()`, these
-sections; `introvae train --config FILE.json` reads it back. Config files written before the sections (one flat
-object) still load.
+Every field carries its help text; the command line (`cli/common.py`) builds its options from `option_table()`, so an
+option, its type, its default and its documentation live in one place (the improved-diffusion pattern). config.json is
+`to_dict()`, these sections; `introvae train --config FILE.json` reads it back. Config files written before the
+sections (one flat object) still load.
 
 The flat names stay: `Config(data="photos/", image_size=64, margin=70)`, `config.replace(steps=4000)` and
 `config.image_size`, `config.margin` route each name to its section (the command line's `--image-size` is the flat

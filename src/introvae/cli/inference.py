@@ -11,12 +11,9 @@ import torch
 from ..density import DEFAULT_COMPONENTS, CodeDensity
 from ..errors import UserError
 from ..images import save_image, to_float, to_uint8
-from ..latent import ANIMATION_SUFFIXES, load_named_images, training_images, write_interpolation
+from ..latent import ANIMATION_SUFFIXES, DENSITY_IMAGES, fitted_density, load_named_images, write_interpolation
 from ..model import Model
 from .common import add_run_options, load_model, output_file
-
-# The glyphs' training set at the default size is about 3700 images; more codes than that cost only encoding time.
-FITTED_PRIOR_IMAGES = 8192
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +37,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                    "between the codes of real images), or a mixture saved with --save-prior (default: normal)")
     p.add_argument("--components", type=int, default=DEFAULT_COMPONENTS, help="with --prior fitted: the mixture's "
                    f"components (int, default: {DEFAULT_COMPONENTS})")
-    p.add_argument("--prior-images", type=int, default=FITTED_PRIOR_IMAGES, help="with --prior fitted: training "
-                   f"images whose codes it is fitted to (int, default: {FITTED_PRIOR_IMAGES})")
+    p.add_argument("--prior-images", type=int, default=DENSITY_IMAGES, help="with --prior fitted: training "
+                   f"images whose codes it is fitted to (int, default: {DENSITY_IMAGES})")
     p.add_argument("--save-prior", type=Path, metavar="FILE.safetensors", help="with --prior fitted: also write the "
                    "fitted mixture, for --prior FILE")
     add_run_options(p)
@@ -129,7 +126,7 @@ def _code_density(args: argparse.Namespace, model: Model) -> CodeDensity | None:
     if args.components <= 0 or args.prior_images <= 0:
         raise UserError(f"--components and --prior-images must be positive, got {args.components} and "
                         f"{args.prior_images}.")
-    density = model.fit_code_density(to_float(training_images(model.config, args.prior_images)), args.components)
+    density = fitted_density(model, args.components, args.prior_images)
     if args.save_prior is not None:
         args.save_prior.parent.mkdir(parents=True, exist_ok=True)
         density.save(args.save_prior)

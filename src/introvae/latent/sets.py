@@ -15,13 +15,18 @@ import torch
 from torch import Tensor
 
 from ..config import Config
+from ..density import DEFAULT_COMPONENTS, CodeDensity
 from ..data import load_image_set, open_data, scan_folder
 from ..errors import DataError, UserError
-from ..images import load_image
+from ..images import load_image, to_float
+from ..model import Model
 
-__all__ = ["training_images", "load_named_images", "read_labels_csv"]
+__all__ = ["training_images", "fitted_density", "load_named_images", "read_labels_csv"]
 
 TRAINING_IMAGES = 1024  # enough for a stable PCA of 128-d codes and a noise level; a few seconds to encode at 32 px
+# For a fitted code density: the glyphs' training set at the default size is about 3700 images, and more codes than
+# that cost only encoding time.
+DENSITY_IMAGES = 8192
 
 
 def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
@@ -36,6 +41,12 @@ def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
     total = len(data.train)
     chosen = torch.linspace(0, total - 1, min(count, total)).round().long().unique()
     return data.train.get(chosen.tolist())
+
+
+def fitted_density(model: Model, components: int = DEFAULT_COMPONENTS, count: int = DENSITY_IMAGES) -> CodeDensity:
+    """A Gaussian mixture fitted to the codes of up to `count` of the model's own training images
+    (`Model.fit_code_density`): what `introvae sample --prior fitted` draws from."""
+    return model.fit_code_density(to_float(training_images(model.config, count)), components)
 
 
 def load_named_images(path: str | Path, size: int, channels: int, option: str = "--input") -> tuple[list[str], Tensor]:
