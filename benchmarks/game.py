@@ -52,9 +52,31 @@ LEADS: dict[str, dict] = {
     "beta2": {**BASE, "beta": 2.0},
     "beta4-beta1-0.5": {**BASE, "beta": 4.0, "adam_beta1": 0.5},
     "vae-beta4": {"preset": "vae-32", "beta": 4.0, "steps_factor": 2.0},
-    # glyphs-32 with prior samples as the only negatives (no reconstructions), which removed most speckle on base
+    # the earlier glyphs-32 (beta4-beta1-0.5) with prior samples as the only negatives (no reconstructions), which removed most speckle on base
     "beta4-beta1-0.5-samples": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "negatives": "samples"},
     "vae-beta2": {"preset": "vae-32", "beta": 2.0, "steps_factor": 2.0},
+    # A code the fitted mixture can describe: a full covariance in 128 dimensions has 8256 numbers per component, more
+    # than the 8192 training codes it is fitted to; in 32 dimensions it has 528.
+    "beta4-beta1-0.5-z32": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32},
+    # The game's samples decoded from codes between two real images' codes (--sample-codes between), where a fitted
+    # density's samples fall, instead of from N(0, I)
+    "beta4-beta1-0.5-between": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "sample_codes": "between"},
+    "beta4-beta1-0.5-between-samples": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "sample_codes": "between",
+                                        "negatives": "samples"},
+    # with z32-between-every2 below, the steps to today's glyphs-32 (docs/experiments/2026-12-06-between-codes.md)
+    "z32-between": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between"},
+    "z32-between-samples": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between",
+                            "negatives": "samples"},
+    "z32-between-beta8": {**BASE, "beta": 8.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between"},
+    "z32-between-beta16": {**BASE, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between"},
+    "z32-between-alpha0.5": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between",
+                             "alpha": 0.5},
+    # today's glyphs-32: z32-between with the game on every other step; a VAE step costs about half of a game step,
+    # so 4000 steps take the minutes of 3000. vae-beta4-z32 is today's vae-glyphs-32.
+    "z32-between-every2": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between",
+                           "game_every": 2, "steps_factor": 4 / 3},
+    "vae-beta8-z32": {"preset": "vae-32", "beta": 8.0, "latent_dim": 32, "steps_factor": 2.0},
+    "vae-beta4-z32": {"preset": "vae-32", "beta": 4.0, "latent_dim": 32, "steps_factor": 2.0},
 }
 
 

@@ -70,6 +70,13 @@ def test_too_few_codes_for_the_components_is_a_clear_error():
         fit_mixture(torch.randn(4, 2), components=5)
 
 
+@pytest.mark.parametrize("codes, components", [(8192, 100), (2000, 100), (1999, 99), (300, 15), (5, 1)])
+def test_without_components_a_small_training_set_gets_a_smaller_mixture(codes, components):
+    # one component per 20 codes, up to 100: a few dozen training images still fit (no "needs at least" error)
+    assert fit_mixture(torch.randn(codes, 2, generator=torch.Generator().manual_seed(0)),
+                       iterations=1).components == components
+
+
 def test_a_model_samples_the_density_it_is_given(tiny_run):
     model = Model.load(tiny_run)
     density = model.fit_code_density(to_float(training_images(model.config, 64)), components=2)

@@ -104,6 +104,66 @@ def test_negatives_samples_leaves_reconstructions_out_of_the_game(tiny_networks)
     torch.testing.assert_close(encoder_phase.logs["kl_rec"], by_hand_kl(*E(x_r)).mean())  # still logged
 
 
+def test_sample_codes_between_decodes_points_between_two_real_codes(tiny_networks):
+    # --sample-codes between: x_p = G(t mu_i + (1 - t) mu_j) for a random pairing j of the batch, t ~ U(0, 1), drawn
+    # from the noise stream after eps; the codes are constants (no gradient reaches the encoder through them).
+    config = Config(margin=4.0, alpha=0.3, beta=0.2, sample_codes="between", warmup_steps=0)
+    nets = tiny_networks()
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
+    encoder_phase, generator_phase = next(phases), next(phases)
+
+    noise = torch.Generator().manual_seed(5)
+    E, G = nets["encoder"], nets["generator"]
+    mu, logvar = E(x)
+    x_r = G(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
+    partner = torch.randperm(4, generator=noise)
+    t = torch.rand((4, 1), generator=noise)
+    assert not torch.equal(partner, torch.arange(4))  # this seed pairs images with others
+    z_between = t * mu + (1 - t) * mu[partner]
+    x_p = G(z_between)
+    l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    kl_r, kl_p = by_hand_kl(*E(x_r)), by_hand_kl(*E(x_p))
+    torch.testing.assert_close(encoder_phase.loss, by_hand_kl(mu, logvar).mean()
+                               + 0.3 * (torch.relu(4.0 - kl_r).mean() + torch.relu(4.0 - kl_p).mean()) + 0.2 * l_ae)
+    torch.testing.assert_close(generator_phase.loss, 0.3 * (kl_r.mean() + kl_p.mean()) + 0.2 * l_ae)
+
+
+def test_game_every_takes_vae_steps_between_games(tiny_networks):
+    # --game-every 3: steps 3 and 6 play the game (encoder, generator with KL(rec), KL(sample)); steps 4 and 5 are
+    # the warm-up's VAE step, with the same beta, and log the margin in force.
+    objective = build_objective(Config(margin=4.0, alpha=0.3, beta=0.2, game_every=3, warmup_steps=0))
+    nets = tiny_networks()
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    for step, game in ((3, True), (4, False), (5, False), (6, True)):
+        phases = list(objective.phases(nets, x, step=step, noise=torch.Generator().manual_seed(5)))
+        assert [p.network for p in phases] == ["encoder", "generator"]
+        assert ("kl_sample" in phases[0].logs) is game
+        assert phases[0].logs["margin"].item() == 4.0
+        if not game:
+            noise = torch.Generator().manual_seed(5)
+            mu, logvar = nets["encoder"](x)
+            x_r = nets["generator"](mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
+            l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+            torch.testing.assert_close(phases[0].loss, by_hand_kl(mu, logvar).mean() + 0.2 * l_ae)
+            torch.testing.assert_close(phases[1].loss, 0.2 * l_ae)
+
+
+def test_sample_codes_between_lie_on_the_segment():
+    objective = build_objective(Config(sample_codes="between", warmup_steps=0))
+    mu = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], requires_grad=True)
+    codes = objective.game_codes(mu, torch.Generator().manual_seed(0))
+    assert not codes.requires_grad
+    for code in codes:  # each code is t a + (1 - t) b for two of the rows, 0 <= t <= 1
+        on_a_segment = False
+        for a in mu.detach():
+            for b in mu.detach():
+                d = b - a
+                t = float((code - a) @ d / (d @ d)) if d.any() else 0.0
+                on_a_segment |= 0 <= t <= 1 and torch.allclose(a + t * d, code, atol=1e-5)
+        assert on_a_segment
+
+
 @pytest.mark.parametrize("factor, expected", [(1.5, 90.0), (1.2, 70.0), (1.0, 60.0)])
 def test_auto_margin_follows_the_margin_factor(factor, expected):
     objective = build_objective(Config(margin="auto", margin_factor=factor, warmup_steps=4))

@@ -26,9 +26,19 @@ from torch import Tensor
 from .errors import UserError
 from .runtime import stream_seed
 
-__all__ = ["CodeDensity", "fit_mixture", "DEFAULT_COMPONENTS"]
+__all__ = ["CodeDensity", "fit_mixture", "default_components", "DEFAULT_COMPONENTS"]
 
-DEFAULT_COMPONENTS = 50  # on the glyphs' 128-d codes: 10 components 0.45 legible, 50 about 0.6 (docs/experiments)
+# On the glyphs, more components drew more legible digits: 128-d codes 10 -> 0.45, 50 -> 0.53, 100 -> 0.58; 32-d codes
+# 50 -> 0.60-0.67, 100 -> 0.67-0.73 (docs/experiments/2026-12-06-fitted-prior.md, 2026-12-06-between-codes.md). A
+# component needs codes to estimate it, so a small training set gets one per CODES_PER_COMPONENT codes.
+DEFAULT_COMPONENTS = 100
+CODES_PER_COMPONENT = 20
+
+
+def default_components(codes: int) -> int:
+    """The mixture's size for `codes` training codes when none is asked for: DEFAULT_COMPONENTS, or fewer for a small
+    training set."""
+    return max(1, min(DEFAULT_COMPONENTS, codes // CODES_PER_COMPONENT))
 _FORMAT = "introvae-code-density-1"
 
 
@@ -106,13 +116,16 @@ def _kmeans(x: Tensor, k: int, generator: torch.Generator, iterations: int = 10)
     return centres
 
 
-def fit_mixture(codes: Tensor, components: int = DEFAULT_COMPONENTS, seed: int = 0, iterations: int = 100,
+def fit_mixture(codes: Tensor, components: int | None = None, seed: int = 0, iterations: int = 100,
                 tolerance: float = 1e-4, regularisation: float = 1e-4) -> CodeDensity:
-    """Fit a full-covariance Gaussian mixture to `codes` (N, D) by EM, started from k-means.
+    """Fit a full-covariance Gaussian mixture to `codes` (N, D) by EM, started from k-means; `components` None means
+    `default_components(N)`.
 
     `regularisation` times the codes' mean variance is added to every covariance's diagonal, which keeps a component
     with few members invertible. EM stops when the mean log-likelihood gains less than `tolerance` per code.
     """
+    if components is None:
+        components = default_components(len(codes))
     if codes.dim() != 2 or len(codes) < components:
         raise UserError(f"a mixture of {components} components needs at least {components} codes, got "
                         f"{tuple(codes.shape)}; lower --components or give more training images.")

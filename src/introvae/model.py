@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .batchnorm import prior_statistics, reestimate
 from .checkpoint import config_of_weights, load_networks, network_names
 from .config import Config
-from .density import DEFAULT_COMPONENTS, CodeDensity, fit_mixture
+from .density import CodeDensity, fit_mixture
 from .errors import UserError
 from .nets import ImageBuilders, ema_name, init_weights
 from .rundir import RunDir
@@ -178,8 +178,9 @@ class Model:
         # (0.66 against 0.62, docs/experiments/2026-12-06-fitted-prior.md).
         return self.decode(z, batch_size, prior=True)
 
-    def fit_code_density(self, images: Tensor, components: int = DEFAULT_COMPONENTS, seed: int = 0) -> CodeDensity:
-        """A Gaussian mixture fitted to the posterior means of `images` in [0, 1] (see `introvae.density`)."""
+    def fit_code_density(self, images: Tensor, components: int | None = None, seed: int = 0) -> CodeDensity:
+        """A Gaussian mixture fitted to the posterior means of `images` in [0, 1] (see `introvae.density`); None
+        components: 100, or one per 20 images for fewer than 2000."""
         mu, _ = self.encode(images)
         return fit_mixture(mu, components, seed=seed)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..density import DEFAULT_COMPONENTS, CodeDensity
+from ..density import CODES_PER_COMPONENT, DEFAULT_COMPONENTS, CodeDensity
 from ..errors import UserError
 from ..images import save_image, to_float, to_uint8
 from ..latent import ANIMATION_SUFFIXES, DENSITY_IMAGES, fitted_density, load_named_images, write_interpolation
@@ -35,8 +35,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                    "prior N(0, I) (normal, the papers' sampling), a Gaussian mixture fitted to the posterior means of "
                    "the run's training images (fitted; Ghosh et al. 2020's ex-post density, which avoids the holes "
                    "between the codes of real images), or a mixture saved with --save-prior (default: normal)")
-    p.add_argument("--components", type=int, default=DEFAULT_COMPONENTS, help="with --prior fitted: the mixture's "
-                   f"components (int, default: {DEFAULT_COMPONENTS})")
+    p.add_argument("--components", type=int, help="with --prior fitted: the mixture's components (int, default: "
+                   f"{DEFAULT_COMPONENTS}, or one per {CODES_PER_COMPONENT} training images when there are fewer)")
     p.add_argument("--prior-images", type=int, default=DENSITY_IMAGES, help="with --prior fitted: training "
                    f"images whose codes it is fitted to (int, default: {DENSITY_IMAGES})")
     p.add_argument("--save-prior", type=Path, metavar="FILE.safetensors", help="with --prior fitted: also write the "
@@ -123,7 +123,7 @@ def _code_density(args: argparse.Namespace, model: Model) -> CodeDensity | None:
             raise UserError(f"--prior {path} holds {density.latent_dim}-d codes but this model's are "
                             f"{model.config.networks.latent_dim}-d: fit it on this run.")
         return density
-    if args.components <= 0 or args.prior_images <= 0:
+    if (args.components is not None and args.components <= 0) or args.prior_images <= 0:
         raise UserError(f"--components and --prior-images must be positive, got {args.components} and "
                         f"{args.prior_images}.")
     density = fitted_density(model, args.components, args.prior_images)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config
-from ..density import DEFAULT_COMPONENTS, CodeDensity
+from ..density import CodeDensity
 from ..data import load_image_set, open_data, scan_folder
 from ..errors import DataError, UserError
 from ..images import load_image, to_float
@@ -43,7 +43,7 @@ def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
     return data.train.get(chosen.tolist())
 
 
-def fitted_density(model: Model, components: int = DEFAULT_COMPONENTS, count: int = DENSITY_IMAGES) -> CodeDensity:
+def fitted_density(model: Model, components: int | None = None, count: int = DENSITY_IMAGES) -> CodeDensity:
     """A Gaussian mixture fitted to the codes of up to `count` of the model's own training images
     (`Model.fit_code_density`): what `introvae sample --prior fitted` draws from."""
     return model.fit_code_density(to_float(training_images(model.config, count)), components)

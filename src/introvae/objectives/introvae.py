@@ -89,6 +89,11 @@ class IntroVAEOptions:
                                  "the full sum (the authors' code) or the per-pixel mean", choices=RECONSTRUCTIONS)
     negatives: str = option("both", "the generated images of the game: reconstructions and prior samples (Eq. "
                             "11-12), or prior samples only (bbeatrix/introvae's CIFAR runs)", choices=("both", "samples"))
+    sample_codes: str = option("prior", "the codes of the game's generated samples: the prior N(0, I) (Eq. 11-12), or "
+                               "points between the posterior means of two real images of the batch (what samples "
+                               "from a fitted density decode)", choices=("prior", "between"))
+    game_every: int = option(1, "play the game on every N-th step after the warm-up and take plain VAE steps (alpha "
+                             "= 0, about half the cost) in between; 1 is Algorithm 1", minimum=1)
     adversarial_reduction: str = option("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) "
                                         "or their mean (the authors' code)", choices=("sum", "mean"))
 
@@ -186,9 +191,28 @@ class IntroVAE(Objective):
             self.kl_real_sum += float(logs["kl_real"])
             self.kl_real_steps += 1
 
+    def game_codes(self, mu: Tensor, noise: torch.Generator) -> Tensor:
+        """Z_p of Algorithm 1 (line 6), or with --sample-codes between: t mu_i + (1 - t) mu_j for the batch's posterior
+        means in a random pairing, t ~ U(0, 1). Decoded, those codes are the images between two digits that a density
+        fitted to the codes also draws; as negatives they teach the encoder to tell them from real images, and the
+        generator to draw one digit or the other there."""
+        if self.options.sample_codes == "prior":
+            return prior_sample(mu.shape[0], mu.shape[1], noise, mu)
+        partner = torch.randperm(mu.shape[0], generator=noise, device=noise.device).to(mu.device)
+        t = torch.rand((mu.shape[0], 1), generator=noise, device=noise.device).to(mu)
+        mu = mu.detach()
+        return t * mu + (1 - t) * mu[partner]
+
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
         if math.isnan(self.margin):
             self._choose_margin()
+
+        if step % self.options.game_every:  # a VAE step between two games (--game-every)
+            for phase in vae_phases(networks, x, noise, 1.0, self.beta, self.reconstruction):
+                if phase.network == "encoder":
+                    phase.logs["margin"] = torch.tensor(float(self.margin))
+                yield phase
+            return
 
         encoder, generator = networks["encoder"], networks["generator"]
         mu, logvar = encoder(x)
@@ -196,7 +220,7 @@ class IntroVAE(Objective):
         kl_real = kl_per_sample(mu, logvar).mean()
         ae = reconstruction_per_image(x_rec, x, self.reconstruction).mean()
         logs = {"kl_real": kl_real.detach(), "ae": ae.detach()}
-        x_prior = generator(prior_sample(x.shape[0], mu.shape[1], noise, mu))
+        x_prior = generator(self.game_codes(mu, noise))
         kl_rec = kl_per_sample(*encoder(x_rec.detach()))
         kl_sample = kl_per_sample(*encoder(x_prior.detach()))
         # negatives "samples": reconstructions stay out of the game (their KLs are still logged).
