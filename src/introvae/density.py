@@ -39,6 +39,8 @@ def default_components(codes: int) -> int:
     """The mixture's size for `codes` training codes when none is asked for: DEFAULT_COMPONENTS, or fewer for a small
     training set."""
     return max(1, min(DEFAULT_COMPONENTS, codes // CODES_PER_COMPONENT))
+
+
 _FORMAT = "introvae-code-density-1"
 
 

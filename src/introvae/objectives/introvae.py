@@ -27,6 +27,10 @@ VAEs") inside the run: the warm-up is that VAE, so the mean KL(real) of its last
 to `propose_margin` of it when the game starts. The measurement and m are the objective's state (saved with every
 checkpoint), and the choice is reported as an event record in log.jsonl.
 
+Two options go beyond the paper and are off by default (docs/models.md): `sample_codes="between"` decodes the game's
+samples from points between two real images' codes instead of from N(0, I), and `game_every` plays the game on every
+N-th step only, with the warm-up's VAE step in between.
+
 The margin is logged with the losses (0 during the warm-up, where no hinge applies): with --margin auto it is chosen
 inside the run, so the dynamics plot draws the m actually in force rather than a value from config.json.
 """
