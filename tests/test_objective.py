@@ -52,6 +52,17 @@ def by_hand_kl(mu, logvar):
     return torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
 
 
+BATCH = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+
+
+def reconstruction_by_hand(nets, x, noise):
+    """The step's first part written out, drawing from `noise` as the objective does (eps first): mu, logvar, x_r and
+    L_AE (Eq. 10, the mean of half the sums of squared errors)."""
+    mu, logvar = nets["encoder"](x)
+    x_r = nets["generator"](mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
+    return mu, logvar, x_r, 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+
+
 @pytest.mark.parametrize("adversarial_reduction, scale", [("sum", 1.0), ("mean", 0.5)])
 def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale, tiny_networks):
     config = Config(margin=4.0, alpha=0.3, alpha_generator=0.7, beta=0.2, adversarial_reduction=adversarial_reduction,
@@ -86,17 +97,14 @@ def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale, tiny
 def test_negatives_samples_leaves_reconstructions_out_of_the_game(tiny_networks):
     # --negatives samples: the hinge and the generator's adversarial term see only the prior samples x_p.
     config = Config(margin=4.0, alpha=0.3, beta=0.2, negatives="samples", warmup_steps=0)
-    nets = tiny_networks()
-    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    nets, x = tiny_networks(), BATCH
     phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
     encoder_phase, generator_phase = next(phases), next(phases)
 
     noise = torch.Generator().manual_seed(5)
     E, G = nets["encoder"], nets["generator"]
-    mu, logvar = E(x)
-    x_r = G(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
+    mu, logvar, x_r, l_ae = reconstruction_by_hand(nets, x, noise)
     x_p = G(torch.randn(mu.shape, generator=noise))
-    l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
     kl_p = by_hand_kl(*E(x_p))
     torch.testing.assert_close(encoder_phase.loss, by_hand_kl(mu, logvar).mean()
                                + 0.3 * torch.relu(4.0 - kl_p).mean() + 0.2 * l_ae)
@@ -108,21 +116,17 @@ def test_sample_codes_between_decodes_points_between_two_real_codes(tiny_network
     # --sample-codes between: x_p = G(t mu_i + (1 - t) mu_j) for a random pairing j of the batch, t ~ U(0, 1), drawn
     # from the noise stream after eps; the codes are constants (no gradient reaches the encoder through them).
     config = Config(margin=4.0, alpha=0.3, beta=0.2, sample_codes="between", warmup_steps=0)
-    nets = tiny_networks()
-    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    nets, x = tiny_networks(), BATCH
     phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
     encoder_phase, generator_phase = next(phases), next(phases)
 
     noise = torch.Generator().manual_seed(5)
     E, G = nets["encoder"], nets["generator"]
-    mu, logvar = E(x)
-    x_r = G(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
+    mu, logvar, x_r, l_ae = reconstruction_by_hand(nets, x, noise)
     partner = torch.randperm(4, generator=noise)
     t = torch.rand((4, 1), generator=noise)
     assert not torch.equal(partner, torch.arange(4))  # this seed pairs images with others
-    z_between = t * mu + (1 - t) * mu[partner]
-    x_p = G(z_between)
-    l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    x_p = G(t * mu + (1 - t) * mu[partner])
     kl_r, kl_p = by_hand_kl(*E(x_r)), by_hand_kl(*E(x_p))
     torch.testing.assert_close(encoder_phase.loss, by_hand_kl(mu, logvar).mean()
                                + 0.3 * (torch.relu(4.0 - kl_r).mean() + torch.relu(4.0 - kl_p).mean()) + 0.2 * l_ae)
@@ -133,18 +137,14 @@ def test_game_every_takes_vae_steps_between_games(tiny_networks):
     # --game-every 3: steps 3 and 6 play the game (encoder, generator with KL(rec), KL(sample)); steps 4 and 5 are
     # the warm-up's VAE step, with the same beta, and log the margin in force.
     objective = build_objective(Config(margin=4.0, alpha=0.3, beta=0.2, game_every=3, warmup_steps=0))
-    nets = tiny_networks()
-    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    nets, x = tiny_networks(), BATCH
     for step, game in ((3, True), (4, False), (5, False), (6, True)):
         phases = list(objective.phases(nets, x, step=step, noise=torch.Generator().manual_seed(5)))
         assert [p.network for p in phases] == ["encoder", "generator"]
         assert ("kl_sample" in phases[0].logs) is game
         assert phases[0].logs["margin"].item() == 4.0
         if not game:
-            noise = torch.Generator().manual_seed(5)
-            mu, logvar = nets["encoder"](x)
-            x_r = nets["generator"](mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
-            l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+            mu, logvar, _, l_ae = reconstruction_by_hand(nets, x, torch.Generator().manual_seed(5))
             torch.testing.assert_close(phases[0].loss, by_hand_kl(mu, logvar).mean() + 0.2 * l_ae)
             torch.testing.assert_close(phases[1].loss, 0.2 * l_ae)
 
