@@ -27,6 +27,9 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 BASE = {"preset": "builtin-32"}
+# the earlier glyphs-32 (the lead beta4-beta1-0.5), and it with a 32-d code and --sample-codes between
+EARLIER_GLYPHS = {**BASE, "beta": 4.0, "adam_beta1": 0.5}
+Z32_BETWEEN = {**EARLIER_GLYPHS, "latent_dim": 32, "sample_codes": "between"}
 # name -> preset and overrides (flat Config names). "base" is the preset as shipped; the others change one thing.
 LEADS: dict[str, dict] = {
     "base": BASE,
@@ -50,32 +53,28 @@ LEADS: dict[str, dict] = {
     # posterior (fewer holes between the codes of real images, so more prior samples decode to a digit).
     "beta4": {**BASE, "beta": 4.0},
     "beta2": {**BASE, "beta": 2.0},
-    "beta4-beta1-0.5": {**BASE, "beta": 4.0, "adam_beta1": 0.5},
+    "beta4-beta1-0.5": EARLIER_GLYPHS,
     "vae-beta4": {"preset": "vae-32", "beta": 4.0, "steps_factor": 2.0},
-    # the earlier glyphs-32 (beta4-beta1-0.5) with prior samples as the only negatives (no reconstructions), which removed most speckle on base
-    "beta4-beta1-0.5-samples": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "negatives": "samples"},
+    # the earlier glyphs-32 with prior samples as the only negatives (no reconstructions), which removed most speckle
+    # on base
+    "beta4-beta1-0.5-samples": {**EARLIER_GLYPHS, "negatives": "samples"},
     "vae-beta2": {"preset": "vae-32", "beta": 2.0, "steps_factor": 2.0},
     # A code the fitted mixture can describe: a full covariance in 128 dimensions has 8256 numbers per component, more
-    # than the 8192 training codes it is fitted to; in 32 dimensions it has 528.
-    "beta4-beta1-0.5-z32": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32},
+    # than the glyphs' 3686 training codes it is fitted to; in 32 dimensions it has 528.
+    "beta4-beta1-0.5-z32": {**EARLIER_GLYPHS, "latent_dim": 32},
     # The game's samples decoded from codes between two real images' codes (--sample-codes between), where a fitted
     # density's samples fall, instead of from N(0, I)
-    "beta4-beta1-0.5-between": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "sample_codes": "between"},
-    "beta4-beta1-0.5-between-samples": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "sample_codes": "between",
-                                        "negatives": "samples"},
+    "beta4-beta1-0.5-between": {**EARLIER_GLYPHS, "sample_codes": "between"},
+    "beta4-beta1-0.5-between-samples": {**EARLIER_GLYPHS, "sample_codes": "between", "negatives": "samples"},
     # with z32-between-every2 below, the steps to today's glyphs-32 (docs/experiments/2026-12-06-between-codes.md)
-    "z32-between": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between"},
-    "z32-between-samples": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between",
-                            "negatives": "samples"},
-    "z32-between-beta8": {**BASE, "beta": 8.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between"},
-    "z32-between-beta16": {**BASE, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between"},
-    "z32-between-alpha0.5": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between",
-                             "alpha": 0.5},
+    "z32-between": Z32_BETWEEN,
+    "z32-between-samples": {**Z32_BETWEEN, "negatives": "samples"},
+    "z32-between-beta8": {**Z32_BETWEEN, "beta": 8.0},
+    "z32-between-beta16": {**Z32_BETWEEN, "beta": 16.0},  # builtin-32's beta
+    "z32-between-alpha0.5": {**Z32_BETWEEN, "alpha": 0.5},
     # today's glyphs-32: z32-between with the game on every other step; a VAE step costs about half of a game step,
     # so 4000 steps take the minutes of 3000. vae-beta4-z32 is today's vae-glyphs-32.
-    "z32-between-every2": {**BASE, "beta": 4.0, "adam_beta1": 0.5, "latent_dim": 32, "sample_codes": "between",
-                           "game_every": 2, "steps_factor": 4 / 3},
-    "vae-beta8-z32": {"preset": "vae-32", "beta": 8.0, "latent_dim": 32, "steps_factor": 2.0},
+    "z32-between-every2": {**Z32_BETWEEN, "game_every": 2, "steps_factor": 4 / 3},
     "vae-beta4-z32": {"preset": "vae-32", "beta": 4.0, "latent_dim": 32, "steps_factor": 2.0},
 }
 
