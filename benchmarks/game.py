@@ -76,6 +76,11 @@ LEADS: dict[str, dict] = {
     # so 4000 steps take the minutes of 3000. vae-beta4-z32 is today's vae-glyphs-32.
     "z32-between-every2": {**Z32_BETWEEN, "game_every": 2, "steps_factor": 4 / 3},
     "vae-beta4-z32": {"preset": "vae-32", "beta": 4.0, "latent_dim": 32, "steps_factor": 2.0},
+    # Issue 29: the presets as shipped, and the game judged on images: real images, reconstructions and samples through
+    # the encoder as one batch (--encoder-batch joint), so batch-norm cannot tell them apart by their batch.
+    "glyphs-32": {"preset": "glyphs-32", "steps_factor": 4 / 3},
+    "vae-glyphs-32": {"preset": "vae-glyphs-32", "steps_factor": 2.0},
+    "glyphs-32-joint": {"preset": "glyphs-32", "encoder_batch": "joint", "steps_factor": 4 / 3},
 }
 
 
@@ -89,11 +94,8 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
     from introvae.images import to_uint8
     from introvae.latent import fitted_density
 
-    options = {k: v for k, v in lead.items() if k not in ("preset", "steps_factor")}
     lead_steps = int(round(steps * lead.get("steps_factor", 1.0)))
-    config = introvae.from_preset(lead["preset"], data="glyphs", channels=1, image_size=32, seed=seed,
-                                  steps=lead_steps, checkpoint_every=every, keep_checkpoints=1000,
-                                  grid_every=0, **{**options, **extra})
+    config = lead_config(lead, seed, lead_steps, checkpoint_every=every, keep_checkpoints=1000, grid_every=0, **extra)
     run = work / f"{name}-seed{seed}"
     if not (run / "checkpoints" / f"model-{lead_steps:08d}.safetensors").is_file():  # a kept run is judged again
         run = introvae.train(config, out=run, quiet=True)
@@ -116,6 +118,47 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
             rows[-1].update({f"{k}_fitted": round(judged[k], 4) for k in JUDGED})
         print(" | ".join(str(v) for v in rows[-1].values()), file=sys.stderr, flush=True)
     return rows
+
+
+def lead_config(lead: dict, seed: int, steps: int, **extra):
+    import introvae
+    options = {k: v for k, v in lead.items() if k not in ("preset", "steps_factor")}
+    return introvae.from_preset(lead["preset"], data="glyphs", channels=1, image_size=32, seed=seed, steps=steps,
+                                **{**options, **extra})
+
+
+def step_costs(names: list[str], repeats: int, steps: int, extra: dict) -> dict[str, float]:
+    """Median seconds of one step after the warm-up of each lead (its game steps and the VAE steps between them, as
+    --game-every mixes them), timed round-robin in this process, so that a busy spell of a shared machine slows every
+    lead alike. The runs' own clocks are not comparable when other jobs share the machine; steps times these costs
+    are (the warm-up's steps cost what the VAE lead's steps cost: the same networks and the same VAE step)."""
+    import statistics
+    import time
+
+    from introvae.data import open_data
+    from introvae.train import Trainer
+
+    trainers = {}
+    work = Path(tempfile.mkdtemp(prefix="step-cost-"))
+    for name in names:
+        # a fixed margin: no warm-up is run here to measure one
+        config = lead_config(LEADS[name], 0, 10**6, grid_every=0, checkpoint_every=0, margin=35.0, **extra)
+        data = open_data(config.dataset.path, 32, 1, config.dataset.test_fraction, 0, config.dataset.builtin_count)
+        trainer = Trainer(config, work / name, data, quiet=True)
+        trainer.step = trainer.objective.warmup_steps
+        for _ in range(4):  # untimed: allocations, first-call costs
+            trainer.train_step()
+        trainers[name] = trainer
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainer.train_step()
+            seconds[name].append((time.perf_counter() - start) / steps)
+    for trainer in trainers.values():
+        trainer.close()
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def table(rows: list[dict]) -> str:
@@ -141,6 +184,9 @@ def main() -> int:
                         "mixture fitted to each checkpoint's training codes (`introvae sample --prior fitted`)")
     parser.add_argument("--fitted-every", type=int, default=1, metavar="N", help="with --fitted: only at the "
                         "checkpoints whose step is a multiple of N")
+    parser.add_argument("--step-cost", action="store_true", help="only time one step after the warm-up of each lead, "
+                        "round-robin (see step_costs), and write benchmarks/results/step-cost.json")
+    parser.add_argument("--repeats", type=int, default=7, help="with --step-cost: rounds of the round-robin")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "game.json")
     args = parser.parse_args()
     if args.list:
@@ -155,6 +201,18 @@ def main() -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         extra[key] = json.loads(value)
+    if args.step_cost:
+        costs = step_costs(args.leads, args.repeats, 20, extra)
+        print("| lead | ms per step | relative to the first |\n|---|---|---|")
+        for name, cost in costs.items():
+            print(f"| {name} | {1000 * cost:.1f} | {cost / costs[args.leads[0]]:.2f} |")
+        out = HERE / "results" / "step-cost.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        previous = json.loads(out.read_text())["seconds_per_step"] if out.is_file() else {}
+        out.write_text(json.dumps({"processor": platform.processor() or platform.machine(),
+                                   "seconds_per_step": {**previous, **costs}}, indent=2) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
     work = args.keep or Path(tempfile.mkdtemp(prefix="game-"))
     rows = []
     for seed in args.seeds:

@@ -228,3 +228,62 @@ def test_warmup_is_the_plain_vae(tiny_networks):
     assert bad is None and "kl_sample" not in logs and logs["margin"].item() == 0.0
     logs, bad = step_phases(objective, nets, optimizers, x, 5, noise)
     assert bad is None and "kl_sample" in logs and logs["margin"].item() == Config().margin
+
+
+def _one_step_with_sgd(config, networks, x, seed=5):
+    """Logs and the parameters after one engine step with plain SGD (so a parameter moves by -lr x its gradient)."""
+    objective = build_objective(config)
+    optimizers = {name: torch.optim.SGD(networks[name].parameters(), lr=0.1) for name in objective.roles}
+    logs, bad = step_phases(objective, networks, optimizers, x, 0, torch.Generator().manual_seed(seed))
+    assert bad is None
+    return logs, {name: p.detach().clone() for name, p in networks.named_parameters()}
+
+
+@pytest.mark.parametrize("model", ["introvae", "soft-introvae"])
+def test_joint_encoder_batch_equals_separate_batches_for_per_image_networks(model, tiny_config):
+    # An encoder that normalises each image on its own (group-norm) gives every image the same code in one joint
+    # batch as in its own: then --encoder-batch joint must give the losses and gradients of separate batches, which
+    # checks that the concatenation and the split put every image back where it belongs.
+    from introvae.model import Model
+    results = {}
+    for encoder_batch in ("separate", "joint"):
+        config = tiny_config(model=model, encoder_norm="group", margin=60.0, encoder_batch=encoder_batch)
+        networks = Model.build(config).networks.train()
+        x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+        results[encoder_batch] = _one_step_with_sgd(config, networks, x)
+    (logs_s, params_s), (logs_j, params_j) = results["separate"], results["joint"]
+    assert logs_s.keys() == logs_j.keys() and "kl_sample" in logs_j
+    for key in logs_s:
+        torch.testing.assert_close(logs_j[key], logs_s[key], rtol=1e-5, atol=1e-6)
+    start = Model.build(config).networks.state_dict()
+    for name in params_s:  # each parameter moved by -lr x its gradient: the gradients agree
+        step_s, step_j = params_s[name] - start[name], params_j[name] - start[name]
+        scale = float(step_s.abs().max())
+        torch.testing.assert_close(step_j, step_s, rtol=1e-3, atol=1e-4 * scale + 1e-7)
+    moved = sum(not torch.equal(params_s[name], start[name]) for name in params_s)
+    assert moved > 0  # the step did move the networks
+
+
+@pytest.mark.parametrize("model", ["introvae", "soft-introvae"])
+def test_joint_encoder_batch_normalises_real_and_generated_images_together(model, tiny_config):
+    # With batch-norm in training mode the KLs differ between the two ways, and the joint ones are those of one
+    # encoder call on the concatenated batch.
+    from introvae.model import Model
+    from introvae.objectives.base import encode_batches
+    config = tiny_config(model=model, margin=60.0)
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    logs = {}
+    for encoder_batch in ("separate", "joint"):
+        objective = build_objective(tiny_config(model=model, margin=60.0, encoder_batch=encoder_batch))
+        networks = Model.build(config).networks.train()
+        logs[encoder_batch] = next(objective.phases(networks, x, 0, torch.Generator().manual_seed(5))).logs
+    for key in ("kl_real", "kl_sample"):
+        assert not torch.allclose(logs["joint"][key], logs["separate"][key])
+    encoder = Model.build(config).networks["encoder"].train()
+    a, b = torch.rand(3, 3, 16, 16), torch.rand(5, 3, 16, 16)
+    (mu_a, logvar_a), (mu_b, logvar_b) = encode_batches(encoder, [a, b], joint=True)
+    mu, logvar = encoder(torch.cat([a, b]))
+    torch.testing.assert_close(torch.cat([mu_a, mu_b]), mu)
+    torch.testing.assert_close(torch.cat([logvar_a, logvar_b]), logvar)
+    assert mu_a.shape == (3, 8) and mu_b.shape == (5, 8)
+    assert not torch.allclose(encoder(a)[0], mu_a)  # alone, a batch is normalised by its own statistics

@@ -244,5 +244,23 @@ def reparameterize(mu: Tensor, logvar: Tensor, noise: torch.Generator) -> Tensor
     return mu + (0.5 * logvar).exp() * eps
 
 
+ENCODER_BATCHES = ("separate", "joint")
+ENCODER_BATCH_HELP = ("how the game's images pass through the encoder: real images, reconstructions and generated "
+                      "samples as separate batches (the authors' code), or as one joint batch, so that batch-norm "
+                      "normalises them together and the encoder must tell generated images from real ones by their "
+                      "content rather than by their batch's statistics")
+
+
+def encode_batches(encoder: nn.Module, batches: list[Tensor], joint: bool) -> list[tuple[Tensor, Tensor]]:
+    """(mu, logvar) of each batch of images, from one encoder call on their concatenation (`joint`) or from one call
+    per batch. An encoder that normalises per image gives the same codes either way; with batch-norm in training mode
+    the joint call normalises every image by the statistics of all of them."""
+    if not joint:
+        return [encoder(batch) for batch in batches]
+    mu, logvar = encoder(torch.cat(batches))
+    sizes = [len(batch) for batch in batches]
+    return list(zip(mu.split(sizes), logvar.split(sizes)))
+
+
 def prior_sample(batch: int, latent_dim: int, noise: torch.Generator, like: Tensor) -> Tensor:
     return torch.randn((batch, latent_dim), generator=noise, device=noise.device, dtype=torch.float32).to(like)

@@ -46,8 +46,9 @@ from torch import Tensor, nn
 
 from ..distributed import mean_over_ranks
 from ..errors import UserError
-from .base import (AE, AE_PANEL, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel, Phase, Series, kl_per_sample, option,
-                   prior_sample, reconstruction_per_image, reparameterize, validate_options)
+from .base import (AE, AE_PANEL, ENCODER_BATCH_HELP, ENCODER_BATCHES, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel, Phase,
+                   Series, encode_batches, kl_per_sample, option, prior_sample, reconstruction_per_image, reparameterize,
+                   validate_options)
 from .vae import RECONSTRUCTIONS, vae_phases
 
 # m = MARGIN_FACTOR x the VAE's KL(real), rounded up to a multiple of MARGIN_STEP. Why 1.5 and not "a little": on the
@@ -98,6 +99,7 @@ class IntroVAEOptions:
                                "from a fitted density decode)", choices=("prior", "between"))
     game_every: int = option(1, "play the game on every N-th step after the warm-up and take plain VAE steps (alpha "
                              "= 0, about half the cost) in between; 1 is Algorithm 1", minimum=1)
+    encoder_batch: str = option("separate", ENCODER_BATCH_HELP, choices=ENCODER_BATCHES)
     adversarial_reduction: str = option("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) "
                                         "or their mean (the authors' code)", choices=("sum", "mean"))
 
@@ -225,8 +227,16 @@ class IntroVAE(Objective):
         ae = reconstruction_per_image(x_rec, x, self.reconstruction).mean()
         logs = {"kl_real": kl_real.detach(), "ae": ae.detach()}
         x_prior = generator(self.game_codes(mu, noise))
-        kl_rec = kl_per_sample(*encoder(x_rec.detach()))
-        kl_sample = kl_per_sample(*encoder(x_prior.detach()))
+        # The encoder as a discriminator (Eq. 11). With --encoder-batch joint, the real images pass again, together
+        # with the generated ones, and their KL in L_E is the one from that joint batch; the pass above only gives
+        # the code that is decoded into X_r.
+        joint = self.options.encoder_batch == "joint"
+        judged = encode_batches(encoder, [x, x_rec.detach(), x_prior.detach()] if joint
+                                else [x_rec.detach(), x_prior.detach()], joint)
+        if joint:
+            kl_real = kl_per_sample(*judged.pop(0)).mean()
+        kl_rec, kl_sample = (kl_per_sample(*codes) for codes in judged)
+        logs["kl_real"] = kl_real.detach()
         # negatives "samples": reconstructions stay out of the game (their KLs are still logged).
         rec_weight = 1.0 if self.options.negatives == "both" else 0.0
         adversarial_encoder = self.adversarial_scale * (rec_weight * self.hinge_loss(kl_rec)
@@ -236,10 +246,16 @@ class IntroVAE(Objective):
                     margin=torch.tensor(float(self.margin)), loss_encoder=loss_encoder.detach())
         yield Phase("encoder", loss_encoder, logs)
 
-        # The encoder has now taken its step (Algorithm 1, line 10): these KLs use its new weights.
-        kl_fake_after = kl_per_sample(*encoder(x_rec)).mean() if rec_weight else 0.0
-        kl_fake_after = kl_fake_after + kl_per_sample(*encoder(x_prior)).mean()
+        # The encoder has now taken its step (Algorithm 1, line 10): these KLs use its new weights. A joint batch
+        # holds the real images again, so that the generated ones are normalised as the encoder phase saw them.
+        if joint:
+            _, (mu_rec, logvar_rec), (mu_prior, logvar_prior) = encode_batches(encoder, [x, x_rec, x_prior], True)
+            kl_fake_after = kl_per_sample(mu_prior, logvar_prior).mean()
+            if rec_weight:
+                kl_fake_after = kl_per_sample(mu_rec, logvar_rec).mean() + kl_fake_after
+        else:
+            kl_fake_after = kl_per_sample(*encoder(x_rec)).mean() if rec_weight else 0.0
+            kl_fake_after = kl_fake_after + kl_per_sample(*encoder(x_prior)).mean()
         adversarial_generator = self.adversarial_scale * kl_fake_after
         loss_generator = self.alpha_generator * adversarial_generator + self.beta * ae
         yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()})
-

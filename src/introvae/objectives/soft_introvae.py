@@ -26,8 +26,9 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from .base import (AE, AE_PANEL, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel, Phase, Series, kl_per_sample, option,
-                   prior_sample, reconstruction_per_image, reparameterize)
+from .base import (AE, AE_PANEL, ENCODER_BATCH_HELP, ENCODER_BATCHES, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel,
+                   Phase, Series, encode_batches, kl_per_sample, option, prior_sample, reconstruction_per_image,
+                   reparameterize)
 from .vae import vae_phases
 
 
@@ -39,6 +40,7 @@ class SoftIntroVAEOptions:
     beta_neg: float = option(256.0, "weight of the KL of generated images inside the exponential penalty", minimum=0)
     gamma_r: float = option(1e-8, "weight of the reconstruction error of generated images in the decoder loss",
                             minimum=0)
+    encoder_batch: str = option("separate", ENCODER_BATCH_HELP, choices=ENCODER_BATCHES)
 
 
 class SoftIntroVAE(Objective):
@@ -73,10 +75,15 @@ class SoftIntroVAE(Objective):
         sse_real = reconstruction_per_image(x_rec, x, "sse").mean()
         kl_real = kl_per_sample(mu, logvar).mean()
 
-        # Encoder: the ELBO of the (detached) generated images through the whole auto-encoder, inside exp(.).
+        # Encoder: the ELBO of the (detached) generated images through the whole auto-encoder, inside exp(.). With
+        # --encoder-batch joint the real images pass again with them, and their KL is taken from that batch.
+        joint = self.options.encoder_batch == "joint"
+        fakes = [x_rec.detach(), x_prior.detach()]
+        judged = encode_batches(encoder, [x, *fakes] if joint else fakes, joint)
+        if joint:
+            kl_real = kl_per_sample(*judged.pop(0)).mean()
         exp_elbo, kl_fake = [], []
-        for fake in (x_rec.detach(), x_prior.detach()):
-            mu_f, logvar_f = encoder(fake)
+        for fake, (mu_f, logvar_f) in zip(fakes, judged):
             sse_f = reconstruction_per_image(generator(reparameterize(mu_f, logvar_f, noise)), fake, "sse")
             kl_f = kl_per_sample(mu_f, logvar_f)
             exp_elbo.append(torch.exp(-2.0 * scale * (beta_rec * sse_f + beta_neg * kl_f)).mean())
@@ -90,8 +97,8 @@ class SoftIntroVAE(Objective):
         # Decoder, with the encoder's new weights: make generated images look real to it (low KL), and keep
         # reconstructing real images.
         kl_generated, sse_generated = [], []
-        for fake in (x_rec, x_prior):
-            mu_f, logvar_f = encoder(fake)
+        judged = encode_batches(encoder, [x, x_rec, x_prior] if joint else [x_rec, x_prior], joint)
+        for fake, (mu_f, logvar_f) in zip((x_rec, x_prior), judged[1:] if joint else judged):
             z_f = reparameterize(mu_f, logvar_f, noise).detach()
             kl_generated.append(kl_per_sample(mu_f, logvar_f).mean())
             sse_generated.append(reconstruction_per_image(generator(z_f), fake.detach(), "sse").mean())
