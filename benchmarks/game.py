@@ -10,13 +10,14 @@ Each (lead, seed) trains in this process through `introvae.train`, keeping a che
 seconds at a checkpoint are the run's own clock from log.jsonl, so leads whose steps cost differently are compared
 at equal minutes by reading the curves at the same seconds. Samples are drawn with seed 0 (`--samples` of them).
 With `--fitted K` each checkpoint is also judged on samples from a K-component Gaussian mixture fitted to its training
-images' codes (the *_fitted columns). Prints the curve table and the last row per run, and writes JSON
+images' codes (the *_fitted columns; the run's sampler with K = 100), at `--temperature` (default: the library's). Prints the curve table and the last row per run, and writes JSON
 (benchmarks/results/game.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -88,7 +89,7 @@ JUDGED = ("legible", "class_cover", "fd", "hf_ratio")
 
 
 def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: int, extra: dict, work: Path,
-             fitted: int = 0, fitted_every: int = 1) -> list:
+             fitted: int = 0, fitted_every: int = 1, temperature: float | None = None) -> list:
     import introvae
     from glyphs import judge_images
     from introvae.images import to_uint8
@@ -107,14 +108,16 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
     rows = []
     for step in sorted({*range(every, lead_steps + 1, every), lead_steps}):
         model = introvae.Model.load(run, step=step, device="cpu")
-        judged = judge_images(to_uint8(model.sample(samples, seed=0).cpu()))
+        judged = judge_images(to_uint8(model.sample(samples, seed=0, prior="normal").cpu()))
         at = seconds.get(step, seconds[max(s for s in seconds if s <= step)] if seconds else 0.0)
         rows.append({"lead": name, "seed": seed, "step": step, "seconds": round(at, 1),
                      **{k: round(judged[k], 4) for k in JUDGED}, **{f"{k}_fitted": "" for k in JUDGED if fitted}})
         if fitted and step % fitted_every == 0:
             # the same checkpoint sampled from a mixture fitted to its training codes (introvae.density)
             density = fitted_density(model, fitted)
-            judged = judge_images(to_uint8(model.sample(samples, seed=0, density=density).cpu()))
+            if temperature is not None:
+                density = dataclasses.replace(density, temperature=temperature)
+            judged = judge_images(to_uint8(model.sample(samples, seed=0, prior=density).cpu()))
             rows[-1].update({f"{k}_fitted": round(judged[k], 4) for k in JUDGED})
         print(" | ".join(str(v) for v in rows[-1].values()), file=sys.stderr, flush=True)
     return rows
@@ -182,6 +185,8 @@ def main() -> int:
                         "already there is judged again without training")
     parser.add_argument("--fitted", type=int, default=0, metavar="K", help="also judge samples from a K-component "
                         "mixture fitted to each checkpoint's training codes (`introvae sample --prior fitted`)")
+    parser.add_argument("--temperature", type=float, help="with --fitted: the mixture's sampling temperature "
+                        "(default: the library's, introvae.density.DEFAULT_TEMPERATURE)")
     parser.add_argument("--fitted-every", type=int, default=1, metavar="N", help="with --fitted: only at the "
                         "checkpoints whose step is a multiple of N")
     parser.add_argument("--step-cost", action="store_true", help="only time one step after the warm-up of each lead, "
@@ -218,7 +223,7 @@ def main() -> int:
     for seed in args.seeds:
         for name in args.leads:
             rows += run_lead(name, LEADS[name], seed, args.steps, args.every, args.samples, extra, work, args.fitted,
-                             args.fitted_every)
+                             args.fitted_every, args.temperature)
     print(table(rows))
     last = [r for i, r in enumerate(rows) if i + 1 == len(rows) or rows[i + 1]["lead"] != r["lead"]
             or rows[i + 1]["seed"] != r["seed"]]

@@ -118,8 +118,13 @@ def train_and_sample(src: Path, folder: Path, channels: int, model: str, seed: i
     subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     samples_path = work / f"{model}-seed{seed}-samples.npz"
+    # The baseline samples N(0, I). Since runs store a code density, `sample` draws from it by default; --prior normal
+    # keeps the protocol where the command has that option (commits before it sample N(0, I) anyway).
+    sample_help = subprocess.run([sys.executable, "-m", "introvae", "sample", "--help"], env=env,
+                                 capture_output=True, text=True).stdout
+    prior = ["--prior", "normal"] if "--prior" in sample_help else []
     subprocess.run([sys.executable, "-m", "introvae", "sample", str(run), "--num", str(num_samples), "--seed", "0",
-                    "--out", str(samples_path)], env=env, check=True, capture_output=True, text=True)
+                    *prior, "--out", str(samples_path)], env=env, check=True, capture_output=True, text=True)
     with np.load(samples_path) as f:
         samples = f["images"]
     return {"samples": samples, "train_seconds": seconds, "run": run}

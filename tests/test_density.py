@@ -8,7 +8,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from introvae import Model
 from introvae.cli import main
-from introvae.density import CodeDensity, fit_mixture
+from introvae.density import DEFAULT_TEMPERATURE, CodeDensity, fit_mixture
 from introvae.errors import UserError
 from introvae.images import load_image, to_float
 from introvae.latent import training_images
@@ -81,9 +81,9 @@ def test_a_model_samples_the_density_it_is_given(tiny_run):
     model = Model.load(tiny_run)
     density = model.fit_code_density(to_float(training_images(model.config, 64)), components=2)
     assert density.latent_dim == model.config.latent_dim
-    samples = model.sample(5, seed=3, density=density)
+    samples = model.sample(5, seed=3, prior=density)
     assert torch.equal(samples, model.decode(density.sample(5, seed=3), prior=True))
-    assert not torch.equal(samples, model.sample(5, seed=3))
+    assert not torch.equal(samples, model.sample(5, seed=3, prior="normal"))
 
 
 def test_sample_prior_fitted_saves_a_mixture_that_prior_file_reuses(tiny_run, tmp_path, capsys):
@@ -92,7 +92,7 @@ def test_sample_prior_fitted_saves_a_mixture_that_prior_file_reuses(tiny_run, tm
                  "--save-prior", str(tmp_path / "prior.safetensors"), "--out", str(tmp_path / "fitted")]) == 0
     assert main(["sample", str(tiny_run), *options, "--prior", str(tmp_path / "prior.safetensors"),
                  "--out", str(tmp_path / "again")]) == 0
-    assert main(["sample", str(tiny_run), *options, "--out", str(tmp_path / "normal")]) == 0
+    assert main(["sample", str(tiny_run), *options, "--prior", "normal", "--out", str(tmp_path / "normal")]) == 0
     size, channels = Model.load(tiny_run).config.image_size, Model.load(tiny_run).config.channels
 
     def read(folder: str) -> np.ndarray:
@@ -103,12 +103,108 @@ def test_sample_prior_fitted_saves_a_mixture_that_prior_file_reuses(tiny_run, tm
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--prior", "nowhere.safetensors"], "--prior nowhere.safetensors is neither normal, fitted nor a file"),
+    (["--prior", "nowhere.safetensors"], "--prior nowhere.safetensors is neither run, normal, fitted nor a file"),
     (["--prior", "fitted", "--components", "0"], "--components and --prior-images must be positive"),
-    (["--save-prior", "p.safetensors"], "--save-prior writes a fitted mixture"),
+    (["--prior", "normal", "--save-prior", "p.safetensors"], "--save-prior writes the density the codes come from"),
 ])
 def test_bad_prior_options_are_one_sentence_and_status_2(tiny_run, tmp_path, capsys, flags, message):
     assert main(["sample", str(tiny_run), "--num", "2", "--out", str(tmp_path / "s"), *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_prior_normal_draws_the_papers_codes_seeded_per_image(tiny_run):
+    # --prior normal: code i of seed s is N(0, I) from a generator seeded by (s, 1, i), as before runs stored a density
+    from introvae.runtime import stream_seed
+    model = Model.load(tiny_run)
+    assert model.density is not None  # training stored one, so the default sampler is not N(0, I)
+    by_hand = torch.stack([torch.randn(model.config.latent_dim, generator=torch.Generator().manual_seed(
+        stream_seed(7, 1, i))) for i in range(3, 6)])
+    assert torch.equal(model.latents(3, seed=7, start=3, prior="normal"), by_hand)
+    torch.testing.assert_close(model.sample(6, seed=7, prior="normal")[3:], model.decode(by_hand, prior=True))
+    assert torch.equal(model.latents(3, seed=7, start=3), model.density.sample(3, seed=7, start=3))
+
+
+def test_the_stored_density_survives_export_and_loading(tiny_run, tmp_path):
+    from introvae.export import export_model
+    model = Model.load(tiny_run)
+    stored = CodeDensity.load(tiny_run / "checkpoints" / f"density-{model.origin[1]:08d}.safetensors")
+    exported = Model.load(export_model(tiny_run, tmp_path / "model.safetensors"))
+    for density in (model.density, exported.density):
+        for name in ("weights", "means", "scale_tril"):
+            assert torch.equal(getattr(density, name), getattr(stored, name))
+    assert torch.equal(exported.sample(4, seed=1), model.sample(4, seed=1))
+    assert torch.equal(exported.sample(4, seed=1, prior="normal"), model.sample(4, seed=1, prior="normal"))
+
+
+def test_a_run_without_a_stored_density_fits_it_on_first_use_and_says_so(tiny_run_copy, tmp_path, capsys):
+    stored = tiny_run_copy / "checkpoints" / f"density-{Model.load(tiny_run_copy).origin[1]:08d}.safetensors"
+    expected = CodeDensity.load(stored)
+    stored.unlink()  # as a run trained before runs stored their density
+    assert main(["sample", str(tiny_run_copy), "--num", "3", "--out", str(tmp_path / "a.npz")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "fitted on first use" in first and str(stored) in first
+    refit = CodeDensity.load(stored)  # the same images, the same fit as training's
+    torch.testing.assert_close(refit.means, expected.means)
+    assert main(["sample", str(tiny_run_copy), "--num", "3", "--out", str(tmp_path / "b.npz")]) == 0
+    again = capsys.readouterr().out.splitlines()[0]
+    assert "first use" not in again and "the run's fitted code density" in again
+    assert np.array_equal(np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "b.npz")["images"])
+    assert main(["sample", str(tiny_run_copy), "--num", "3", "--prior", "normal", "--out", str(tmp_path / "c.npz")]) == 0
+    assert "N(0, I) (--prior normal)" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_temperature_scales_each_components_spread_on_the_same_draws():
+    density = fit_mixture(_clusters(), components=3, temperature=1.0)
+    cool = CodeDensity(density.weights, density.means, density.scale_tril, temperature=0.5)
+    warm_codes, cool_codes = density.sample(50, seed=4), cool.sample(50, seed=4)
+    nearest = torch.cdist(warm_codes.double(), density.means).argmin(1)  # the same component is drawn for code i
+    torch.testing.assert_close(cool_codes.double() - density.means[nearest],
+                               0.5 * (warm_codes.double() - density.means[nearest]), rtol=1e-5, atol=1e-5)
+    assert fit_mixture(_clusters(), components=3).temperature == DEFAULT_TEMPERATURE
+    # it travels with the density
+    assert CodeDensity.from_tensors(cool.to_tensors("x."), "x.").temperature == 0.5
+
+
+def test_selection_weights_favour_what_is_common_among_real_images_and_stay_bounded():
+    from introvae.model import SELECTION_LOG_RATIO_LIMIT, _selection_log_weights
+    critic = torch.tensor([20.0, 2.0, 30.0, 4.0])  # real KL 20 +- 2, generated 30 +- 4
+    log_weights = _selection_log_weights(torch.tensor([20.0, 23.0, 25.0, 30.0]), critic)
+    assert log_weights[0] > log_weights[1] > log_weights[2] > log_weights[3]  # typical of real images first
+    by_hand = -0.5 * (3 / 2) ** 2 + 0.5 * (7 / 4) ** 2 + np.log(2)  # log N(23; 20, 2) - log N(23; 30, 4)
+    assert float(log_weights[1]) == pytest.approx(by_hand)
+    # equal widths make the ratio an exponential in s, unbounded in one tail: clipped
+    tails = _selection_log_weights(torch.tensor([-1000.0, 1000.0]), torch.tensor([20.0, 2.0, 30.0, 2.0]))
+    assert tails.tolist() == [SELECTION_LOG_RATIO_LIMIT, -SELECTION_LOG_RATIO_LIMIT]
+
+
+def test_selection_by_the_critic_keeps_each_image_a_function_of_seed_and_index(tiny_run):
+    model = Model.load(tiny_run)
+    assert model.density.critic is not None  # training stored the critic's statistics with the density
+    selected = model.sample(6, seed=2, select=4)
+    torch.testing.assert_close(model.sample(3, seed=2, select=4, batch_size=5), selected[:3])
+    torch.testing.assert_close(model.sample(1, seed=2, select=1), model.sample(1, seed=2))
+    # each kept image is one of its own candidates: the unselected image or a draw of the stream of (seed, i)
+    plain = model.sample(6, seed=2)
+    for i in range(6):
+        others = model.decode(model.density.sample(3, seed=__import__("introvae.runtime").runtime.stream_seed(2, 3, i)),
+                              prior=True)
+        candidates = torch.cat([plain[i:i + 1], others])
+        assert (candidates - selected[i]).flatten(1).abs().max(1).values.min() < 1e-5
+    with pytest.raises(UserError, match="--select must be at least 1"):
+        model.sample(2, select=0)
+    with pytest.raises(UserError, match="needs its critic statistics"):
+        model.sample(2, select=2, prior="normal")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--select", "0"], "--select must be at least 1"),
+    (["--temperature", "0"], "--temperature must be positive"),
+    (["--prior", "normal", "--temperature", "0.5"], "--prior normal has none"),
+])
+def test_bad_sampler_options_are_one_sentence_and_status_2(tiny_run, tmp_path, capsys, flags, message):
+    assert main(["sample", str(tiny_run), "--num", "2", "--out", str(tmp_path / "s.npz"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.npz").exists()

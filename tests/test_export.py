@@ -26,8 +26,8 @@ def ema_run(tmp_path_factory, tiny_config):
                  quiet=True)
 
 
-def _same_outputs(a: Model, b: Model) -> None:
-    assert torch.equal(a.sample(6, seed=3), b.sample(6, seed=3))
+def _same_outputs(a: Model, b: Model, prior: str | None = None) -> None:
+    assert torch.equal(a.sample(6, seed=3, prior=prior), b.sample(6, seed=3, prior=prior))
     images = a.sample(4, seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.encode(images), b.encode(images)))
     assert torch.equal(a.reconstruct(images), b.reconstruct(images))
@@ -42,7 +42,10 @@ def test_checkpoints_carry_the_config_and_load_alone_anywhere(ema_run, tmp_path)
     shutil.copy(model_path(ema_run, 4), alone)
     model = Model.load(alone, device="cpu")
     assert "generator_ema" in model.networks  # a whole checkpoint: the EMA copy decodes, as in the run
-    _same_outputs(model, Model.load(ema_run, device="cpu"))
+    # The run's code density sits beside the checkpoint in the run (what `export` embeds), so a checkpoint copied
+    # alone samples N(0, I), as the run does with --prior normal.
+    assert model.density is None and Model.load(ema_run, device="cpu").density is not None
+    _same_outputs(model, Model.load(ema_run, device="cpu"), prior="normal")
 
 
 def test_export_round_trip_gives_the_runs_samples_from_the_file_alone(ema_run, tmp_path):
@@ -60,7 +63,8 @@ def test_export_round_trip_gives_the_runs_samples_from_the_file_alone(ema_run, t
     shutil.copy(out, lonely / "m.safetensors")
     model = Model.load(lonely / "m.safetensors", device="cpu")
     assert set(model.networks) == {"encoder", "generator"}
-    _same_outputs(model, run_model)
+    _same_outputs(model, run_model)  # the run's code density travels inside the file
+    _same_outputs(model, run_model, prior="normal")
     assert model.config.image_size == 16 and model.config.ema == 0.9  # the run's config, as trained
 
     card = (tmp_path / "export" / "README.md").read_text()
@@ -105,8 +109,9 @@ def test_weights_without_metadata_still_load_through_their_run(ema_run, tmp_path
     save_networks(model_path(old_run, 4), networks)
     assert set(read_metadata(model_path(old_run, 4))) == {"format"}
     _same_outputs(Model.load(old_run, device="cpu"), Model.load(ema_run, device="cpu"))
-    # The file where it lies, inside RUN/checkpoints/: the run's config.json describes it.
-    _same_outputs(Model.load(model_path(old_run, 4), device="cpu"), Model.load(ema_run, device="cpu"))
+    # The file where it lies, inside RUN/checkpoints/: the run's config.json describes it (the code density beside it
+    # is the run's, not the file's).
+    _same_outputs(Model.load(model_path(old_run, 4), device="cpu"), Model.load(ema_run, device="cpu"), prior="normal")
     # Copied out of its run, nothing describes it: a clear error that says what to do.
     alone = tmp_path / "alone.safetensors"
     shutil.copy(model_path(old_run, 4), alone)

@@ -128,7 +128,10 @@ def test_run_directory_contents(tmp_path, tiny_config, read_grid, read_chart):
     assert _max_difference(grid[1], model.reconstruct(to_float(real))) <= 1
     assert _max_difference(grid[2], model.sample(len(real), seed=0)) <= 1
     samples = read_grid(run / "samples.png", 16, 8)
+    # samples.png draws from the run's code density, which training stored with its final checkpoint
+    assert model.density is not None and (run / "checkpoints" / "density-00000004.safetensors").is_file()
     assert samples.shape[:2] == (8, 8) and _max_difference(samples.reshape(64, 16, 16, 3), model.sample(64, seed=0)) <= 1
+    assert _max_difference(samples.reshape(64, 16, 16, 3), model.sample(64, seed=0, prior="normal")) > 1
     interpolation = read_grid(run / "interpolation.png", 16, 10)  # a, 8 steps, b; then 10 steps between two seeds
     assert np.array_equal(interpolation[0, [0, 9]], _hwc(real[:2]))
     assert _max_difference(interpolation[1], model.interpolate_seeds(0, 1, 10)) <= 1

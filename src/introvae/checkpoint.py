@@ -6,6 +6,9 @@ A checkpoint at step S is two files in RUN_DIR/checkpoints/:
   this is all that sampling needs. Its safetensors metadata carries the run's config (``config``, the JSON of
   config.json) and the step, so the file describes itself: `Model.load(FILE)` works on a copy anywhere. Files
   written before that carry only ``format``, and load through their run's config.json.
+* ``density-SSSSSSSS.safetensors`` (written at the end of training, or when a command first needs it): the run's
+  code density at that step (`introvae.density`), what sampling draws codes from by default. An exported weights file
+  carries it inside, as tensors ``code_density.*``.
 * ``train-SSSSSSSS.safetensors``: everything else that exact resumption needs (the optimizers, the step, the images
   consumed, the objective's own state, the learning-rate scale after divergence roll-backs), as a tree of tensors
   whose structure is stored as JSON in the file's metadata. Nothing in either file is unpickled on loading: a file
@@ -40,6 +43,7 @@ from .errors import UserError
 from .nets.conv import fill_prior_statistics
 
 CHECKPOINT_DIR = "checkpoints"
+DENSITY_KEY = "code_density"  # the prefix of a code density's tensors inside a weights file (`introvae export`)
 _CHECKPOINT_RE = re.compile(r"^(model|train)-(\d{8})\.safetensors$")
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
 T = TypeVar("T")
@@ -157,6 +161,10 @@ def train_state_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"train-{step:08d}.safetensors"
 
 
+def density_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"density-{step:08d}.safetensors"
+
+
 def _files_by_step(run_dir: Path) -> dict[int, set[str]]:
     """{step: {"model", "train"}} of the checkpoint files present under their final names."""
     directory = Path(run_dir) / CHECKPOINT_DIR
@@ -174,10 +182,12 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 
 
 def save_networks(path: Path, networks: nn.ModuleDict, config: dict[str, Any] | None = None,
-                  **metadata: str) -> None:
+                  density: dict[str, Tensor] | None = None, **metadata: str) -> None:
     """Write the networks' state as safetensors; `config` (a `Config.to_dict()`) and `metadata` (strings) go into
-    the file's metadata, so that the file alone says which networks it holds."""
+    the file's metadata, so that the file alone says which networks it holds. `density` (a code density's tensors)
+    is stored beside them under DENSITY_KEY."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in networks.state_dict().items()}
+    tensors.update({f"{DENSITY_KEY}.{k}": v.detach().to("cpu").contiguous() for k, v in (density or {}).items()})
     described = {"format": "introvae", **metadata}
     if config is not None:
         described["config"] = json.dumps(config)
@@ -216,11 +226,19 @@ def config_of_weights(path: Path) -> dict[str, Any] | None:
 
 def network_names(path: Path) -> set[str]:
     """The networks a weights file holds: the first part of its tensor names (encoder, generator, ...)."""
-    return {key.split(".", 1)[0] for key in _header(path) if key != "__metadata__"}
+    return {key.split(".", 1)[0] for key in _header(path) if key != "__metadata__"} - {DENSITY_KEY}
+
+
+def stored_density(path: Path) -> dict[str, Tensor]:
+    """The code density's tensors a weights file carries (names without DENSITY_KEY), {} when it carries none."""
+    tensors, _ = _read_safetensors(path)
+    prefix = DENSITY_KEY + "."
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
 
 
 def load_networks(path: Path, networks: nn.ModuleDict) -> None:
     tensors, _ = _read_safetensors(path)
+    tensors = {key: value for key, value in tensors.items() if not key.startswith(DENSITY_KEY + ".")}
     expected = networks.state_dict()
     fill_prior_statistics(tensors, set(expected))  # checkpoints from before the generator kept them
     missing = sorted(set(expected) - set(tensors))
@@ -280,6 +298,11 @@ def save_checkpoint(run_dir: Path, step: int, networks: nn.ModuleDict, train_sta
         if other > step or other in doomed or (other != step and kinds != {"model", "train"}):
             model_path(run_dir, other).unlink(missing_ok=True)
             train_state_path(run_dir, other).unlink(missing_ok=True)
+    kept = set(checkpoint_steps(run_dir))
+    for stale in directory.glob("density-*.safetensors"):  # densities of checkpoints deleted now or before
+        if m := re.fullmatch(r"density-(\d{8})\.safetensors", stale.name):
+            if int(m.group(1)) not in kept or int(m.group(1)) == step:  # a checkpoint written anew: refit its density
+                stale.unlink(missing_ok=True)
 
 
 def load_newest(run_dir: Path, load: Callable[[int], T]) -> tuple[int, T]:

@@ -20,19 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
+from .atomic import atomic_write_bytes
 from .errors import UserError
 from .runtime import stream_seed
 
-__all__ = ["CodeDensity", "fit_mixture", "default_components", "DEFAULT_COMPONENTS"]
+__all__ = ["CodeDensity", "fit_mixture", "default_components", "DEFAULT_COMPONENTS", "DENSITY_IMAGES",
+           "DEFAULT_TEMPERATURE"]
 
 # On the glyphs, more components drew more legible digits: 128-d codes 10 -> 0.45, 50 -> 0.53, 100 -> 0.58; 32-d codes
 # 50 -> 0.60-0.67, 100 -> 0.67-0.73 (docs/experiments/2026-12-06-fitted-prior.md, 2026-12-06-between-codes.md). A
 # component needs codes to estimate it, so a small training set gets one per CODES_PER_COMPONENT codes.
 DEFAULT_COMPONENTS = 100
 CODES_PER_COMPONENT = 20
+# The training images whose codes the run's density is fitted to: the glyphs' training set at the default size is
+# about 3700 images, and more codes than that cost only encoding time.
+DENSITY_IMAGES = 8192
+# The temperature a fitted density samples at unless told (`CodeDensity.temperature`), chosen by measurement:
+# docs/experiments/2026-12-07-samplers.md.
+DEFAULT_TEMPERATURE = 0.8
 
 
 def default_components(codes: int) -> int:
@@ -42,16 +50,24 @@ def default_components(codes: int) -> int:
 
 
 _FORMAT = "introvae-code-density-1"
+_TENSORS = ("weights", "means", "scale_tril")
 
 
 @dataclass(frozen=True)
 class CodeDensity:
     """A Gaussian mixture over latent codes: `weights` (K,), `means` (K, D) and the Cholesky factors `scale_tril`
-    (K, D, D) of the covariances, all float64."""
+    (K, D, D) of the covariances, all float64.
+
+    `temperature` scales every component's spread when sampling (1: the fitted mixture; below 1 nearer each
+    component's mean). `critic` (4,), when present: the mean and standard deviation of the model's critic (the
+    encoder's KL) over training images and over images decoded from this density, which selection by the critic
+    uses (`Model.sample(select=k)`); it belongs to the model the density was fitted for."""
 
     weights: Tensor
     means: Tensor
     scale_tril: Tensor
+    temperature: float = 1.0
+    critic: Tensor | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -67,7 +83,7 @@ class CodeDensity:
         for i in range(start, start + num):
             generator = torch.Generator().manual_seed(stream_seed(seed, 2, i))
             k = int(torch.multinomial(self.weights, 1, generator=generator))
-            eps = torch.randn(self.latent_dim, generator=generator, dtype=torch.float64)
+            eps = self.temperature * torch.randn(self.latent_dim, generator=generator, dtype=torch.float64)
             codes.append(self.means[k] + self.scale_tril[k] @ eps)
         return torch.stack(codes).float() if codes else torch.empty(0, self.latent_dim)
 
@@ -76,11 +92,29 @@ class CodeDensity:
         return torch.logsumexp(_component_log_probs(codes.double(), self.means, self.scale_tril)
                                + self.weights.log(), dim=1)
 
+    def to_tensors(self, prefix: str = "") -> dict[str, Tensor]:
+        """Its tensors under `prefix` + weights, means, scale_tril, temperature and critic (how a weights file
+        carries it)."""
+        tensors = {prefix + name: getattr(self, name).contiguous() for name in _TENSORS}
+        tensors[prefix + "temperature"] = torch.tensor([self.temperature], dtype=torch.float64)
+        if self.critic is not None:
+            tensors[prefix + "critic"] = self.critic.double().contiguous()
+        return tensors
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], prefix: str = "") -> "CodeDensity | None":
+        """The density stored by `to_tensors` under `prefix`, or None when `tensors` hold none."""
+        if not all(prefix + name in tensors for name in _TENSORS):
+            return None
+        temperature = tensors.get(prefix + "temperature")
+        return cls(*(tensors[prefix + name].double() for name in _TENSORS),
+                   temperature=1.0 if temperature is None else float(temperature[0]),
+                   critic=tensors.get(prefix + "critic"))
+
     def save(self, path: str | Path) -> None:
-        save_file({"weights": self.weights.contiguous(), "means": self.means.contiguous(),
-                   "scale_tril": self.scale_tril.contiguous()}, str(path),
-                  metadata={"format": _FORMAT, "about": json.dumps({"components": self.components,
-                                                                    "latent_dim": self.latent_dim})})
+        """Write it as a safetensors file, atomically (a reader never sees half a file)."""
+        about = json.dumps({"components": self.components, "latent_dim": self.latent_dim})
+        atomic_write_bytes(Path(path), save(self.to_tensors(), metadata={"format": _FORMAT, "about": about}))
 
     @classmethod
     def load(cls, path: str | Path) -> "CodeDensity":
@@ -90,9 +124,9 @@ class CodeDensity:
         except Exception as e:  # safetensors raises its own error types for damaged headers
             raise UserError(f"{path} is not a code density file ({type(e).__name__}); fit one again with "
                             "`introvae sample --prior fitted --save-prior FILE`.") from None
-        if set(tensors) != {"weights", "means", "scale_tril"}:
+        if not set(_TENSORS) <= set(tensors) <= {*_TENSORS, "temperature", "critic"}:
             raise UserError(f"{path} is not a code density file: it holds {', '.join(sorted(tensors))}.")
-        return cls(tensors["weights"].double(), tensors["means"].double(), tensors["scale_tril"].double())
+        return cls.from_tensors(tensors)
 
 
 def _component_log_probs(x: Tensor, means: Tensor, scale_tril: Tensor) -> Tensor:
@@ -119,7 +153,8 @@ def _kmeans(x: Tensor, k: int, generator: torch.Generator, iterations: int = 10)
 
 
 def fit_mixture(codes: Tensor, components: int | None = None, seed: int = 0, iterations: int = 100,
-                tolerance: float = 1e-4, regularisation: float = 1e-4) -> CodeDensity:
+                tolerance: float = 1e-4, regularisation: float = 1e-4,
+                temperature: float = DEFAULT_TEMPERATURE) -> CodeDensity:
     """Fit a full-covariance Gaussian mixture to `codes` (N, D) by EM, started from k-means; `components` None means
     `default_components(N)`.
 
@@ -155,4 +190,4 @@ def fit_mixture(codes: Tensor, components: int | None = None, seed: int = 0, ite
         if mean_log_likelihood - previous < tolerance:
             break
         previous = mean_log_likelihood
-    return CodeDensity(weights, means, scale_tril)
+    return CodeDensity(weights, means, scale_tril, temperature)

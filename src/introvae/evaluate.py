@@ -47,6 +47,7 @@ from .data import DataSplit, ImageSource, cache_in_memory, open_data
 from .data.imagesets import load_image_set
 from .errors import DataError, UserError
 from .images import save_image, to_float, to_uint8
+from .latent.sets import set_sampler
 from .metrics import METRICS, Metric
 from .metrics.base import FEATURES, SetPair
 from .metrics.inception import WeightsMissing, inception_features, load_inception
@@ -362,9 +363,12 @@ def _run_images(run_dir: Path, config: Config,
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: EvalSettings | None = None,
-                 out: str | Path | None = None, step: int | None = None, quiet: bool = True) -> dict[str, Any]:
+                 out: str | Path | None = None, step: int | None = None, quiet: bool = True,
+                 prior: str = "run", temperature: float | None = None) -> dict[str, Any]:
     """Evaluate a run's newest (or `step`) checkpoint, or a weights file, and write the report to `report_path`
-    (or `out`); the nearest-neighbour grids go beside it.
+    (or `out`); the nearest-neighbour grids go beside it. The samples' codes come from the sampler `prior` names
+    (`introvae.latent.set_sampler`: the run's code density by default, "normal" for N(0, I)) at `temperature` (None:
+    the density's own); the report says which.
 
     The reference set is the run's held-out split, or all images of the folder `data`. Reconstructions are of the
     reference images; nearest neighbours are searched in the run's training split.
@@ -373,6 +377,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
     started = time.time()
     run_dir = Path(run_dir)
     model = Model.load(run_dir, step=step, device=settings.device)
+    sampler = set_sampler(model, prior, temperature=temperature)
+    _say(quiet, f"sampling {sampler}")
     if run_dir.is_file():  # its step is in its metadata (none in files from before weights described themselves)
         recorded_step = read_metadata(run_dir).get("step")
         step = int(recorded_step) if recorded_step is not None else None
@@ -397,7 +403,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
         neighbours = write_nearest_neighbours(samples_u8, split.train, settings, features, out_dir)
         if not features.available:
             skipped["nearest_features"] = features.missing or ""
-    report = {"mode": "run", "run_dir": str(run_dir), "step": step, "reference": reference_name,
+    report = {"mode": "run", "run_dir": str(run_dir), "step": step, "sampler": sampler, "reference": reference_name,
               "metrics": metrics, "reconstruction": reconstruction, "nearest_neighbours": neighbours,
               "skipped": skipped, "settings": dataclasses.asdict(settings), "seconds": round(time.time() - started, 1)}
     _write_report(report, Path(out) if out is not None else report_path(run_dir, step))

@@ -2,7 +2,8 @@
 
 The file holds what sampling, encoding and reconstruction need and nothing else: the encoder, and the generator that
 decodes (the EMA average when the run keeps one, under the name "generator"), each with its batch-norm buffers (the
-re-estimated statistics, the prior codes' ones included). Optimizers, any other network of the objective and the
+re-estimated statistics, the prior codes' ones included), and the run's code density, which sampling draws from by
+default (fitted now when the checkpoint has none and the training images can be opened). Optimizers, any other network of the objective and the
 training state stay in the run. The run's config and the step are in the file's safetensors metadata, so
 `introvae.Model.load(FILE)` and `introvae sample FILE` work on the file alone, wherever it is copied.
 """
@@ -20,6 +21,7 @@ from .atomic import atomic_write_text
 from .checkpoint import save_networks
 from .config import Config
 from .errors import UserError
+from .latent.sets import set_sampler
 from .model import Model
 from .rundir import RunDir
 from .nets import ARCHITECTURES
@@ -49,13 +51,16 @@ def export_model(run_dir: str | Path, out: str | Path, step: int | None = None) 
         raise UserError(f"{readme} exists and was not written by `introvae export`: choose an --out in another "
                         "folder, so the model card does not replace it.")
     model = Model.load(run_dir, step=step, device="cpu")
+    set_sampler(model, "run")  # a checkpoint without a stored density has it fitted now, where the data is here
+    sampler = model.sampler_text()
     averaged = model.generator is not model.networks["generator"]
     inference = nn.ModuleDict({"encoder": model.encoder, "generator": model.generator})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_networks(out, inference, model.config.to_dict(), step=str(step), exported_from=run_dir.name,
-                      generator="ema" if averaged else "trained")
-        atomic_write_text(readme, model_card(model.config, step, out, run_dir.name, averaged))
+        save_networks(out, inference, model.config.to_dict(),
+                      density=model.density.to_tensors() if model.density is not None else None, step=str(step),
+                      exported_from=run_dir.name, generator="ema" if averaged else "trained")
+        atomic_write_text(readme, model_card(model.config, step, out, run_dir.name, averaged, sampler))
     except OSError as error:  # a read-only or full disk, a file where a folder should be
         raise UserError(f"cannot write --out {out} ({error.strerror or error}): choose a writable folder.") from None
     return out
@@ -67,7 +72,7 @@ def _options_text(options: Any) -> str:
     return "none"
 
 
-def _card_table(config: Config, step: int, weights: Path, averaged: bool) -> str:
+def _card_table(config: Config, step: int, weights: Path, averaged: bool, sampler: str) -> str:
     """The model card's table: what the model is, what it was trained on and with, and its file."""
     data, nets, optim = config.dataset, config.networks, config.optim
     size, channels = data.image_size, data.channels
@@ -82,20 +87,22 @@ def _card_table(config: Config, step: int, weights: Path, averaged: bool) -> str
 | networks | {ARCHITECTURES[nets.arch].title}; latent size {nets.latent_dim}; widths base {nets.base_channels}, max {nets.max_channels}; encoder normalisation {nets.encoder_norm} |
 | objective options | {_options_text(config.objective)} |
 | decoder | {generator} |
+| sampling | {sampler} |
 | file | `{weights.name}`: {weights.stat().st_size / 1e6:.1f} MB, sha256 `{digest}` |"""
 
 
-def model_card(config: Config, step: int, weights: Path, run_name: str, averaged: bool) -> str:
+def model_card(config: Config, step: int, weights: Path, run_name: str, averaged: bool, sampler: str) -> str:
     """The README.md beside an exported file: what the model is, what it was trained on, and how to use it."""
     size, channels, name = config.dataset.image_size, config.dataset.channels, weights.name
     return f"""{_CARD_MARK}
 # {config.model}: {run_name}, step {step}
 
-{_card_table(config, step, weights, averaged)}
+{_card_table(config, step, weights, averaged, sampler)}
 
 The file holds the encoder and the decoder with their batch-norm statistics (re-estimated on real images, as
-training does before every checkpoint), and the run's config in its safetensors metadata; no optimizer state and
-no network that only training uses. Images are float32 in [0, 1], shape (N, {channels}, {size}, {size}).
+training does before every checkpoint), the code density that sampling draws from (a Gaussian mixture fitted to the
+training images' codes; `prior="normal"` or `--prior normal` samples N(0, I) instead), and the run's config in its
+safetensors metadata; no optimizer state and no network that only training uses. Images are float32 in [0, 1], shape (N, {channels}, {size}, {size}).
 
 ## Python
 
@@ -103,7 +110,7 @@ no network that only training uses. Images are float32 in [0, 1], shape (N, {cha
 import introvae
 
 model = introvae.Model.load("{name}", device="cpu")  # or device="cuda"
-images = model.sample(16, seed=0)  # image i depends on (seed, i) only
+images = model.sample(16, seed=0)  # image i depends on (seed, i) only; prior="normal" for N(0, I)
 mu, logvar = model.encode(images)
 reconstructions = model.reconstruct(images)
 ```

@@ -5,14 +5,18 @@ networks back in the mode they were in, so the trainer can draw its grids mid-tr
 mode an image depends only on its own input, so the results do not depend on the batch size.
 
 Sampling is seeded per image: the latent code of image i under seed s is drawn from a generator seeded by (s, i) on
-the CPU, so image i is the same whatever the batch size and the device. The codes come from the prior N(0, I), or
-from a mixture fitted to the training images' codes when `sample` is given one (`fit_code_density`).
+the CPU, so image i is the same whatever the batch size and the device. The codes come from the model's *sampler*:
+the run's code density (`Model.density`, a mixture fitted to the training images' codes that training stores with
+its final checkpoint, see `introvae.density`) when it has one, else the prior N(0, I); `prior="normal"` asks for the
+papers' N(0, I) whatever the model holds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -20,15 +24,24 @@ import torch
 from torch import Tensor, nn
 
 from .batchnorm import prior_statistics, reestimate
-from .checkpoint import config_of_weights, load_networks, network_names
+from .checkpoint import config_of_weights, load_networks, network_names, stored_density
 from .config import Config
 from .density import CodeDensity, fit_mixture
 from .errors import UserError
+from .images import to_float
 from .nets import ImageBuilders, ema_name, init_weights
+from .objectives.base import kl_per_sample
 from .rundir import RunDir
 from .runtime import resolve_device, stream_seed
 
 INTERPOLATIONS = ("lerp", "slerp")
+SELECTION_CHUNK = 256  # images selected at a time: their k candidates are decoded and judged together
+CRITIC_SAMPLES = 512  # images decoded from a density to measure the critic's statistic of generated images
+SELECTION_LOG_RATIO_LIMIT = 3.0  # see _selection_log_weights
+
+# Statistics of images by which selection (`Model.sample(select=k)`) compares generated images with real ones, by the
+# name an objective declares (`Objective.critic`): a function (model, images in [0, 1]) -> (N,).
+CRITICS = {"kl": lambda model, images, batch_size: kl_per_sample(*model.encode(images, batch_size))}
 
 
 class Model:
@@ -38,9 +51,13 @@ class Model:
     `edit_images(model, ...)`; traversals; OOD scores), so this module does not depend on them.
     """
 
-    def __init__(self, config: Config, networks: nn.ModuleDict):
+    def __init__(self, config: Config, networks: nn.ModuleDict, density: CodeDensity | None = None):
         self.config = config
         self.networks = networks
+        # The run's code density: what `latents` and `sample` draw codes from unless told otherwise; None: N(0, I).
+        self.density = density
+        # (run directory, step) the model was loaded from: where a density fitted later is stored. None otherwise.
+        self.origin: tuple[Path, int] | None = None
 
     @classmethod
     def build(cls, config: Config, device: str | torch.device = "cpu") -> "Model":
@@ -79,7 +96,11 @@ class Model:
         run = RunDir(path)
         config = Config.load(run.config)
         model = cls.build(config, resolve_device(device))
-        load_networks(run.model_weights(run.latest_step() if step is None else step), model.networks)
+        step = run.latest_step() if step is None else step
+        load_networks(run.model_weights(step), model.networks)
+        if run.density_file(step).is_file():
+            model.density = CodeDensity.load(run.density_file(step))
+        model.origin = (path, step)
         return model
 
     @classmethod
@@ -99,6 +120,7 @@ class Model:
         for name in [name for name in model.networks if name not in present and name not in ("encoder", "generator")]:
             del model.networks[name]
         load_networks(path, model.networks)
+        model.density = CodeDensity.from_tensors(stored_density(path))  # what `introvae export` embedded, if anything
         return model
 
     @property
@@ -161,28 +183,103 @@ class Model:
         mu, _ = self.encode(images, batch_size)
         return self.decode(mu, batch_size)
 
-    def latents(self, num: int, seed: int = 0, start: int = 0) -> Tensor:
-        """Prior codes of images start .. start+num-1 under `seed`; code i depends only on (seed, i)."""
+    def _density_for(self, prior: "str | CodeDensity | None") -> CodeDensity | None:
+        """The density codes come from for `prior`: None means the model's sampler (its density, if any), "normal"
+        the prior N(0, I) (returned as None), a CodeDensity itself."""
+        if prior is None:
+            return self.density
+        if isinstance(prior, CodeDensity):
+            return prior
+        if prior == "normal":
+            return None
+        raise UserError(f"prior {prior!r} is neither 'normal' nor a CodeDensity (None: the model's own sampler).")
+
+    def sampler_text(self, prior: "str | CodeDensity | None" = None) -> str:
+        """Where sampled codes come from, in words, for the first line of a command."""
+        density = self._density_for(prior)
+        if density is None:
+            return "codes from the prior N(0, I)"
+        own = "the run's" if density is self.density else "a"
+        return (f"codes from {own} fitted code density (a {density.components}-component Gaussian mixture over the "
+                "training codes)")
+
+    def latents(self, num: int, seed: int = 0, start: int = 0, prior: "str | CodeDensity | None" = None) -> Tensor:
+        """Codes of images start .. start+num-1 under `seed`, from the model's sampler (or `prior`, see `sample`);
+        code i depends only on (seed, i)."""
+        density = self._density_for(prior)
+        if density is not None:
+            return density.sample(num, seed, start)
         latent_dim = self.config.networks.latent_dim
+        if num == 0:
+            return torch.empty(0, latent_dim)
         return torch.stack([
             torch.randn(latent_dim, generator=torch.Generator().manual_seed(stream_seed(seed, 1, i)))
             for i in range(start, start + num)
         ])
 
-    def sample(self, num: int, seed: int = 0, batch_size: int = 64, density: CodeDensity | None = None) -> Tensor:
-        """`num` images decoded from prior codes (image i depends only on (seed, i)), or from codes of `density`, a
-        mixture fitted to the training images' codes (`fit_code_density`)."""
-        z = self.latents(num, seed) if density is None else density.sample(num, seed)
+    def sample(self, num: int, seed: int = 0, batch_size: int = 64, prior: "str | CodeDensity | None" = None,
+               select: int = 1) -> Tensor:
+        """`num` images (image i depends only on (seed, i)), decoded from codes of the model's sampler: the run's code
+        density when it has one (`density`), else N(0, I). `prior="normal"` draws from N(0, I) whatever the model
+        holds (the papers' sampling); a `CodeDensity` (`fit_code_density`) draws from that.
+
+        `select` = k > 1: selection by the critic. Image i draws k candidates (the first is the code it has without
+        selection, the others come from a stream seeded by (seed, i)) and keeps one of them with a probability
+        proportional to how much more often real images than generated ones have its critic statistic (see
+        `_selection_log_weights`), drawn from a generator seeded by (seed, i). A candidate is kept by chance, not by
+        rank, so the samples keep their spread; image i still depends on (seed, i) only.
+        """
+        if select < 1:
+            raise UserError(f"--select must be at least 1 (1: no selection), got {select}.")
+        z = self.latents(num, seed, prior=prior)
+        if select > 1:
+            return self._selected(z, seed, prior, select, batch_size)
         # Sampled codes are normalised with the prior's batch-norm statistics whatever their source: on the glyphs,
         # codes drawn around the training codes decoded a little more legibly with them than with the posterior's
         # (0.66 against 0.62, docs/experiments/2026-12-06-fitted-prior.md).
         return self.decode(z, batch_size, prior=True)
 
+    def critic(self, images: Tensor, batch_size: int = 64) -> Tensor:
+        """The objective's critic statistic of each image in [0, 1] (`Objective.critic`), (N,)."""
+        return CRITICS[self.config.objective_class.critic](self, images, batch_size)
+
+    def fit_critic(self, density: CodeDensity, images: Tensor, seed: int = 0) -> CodeDensity:
+        """`density` with the critic's statistics (mean and standard deviation over the real `images`, uint8 or
+        float, and over CRITIC_SAMPLES images decoded from it) that selection compares candidates with."""
+        real = torch.cat([self.critic(to_float(chunk) if chunk.dtype == torch.uint8 else chunk)
+                          for chunk in images.split(512)])
+        generated = self.critic(self.decode(density.sample(CRITIC_SAMPLES, seed=stream_seed(seed, 5)), prior=True))
+        statistics = torch.tensor([real.mean(), real.std(), generated.mean(), generated.std()], dtype=torch.float64)
+        return dataclasses.replace(density, critic=statistics)
+
+    def _selected(self, z: Tensor, seed: int, prior: "str | CodeDensity | None", select: int,
+                  batch_size: int) -> Tensor:
+        density = self._density_for(prior)
+        if density is None or density.critic is None:
+            raise UserError("selection by the critic (--select) draws from the run's code density and needs its "
+                            "critic statistics: sample with --prior run (a density fitted by this version).")
+        kept = []
+        for first in range(0, len(z), SELECTION_CHUNK):
+            count = min(SELECTION_CHUNK, len(z) - first)
+            others = torch.stack([density.sample(select - 1, seed=stream_seed(seed, 3, i))
+                                  for i in range(first, first + count)])
+            candidates = torch.cat([z[first:first + count, None], others], dim=1)  # (count, k, D)
+            images = self.decode(candidates.flatten(0, 1), batch_size, prior=True)
+            log_weights = _selection_log_weights(self.critic(images, batch_size), density.critic).view(count, select)
+            for row in range(count):
+                generator = torch.Generator().manual_seed(stream_seed(seed, 4, first + row))
+                chosen = int(torch.multinomial(torch.softmax(log_weights[row], 0), 1, generator=generator))
+                kept.append(images[row * select + chosen])
+        return torch.stack(kept) if kept else self.decode(z, batch_size, prior=True)
+
     def fit_code_density(self, images: Tensor, components: int | None = None, seed: int = 0) -> CodeDensity:
-        """A Gaussian mixture fitted to the posterior means of `images` in [0, 1] (see `introvae.density`); None
-        components: 100, or one per 20 images for fewer than 2000."""
-        mu, _ = self.encode(images)
-        return fit_mixture(mu, components, seed=seed)
+        """A Gaussian mixture fitted to the posterior means of `images` (uint8, or float in [0, 1]; see
+        `introvae.density`), with the critic's statistics for selection (`fit_critic`); None components: 100, or
+        one per 20 images for fewer than 2000. The images are encoded a chunk at a time, so thousands of uint8
+        images need no float copy of them all."""
+        mu = torch.cat([self.encode(to_float(chunk) if chunk.dtype == torch.uint8 else chunk)[0]
+                        for chunk in images.split(512)])
+        return self.fit_critic(fit_mixture(mu, components, seed=seed), images, seed)
 
     def interpolate_latents(self, z_a: Tensor, z_b: Tensor, steps: int, method: str = "lerp") -> Tensor:
         """`steps` codes from z_a to z_b inclusive, on a line (lerp) or a great circle (slerp)."""
@@ -204,9 +301,10 @@ class Model:
         mu, _ = self.encode(torch.stack([image_a, image_b]))
         return self.decode(self.interpolate_latents(mu[0], mu[1], steps, method))
 
-    def interpolate_seeds(self, seed_a: int, seed_b: int, steps: int, method: str = "lerp") -> Tensor:
-        """Decoded images between the first prior code of seed_a and that of seed_b."""
-        z_a, z_b = self.latents(1, seed_a)[0], self.latents(1, seed_b)[0]
+    def interpolate_seeds(self, seed_a: int, seed_b: int, steps: int, method: str = "lerp",
+                          prior: "str | CodeDensity | None" = None) -> Tensor:
+        """Decoded images between the first sampled code of seed_a and that of seed_b (see `sample` for `prior`)."""
+        z_a, z_b = self.latents(1, seed_a, prior=prior)[0], self.latents(1, seed_b, prior=prior)[0]
         return self.decode(self.interpolate_latents(z_a, z_b, steps, method), prior=True)
 
     def check_images(self, images: Tensor) -> None:
@@ -215,3 +313,18 @@ class Model:
         if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
             raise UserError(f"images of shape {tuple(images.shape)} do not fit this model, which takes (N, {c}, {s}, {s}).")
 
+
+
+def _selection_log_weights(statistic: Tensor, critic: Tensor) -> Tensor:
+    """log of N(s; real) / N(s; generated) for each candidate's critic statistic s, with Gaussians of the statistic
+    over real and over generated images (`CodeDensity.critic`): the ratio of how often real and generated images have
+    that value, the weight under which candidates drawn from the generated distribution are distributed as real ones
+    (sampling-importance-resampling, as in discriminator rejection sampling, Azadi et al. 2019). A ratio of two
+    Gaussians grows without bound in a tail unless the denominator is the wider one, and the Gaussians are only a
+    model of the statistic there, so the log-ratio is clipped to +-SELECTION_LOG_RATIO_LIMIT: no candidate is ever
+    preferred more than e^(2 limit) times over another."""
+    real_mean, real_std, generated_mean, generated_std = (float(v) for v in critic)
+    s = statistic.double()
+    log_ratio = (-0.5 * ((s - real_mean) / real_std) ** 2 + 0.5 * ((s - generated_mean) / generated_std) ** 2
+                 + math.log(generated_std / real_std))
+    return log_ratio.clamp(-SELECTION_LOG_RATIO_LIMIT, SELECTION_LOG_RATIO_LIMIT)

@@ -7,7 +7,8 @@
         dynamics.png         the objective's panels of the log (RunDir.draw_dynamics)
         samples.png, reconstructions.png, interpolation.png    written at the end of training
         grids/step-STEP.png  real | reconstruction | sample rows every --grid-every steps
-        checkpoints/         model-STEP.safetensors and train-STEP.safetensors (introvae.checkpoint)
+        checkpoints/         model-STEP.safetensors and train-STEP.safetensors (introvae.checkpoint), and
+                             density-STEP.safetensors: the code density sampling draws from (introvae.density)
         eval/eval-STEP.json  `introvae evaluate` reports, nearest-neighbour grids beside them
         attributes/          attribute vectors (`introvae attribute`), which the explorer page lists
         tensorboard/         event files with --tensorboard
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .checkpoint import CHECKPOINT_DIR, checkpoint_steps, latest_step, model_path, train_state_path
+from .checkpoint import CHECKPOINT_DIR, checkpoint_steps, density_path, latest_step, model_path, train_state_path
 from .config import Config
 from .errors import UserError
 from .plot import plot_dynamics, read_log
@@ -113,6 +114,11 @@ class RunDir:
 
     def train_state(self, step: int) -> Path:
         return train_state_path(self.path, step)
+
+    def density_file(self, step: int) -> Path:
+        """The run's code density at the checkpoint of `step` (`introvae.density`): written at the end of training,
+        or by the first command that samples from a checkpoint without one."""
+        return density_path(self.path, step)
 
     def checkpoint_steps(self) -> list[int]:
         """Steps of the complete checkpoints, oldest first."""

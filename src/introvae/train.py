@@ -7,8 +7,9 @@ A run directory holds
     split.json      which images are in the train and test splits
     log.jsonl       one record of mean losses every `log_every` steps
     grids/          real / reconstruction / sample rows every `grid_every` steps
-    checkpoints/    model-*.safetensors and train-*.safetensors (see `introvae.checkpoint`)
-    samples.png, reconstructions.png, interpolation.png, dynamics.png   written at the end
+    checkpoints/    model-*.safetensors and train-*.safetensors (see `introvae.checkpoint`), and at the end the
+                    run's code density (density-*.safetensors), what sampling draws codes from by default
+    samples.png, reconstructions.png, interpolation.png, dynamics.png   written at the end, sampled from that density
 
 Randomness is a function of (seed, step): the data order of epoch e is a permutation seeded by (seed, e), and the
 noise (reparameterisation, prior samples, flips) of step s comes from a generator seeded by (seed, s). So the
@@ -45,7 +46,8 @@ from .atomic import remove_stale_temporaries
 from .batchnorm import REESTIMATE_IMAGES
 from .checkpoint import CheckpointWriteError, load_networks, load_newest, load_tree, save_checkpoint
 from .config import Config
-from .data import DataSplit, ImageSource, cache_in_memory, open_data
+from .data import DataSplit, ImageSource, cache_in_memory, evenly_spaced, open_data
+from .density import DENSITY_IMAGES
 from .distributed import Distributed
 from .engine import MAX_BAD_STEPS, Engine, LossAverager
 from .errors import UserError
@@ -423,8 +425,24 @@ class Trainer:
             self._stop(self._signals.requested, losses, started)
         self.prepare_inference()  # on every rank, so that all ranks end with the same statistics
         self._save_unless_saved()
+        self.store_density()
         self.save_grid()
         self.write_summary_images()
+
+    def store_density(self) -> None:
+        """Fit the run's code density to the training images' codes at this step, store it beside the checkpoint
+        and sample from it from now on (see `introvae.density`): the pictures written at the end show it."""
+        if not self.dist.is_main:
+            return
+        self.prepare_inference()
+        started = time.time()
+        images = evenly_spaced(self.data.train, DENSITY_IMAGES)
+        density = self.model.fit_code_density(images)
+        density.save(self.run.density_file(self.step))
+        self.model.density = density
+        # Not a log.jsonl record: a run stopped and resumed would hold one more than the same run trained straight.
+        self._note(f"introvae: fitted the run's code density ({density.components} components over the codes of "
+                   f"{len(images)} training images, {time.time() - started:.1f} s); sampling draws from it by default")
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Config, OptionSpec, from_preset, option_table
+from ..density import DEFAULT_TEMPERATURE
 from ..errors import UserError
 from ..model import Model
 
@@ -73,3 +74,25 @@ def output_file(path: Path, suffixes: Sequence[str], option: str = "--out") -> P
     if path.suffix.lower() not in suffixes:
         raise UserError(f"{option} {path} must end in {' or '.join(suffixes)}.")
     return path
+
+
+PRIOR_HELP = ("where sampled codes come from: the run's code density (run: a Gaussian mixture fitted to the training "
+              "images' codes, which training stores with its final checkpoint; for a checkpoint without one it is "
+              "fitted on first use and stored), the prior N(0, I) (normal: the papers' sampling), or a density file "
+              "written by `introvae sample --save-prior` (FILE)")
+
+
+def add_prior_option(p: argparse.ArgumentParser, fitted: bool = False) -> None:
+    """--prior of a command that samples codes (read by `introvae.latent.set_sampler`); `fitted` adds the choice of
+    a density fitted anew."""
+    more = (", or a density fitted anew with --components and --prior-images (fitted)" if fitted else "")
+    p.add_argument("--prior", default="run", metavar="run|normal|fitted|FILE" if fitted else "run|normal|FILE",
+                   help=f"{PRIOR_HELP}{more} (default: run)")
+    p.add_argument("--temperature", type=float, metavar="T", help="with a code density: every component's spread "
+                   "times T when sampling; below 1 draws nearer the training codes (float, default: the density's "
+                   f"own, {DEFAULT_TEMPERATURE:g} for one fitted by this version)")
+
+
+def say(message: str) -> None:
+    """One line of what a command is doing, on stdout beside its "wrote ..." line (stderr is for errors)."""
+    print(f"introvae: {message}")

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..density import CODES_PER_COMPONENT, DEFAULT_COMPONENTS, CodeDensity
+from ..density import CODES_PER_COMPONENT, DEFAULT_COMPONENTS
 from ..errors import UserError
 from ..images import save_image, to_float, to_uint8
-from ..latent import ANIMATION_SUFFIXES, DENSITY_IMAGES, fitted_density, load_named_images, write_interpolation
-from ..model import Model
-from .common import add_run_options, load_model, output_file
+from ..latent import ANIMATION_SUFFIXES, DENSITY_IMAGES, load_named_images, set_sampler, write_interpolation
+from .common import add_prior_option, add_run_options, load_model, output_file, say
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -31,16 +30,16 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                    help="a directory for PNG files (with grid.png), FILE.png for one grid of all the images (8 "
                    "per row), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
     p.add_argument("--seed", type=int, default=0, help="image i uses the seed (SEED, i), whatever the batch size (int, default: 0)")
-    p.add_argument("--prior", default="normal", metavar="normal|fitted|FILE", help="where the codes come from: the "
-                   "prior N(0, I) (normal, the papers' sampling), a Gaussian mixture fitted to the posterior means of "
-                   "the run's training images (fitted; Ghosh et al. 2020's ex-post density, which avoids the holes "
-                   "between the codes of real images), or a mixture saved with --save-prior (default: normal)")
+    add_prior_option(p, fitted=True)
     p.add_argument("--components", type=int, help="with --prior fitted: the mixture's components (int, default: "
                    f"{DEFAULT_COMPONENTS}, or one per {CODES_PER_COMPONENT} training images when there are fewer)")
     p.add_argument("--prior-images", type=int, default=DENSITY_IMAGES, help="with --prior fitted: training "
                    f"images whose codes it is fitted to (int, default: {DENSITY_IMAGES})")
-    p.add_argument("--save-prior", type=Path, metavar="FILE.safetensors", help="with --prior fitted: also write the "
-                   "fitted mixture, for --prior FILE")
+    p.add_argument("--select", type=int, default=1, metavar="K", help="selection by the critic: draw K candidates per "
+                   "image and keep one with a probability that favours critic values (the encoder's KL) as common "
+                   "among real images as among generated ones; 1: none (int, default: 1; see docs/latent.md)")
+    p.add_argument("--save-prior", type=Path, metavar="FILE.safetensors", help="also write the density the codes come "
+                   "from (not with --prior normal), for --prior FILE")
     add_run_options(p)
     p.set_defaults(run_command=cmd_sample)
 
@@ -74,6 +73,7 @@ def _add_interpolate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="straight line or great circle (default: lerp)")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write, or .gif/.webp for an animation plus "
                    "the strip as the same name with .png")
+    add_prior_option(p)
     p.add_argument("--fps", type=float, default=12.0, help="animation frames per second (float, default: 12)")
     p.add_argument("--zoom", type=int, help="animation: each pixel becomes a ZOOM x ZOOM block (int, default: the "
                    "smallest that makes frames at least 128 px)")
@@ -84,9 +84,21 @@ def _add_interpolate(sub: argparse._SubParsersAction) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.num <= 0:
         raise UserError(f"--num must be positive, got {args.num}.")
+    if args.select < 1:
+        raise UserError(f"--select must be at least 1 (1: no selection), got {args.select}.")
+    if (args.components is not None and args.components <= 0) or args.prior_images <= 0:
+        raise UserError(f"--components and --prior-images must be positive, got {args.components} and "
+                        f"{args.prior_images}.")
+    if args.save_prior is not None:
+        output_file(args.save_prior, (".safetensors",), "--save-prior")
+        if args.prior == "normal":
+            raise UserError("--save-prior writes the density the codes come from, and --prior normal has none: use "
+                            "it with --prior run or fitted.")
     model = load_model(args)
-    density = _code_density(args, model)
-    images = model.sample(args.num, seed=args.seed, batch_size=args.batch_size, density=density)
+    sampler = set_sampler(model, args.prior, args.components, args.prior_images, args.temperature)
+    selection = f"; selection by the critic, {args.select} candidates per image" if args.select > 1 else ""
+    say(f"sampling {sampler}{selection}")
+    images = model.sample(args.num, seed=args.seed, batch_size=args.batch_size, select=args.select)
     out: Path = args.out
     if out.suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,38 +111,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         for i, image in enumerate(images):
             save_image(image, out / f"{i:06d}.png")
         save_image(images[:64], out / "grid.png", nrow=8)
-    source = ("" if density is None
-              else f", codes from a {density.components}-component mixture fitted to the training codes")
-    print(f"introvae: wrote {args.num} samples (seed {args.seed}{source}) to {out}")
-    return 0
-
-
-def _code_density(args: argparse.Namespace, model: Model) -> CodeDensity | None:
-    """The density --prior names: None for N(0, I), a mixture fitted now, or one read from a file."""
-    if args.save_prior is not None:
-        output_file(args.save_prior, (".safetensors",), "--save-prior")
-        if args.prior != "fitted":
-            raise UserError("--save-prior writes a fitted mixture: use it with --prior fitted.")
-    if args.prior == "normal":
-        return None
-    if args.prior != "fitted":
-        path = Path(args.prior)
-        if not path.is_file():
-            raise UserError(f"--prior {args.prior} is neither normal, fitted nor a file: give one of them (a file "
-                            "written by --save-prior).")
-        density = CodeDensity.load(path)
-        if density.latent_dim != model.config.networks.latent_dim:
-            raise UserError(f"--prior {path} holds {density.latent_dim}-d codes but this model's are "
-                            f"{model.config.networks.latent_dim}-d: fit it on this run.")
-        return density
-    if (args.components is not None and args.components <= 0) or args.prior_images <= 0:
-        raise UserError(f"--components and --prior-images must be positive, got {args.components} and "
-                        f"{args.prior_images}.")
-    density = fitted_density(model, args.components, args.prior_images)
-    if args.save_prior is not None:
+    if args.save_prior is not None and model.density is not None:
         args.save_prior.parent.mkdir(parents=True, exist_ok=True)
-        density.save(args.save_prior)
-    return density
+        model.density.save(args.save_prior)
+    print(f"introvae: wrote {args.num} samples (seed {args.seed}) to {out}")
+    return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -162,6 +147,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         raise UserError(f"--{'inputs' if files else 'seeds'} needs at least two values to interpolate between.")
     output_file(args.out, (".png", ".jpg", ".jpeg", *ANIMATION_SUFFIXES))
     model = load_model(args)
+    if seeds is not None:  # images are encoded; seeds are sampled codes, from the sampler --prior names
+        say(f"interpolating between {set_sampler(model, args.prior, temperature=args.temperature)}")
     strip, frames = write_interpolation(model, args.out, files, seeds, args.steps, args.method, args.fps, args.zoom,
                                         args.batch_size)
     if frames:

@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..evaluate import EvalSettings, evaluate_run, evaluate_sets, format_table, report_path
 from ..export import export_model
 from ..rundir import RunDir
-from .common import add_run_options
+from .common import add_prior_option, add_run_options
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +76,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (int, default: 100)")
     p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (int, default: 1000)")
     p.add_argument("--pr-k", type=int, default=3, help="k of the k-NN balls of precision/recall (int, default: 3)")
+    add_prior_option(p)
     p.add_argument("--quiet", action="store_true", help="only the table")
     add_run_options(p)
     p.set_defaults(run_command=cmd_evaluate)
@@ -118,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         where = args.out
     else:
         report = evaluate_run(args.run_dir, data=args.data, settings=settings, out=args.out, step=args.step,
-                              quiet=args.quiet)
+                              quiet=args.quiet, prior=args.prior, temperature=args.temperature)
         where = args.out or report_path(args.run_dir, report["step"])
     print(format_table(report))
     if where is not None and not args.quiet:

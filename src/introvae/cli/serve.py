@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..serve import serve
+from .common import add_prior_option
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +26,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 1 answers fastest on a busy "
                    "machine (int, default: 0, torch's choice)")
+    add_prior_option(p)
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(run_command=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     serve(args.run_dir, host=args.host, port=args.port, attribute_files=args.attribute, step=args.step,
-          device=args.device, components=args.components, threads=args.threads, quiet=args.quiet)
+          device=args.device, components=args.components, threads=args.threads, quiet=args.quiet, prior=args.prior,
+          temperature=args.temperature)
     return 0

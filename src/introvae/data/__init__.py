@@ -4,7 +4,7 @@ verified once when opened and served as uint8 image sources; and image sets to c
 Each kind of data set is a `DataSourceKind` in the registry `DATA_SOURCES` (see `introvae.data.source`).
 """
 
-from introvae.data.base import DataSplit, DecodingSource, ImageSource, TensorSource, cache_in_memory
+from introvae.data.base import DataSplit, DecodingSource, ImageSource, TensorSource, cache_in_memory, evenly_spaced
 from introvae.data.builtin import make_shapes
 from introvae.data.folder import scan_folder
 from introvae.data.foldersource import FolderSource
@@ -24,6 +24,7 @@ __all__ = [
     "DecodingSource",
     "FolderSource",
     "cache_in_memory",
+    "evenly_spaced",
     "make_shapes",
     "make_glyphs",
     "glyph_labels",

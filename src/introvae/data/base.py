@@ -62,6 +62,13 @@ class ImageSource(Protocol):
         ...
 
 
+def evenly_spaced(source: ImageSource, count: int) -> torch.Tensor:
+    """Up to `count` images of `source` at evenly spaced indices, uint8: the same choice on every call, so that what is
+    fitted to them (the run's code density, the OOD reference) is fitted again to the same images."""
+    chosen = torch.linspace(0, len(source) - 1, min(count, len(source))).round().long().unique()
+    return source.get(chosen.tolist())
+
+
 def _index_list(indices: Sequence[int] | torch.Tensor) -> list[int]:
     if isinstance(indices, torch.Tensor):
         return [int(i) for i in indices.reshape(-1).tolist()]

@@ -9,24 +9,27 @@ file or a folder (recursively, in the order of `scan_folder`), keeping the relat
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..config import Config
-from ..density import CodeDensity
-from ..data import load_image_set, open_data, scan_folder
+from ..density import DENSITY_IMAGES, CodeDensity
+from ..data import evenly_spaced, load_image_set, open_data, scan_folder
 from ..errors import DataError, UserError
 from ..images import load_image, to_float
 from ..model import Model
+from ..rundir import RunDir
 
-__all__ = ["training_images", "fitted_density", "load_named_images", "read_labels_csv"]
+__all__ = ["training_images", "fitted_density", "set_sampler", "PRIORS", "load_named_images", "read_labels_csv"]
+
+# --prior of the commands that sample: the run's stored density (the default), N(0, I), a density fitted anew, or
+# (any other value) a density file.
+PRIORS = ("run", "normal", "fitted")
 
 TRAINING_IMAGES = 1024  # enough for a stable PCA of 128-d codes and a noise level; a few seconds to encode at 32 px
-# For a fitted code density: the glyphs' training set at the default size is about 3700 images, and more codes than
-# that cost only encoding time.
-DENSITY_IMAGES = 8192
 
 
 def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
@@ -38,15 +41,75 @@ def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
     except DataError as e:
         raise UserError(f"the run's training data {dataset.path!r} cannot be opened ({e}); run the command where "
                         f"that data is, or give the images yourself (see --help).") from None
-    total = len(data.train)
-    chosen = torch.linspace(0, total - 1, min(count, total)).round().long().unique()
-    return data.train.get(chosen.tolist())
+    return evenly_spaced(data.train, count)
 
 
 def fitted_density(model: Model, components: int | None = None, count: int = DENSITY_IMAGES) -> CodeDensity:
     """A Gaussian mixture fitted to the codes of up to `count` of the model's own training images
-    (`Model.fit_code_density`): what `introvae sample --prior fitted` draws from."""
-    return model.fit_code_density(to_float(training_images(model.config, count)), components)
+    (`Model.fit_code_density`): the run's code density that training stores, fitted anew."""
+    return model.fit_code_density(training_images(model.config, count), components)
+
+
+def set_sampler(model: Model, prior: str | Path = "run", components: int | None = None,
+                count: int = DENSITY_IMAGES, temperature: float | None = None) -> str:
+    """Point `model`'s sampler (`Model.density`) at `prior` and return what it now draws from, in words, for the
+    first line of a command.
+
+    "run": the run's code density, which training stores with its final checkpoint. A checkpoint without one (a run
+    trained before runs stored it, or another step) has it fitted now from the run's training images and stored beside
+    the checkpoint, and the line says so; when those images cannot be opened (a weights file copied elsewhere) the
+    codes come from N(0, I) and the line says why. "normal": N(0, I), the papers' sampling. "fitted": a density fitted
+    anew (`components`, `count` images), not stored. Anything else: a density file written by `sample --save-prior`.
+    `temperature` replaces the density's own (`CodeDensity.temperature`).
+    """
+    text = _point_sampler(model, str(prior), components, count)
+    if temperature is not None:
+        if not temperature > 0:
+            raise UserError(f"--temperature must be positive, got {temperature}.")
+        if model.density is None:
+            raise UserError("--temperature scales a code density's spread, and --prior normal has none: leave it out.")
+        model.density = dataclasses.replace(model.density, temperature=temperature)
+    if model.density is not None:
+        text += f"; temperature {model.density.temperature:g}"
+    return text
+
+
+def _point_sampler(model: Model, prior: str, components: int | None, count: int) -> str:
+    if prior == "normal":
+        model.density = None
+        return model.sampler_text() + " (--prior normal)"
+    if prior == "fitted":
+        model.density = fitted_density(model, components, count)
+        return model.sampler_text().replace("the run's", "a") + " fitted now"
+    if prior != "run":
+        path = Path(prior)
+        if not path.is_file():
+            raise UserError(f"--prior {prior} is neither run, normal, fitted nor a file: give one of them (a file "
+                            "written by `introvae sample --save-prior`).")
+        density = CodeDensity.load(path)
+        if density.latent_dim != model.config.networks.latent_dim:
+            raise UserError(f"--prior {path} holds {density.latent_dim}-d codes but this model's are "
+                            f"{model.config.networks.latent_dim}-d: fit it on this run.")
+        model.density = density
+        return model.sampler_text().replace("the run's fitted", "the") + f" in {path}"
+    if model.density is not None:
+        return model.sampler_text()
+    try:
+        images = training_images(model.config, count)
+    except UserError:
+        return (f"codes from the prior N(0, I): this model carries no code density and its training data "
+                f"{model.config.dataset.path!r} cannot be opened here to fit one")
+    model.density = model.fit_code_density(images)
+    stored = ""
+    if model.origin is not None:
+        path = RunDir(model.origin[0]).density_file(model.origin[1])
+        try:
+            model.density.save(path)
+            stored = f", stored in {path}"
+        except OSError as error:
+            stored = f" (not stored: {error.strerror or error})"
+    return (model.sampler_text() + f", fitted on first use to {len(images)} training images{stored}: this "
+            "checkpoint had none (a run trained before runs stored it, or not its final step)")
 
 
 def load_named_images(path: str | Path, size: int, channels: int, option: str = "--input") -> tuple[list[str], Tensor]:

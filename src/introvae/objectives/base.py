@@ -133,6 +133,10 @@ class Objective:
     warmup_text: ClassVar[str] = ""  # what the warm-up trains, for reports ("the plain VAE ...")
     averaged_roles: ClassVar[tuple[str, ...]] = ("generator",)  # networks of which --ema keeps a moving average
     divergence_advice: ClassVar[str] = "lower --lr"  # what to change when training diverged for good
+    # The statistic of an image that selection by the critic (`Model.sample(select=k)`) compares between real and
+    # generated images: a key of `introvae.model.CRITICS`. The encoder's KL is what IntroVAE trains as its
+    # discriminator; the other objectives declare it too, so that their runs are the control.
+    critic: ClassVar[str] = "kl"
     progress: ClassVar[tuple[Series, ...]] = ()  # log keys the progress line shows, with their labels
     # The panels of its training-dynamics plot (dynamics.png); (): panels derived from the log's keys.
     dynamics: ClassVar[tuple[Panel, ...]] = ()

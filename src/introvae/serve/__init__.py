@@ -52,7 +52,7 @@ def make_explorer_server(explorer: Explorer, host: str = "127.0.0.1", port: int 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, attribute_files: Sequence[str | Path] = (),
           step: int | None = None, device: str = "auto", components: int = 8, threads: int = 0,
-          quiet: bool = False) -> None:
+          quiet: bool = False, prior: str = "run", temperature: float | None = None) -> None:
     """Open a run and serve its explorer page on http://host:port/ until interrupted (Ctrl-C).
 
     `threads` > 0 sets torch's CPU threads: a request decodes one small batch, and on a busy machine one thread
@@ -70,7 +70,10 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, attrib
     if not quiet:
         print(f"introvae: opening {run_dir} (principal directions of the training codes, reference scores)",
               file=sys.stderr)
-    explorer = Explorer.open(run_dir, attribute_files=attribute_files, step=step, device=device, components=components)
+    explorer = Explorer.open(run_dir, attribute_files=attribute_files, step=step, device=device, components=components,
+                             prior=prior, temperature=temperature)
+    if not quiet:
+        print(f"introvae: sampling {explorer.sampler}", file=sys.stderr)
     server = make_explorer_server(explorer, host, port)
     # One line per request would flood the terminal while a slider is dragged; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -35,7 +35,7 @@ from ..errors import DataError, UserError
 from ..evaluate import format_table, report_path
 from ..images import load_image, to_float, to_uint8
 from ..latent import (DEFAULT_SCORE, attribute_position, fit_reference, load_attributes, principal_directions,
-                      run_attributes, score_images, training_images)
+                      run_attributes, score_images, set_sampler, training_images)
 from ..model import Model
 from ..rundir import RunDir
 
@@ -89,6 +89,7 @@ class Explorer:
     step: int | None = None  # the checkpoint's step (None for a weights file outside a run directory)
     sigma: float = 1.0  # the Gaussian decoder's standard deviation the OOD scores use
     ood_reference: Any = None  # introvae.latent.OODReference: sigma and the training statistics of the OOD scores
+    sampler: str = ""  # where sampled codes come from, in words (`introvae.latent.set_sampler`)
     _uploads: "OrderedDict[str, _Upload]" = field(default_factory=OrderedDict)
     # One request at a time touches the networks: decoding with prior statistics swaps batch-norm buffers, and
     # Model.evaluating switches train/eval modes, so concurrent requests would see each other's state.
@@ -99,13 +100,14 @@ class Explorer:
     @classmethod
     def open(cls, run_dir: str | Path, attribute_files: Sequence[str | Path] = (), step: int | None = None,
              device: str = "auto", components: int = 8, reference_count: int = 512, score_reference: int = 64,
-             score_samples: int = 16) -> "Explorer":
+             score_samples: int = 16, prior: str = "run", temperature: float | None = None) -> "Explorer":
         """Load a run (or a weights file that `Model.load` takes), its stored attribute vectors (RUN_DIR/attributes/,
         or attributes/ beside a weights file, where `introvae attribute` puts them) and those of `attribute_files`, and
         compute the principal directions of the posterior means of `reference_count` training images (evenly spaced
-        over the run's training split)."""
+        over the run's training split). Sampled codes come from the sampler `prior` names (`set_sampler`)."""
         run_dir = Path(run_dir)
         model = Model.load(run_dir, step=step, device=device)
+        sampler = set_sampler(model, prior, temperature=temperature)
         latent_dim = model.config.networks.latent_dim
         notes: list[str] = []
         attributes = dict(run_attributes(run_dir))
@@ -140,7 +142,7 @@ class Explorer:
             step = RunDir(run_dir).latest_step()
         explorer = cls(model=model, run_dir=run_dir, directions=directions, attributes=attributes,
                        reference_scores={}, notes=notes, score_samples=score_samples, step=step,
-                       sigma=ood_reference.sigma, ood_reference=ood_reference)
+                       sigma=ood_reference.sigma, ood_reference=ood_reference, sampler=sampler)
         if score_reference > 0:
             explorer.reference_scores = explorer._scores(reference[:score_reference])
         return explorer
@@ -159,6 +161,7 @@ class Explorer:
             "channels": config.dataset.channels,
             "latent_dim": config.networks.latent_dim,
             "data": str(config.dataset.path),
+            "sampler": self.sampler,
             "directions": [d.describe() for d in self.directions],
             "attributes": [{"name": name, "count_with": v.count_with, "count_without": v.count_without,
                             "norm": float(v.norm)} for name, v in self.attributes.items()],
