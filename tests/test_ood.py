@@ -246,6 +246,95 @@ def test_the_default_score_flags_flat_images_that_the_likelihood_ranks_as_most_t
     assert detection_metrics(inliers[DEFAULT_SCORE], outliers[DEFAULT_SCORE])["auroc"] > 0.85
 
 
+# ---- the default: the larger of the two typicalities, on a closed-form model where each signal can be moved alone
+
+WIDE_SIDE, WIDE_SCALES = 8, (1.5, 0.7)  # 64 pixels, 2 latent dimensions: most of x's variation is the decoder's noise
+
+
+def _wide_linear_model():
+    """x = Q diag(s) z + b + N(0, SIGMA^2 I) on 8 x 8 images with orthonormal Q (64 x 2): the exact posterior is
+    diagonal, so the estimator's -log p(x) is exact, and an image splits into a part along Q, which alone sets the
+    code (and so the KL), and a residual orthogonal to it, which only the likelihood sees."""
+    dims = WIDE_SIDE**2
+    g = torch.Generator().manual_seed(11)
+    q, _ = torch.linalg.qr(torch.randn(dims, len(WIDE_SCALES), generator=g, dtype=torch.float64))
+    scales = torch.tensor(WIDE_SCALES, dtype=torch.float64)
+    b = 0.5 + 0.05 * torch.randn(dims, generator=g, dtype=torch.float64)
+    posterior_variance = SIGMA**2 / (scales**2 + SIGMA**2)  # diag (I + W^T W / sigma^2)^-1
+
+    def encode(x):
+        along = (x.reshape(len(x), -1).double() - b) @ q  # the coefficients c of x - b along Q
+        return along * scales / (scales**2 + SIGMA**2), posterior_variance.log().expand(len(x), -1)
+
+    def decode(z):
+        return (z.double() * scales @ q.T + b).reshape(len(z), 1, WIDE_SIDE, WIDE_SIDE)
+
+    def draw(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, len(WIDE_SCALES), generator=g, dtype=torch.float64)
+        return decode(z) + SIGMA * torch.randn(n, 1, WIDE_SIDE, WIDE_SIDE, generator=g, dtype=torch.float64)
+
+    def image(along_quadratic: float, residual_quadratic: float):
+        """An image whose part along Q has c^T (S^2 + SIGMA^2 I)^-1 c = along_quadratic (split evenly between the
+        two directions) and whose residual r has |r|^2 / SIGMA^2 = residual_quadratic: -log p(x) is
+        (along_quadratic + residual_quadratic) / 2 plus a constant, the KL grows with along_quadratic alone."""
+        c = (along_quadratic / 2 * (scales**2 + SIGMA**2)).sqrt()
+        r = torch.randn(dims, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        r = r - q @ (q.T @ r)  # orthogonal to Q: invisible to the encoder
+        r = r / r.norm() * SIGMA * math.sqrt(residual_quadratic)
+        return (b + q @ c + r).reshape(1, 1, WIDE_SIDE, WIDE_SIDE)
+
+    return encode, decode, draw, image
+
+
+def _wide_scores(encode, decode, images, reference):
+    density = gaussian_scores(encode, decode, images, SIGMA, samples=2)
+    return {**density, **corrected_scores(density, images, reference)}
+
+
+@pytest.fixture(scope="module")
+def wide_model():
+    encode, decode, draw, image = _wide_linear_model()
+    reference = reference_statistics(encode, decode, draw(500, seed=1), samples=2, sigma=SIGMA)
+    held_out = _wide_scores(encode, decode, draw(300, seed=2), reference)
+    return encode, decode, image, reference, held_out
+
+
+def test_the_default_flags_an_image_whose_code_is_atypical_but_whose_likelihood_is_typical(wide_model):
+    encode, decode, image, reference, held_out = wide_model
+    dims = WIDE_SIDE**2
+    # The quadratic form of x - b is chi-square with 64 degrees of freedom over images of the model: 2 of them along
+    # Q (mean 2; the largest of 300 draws about 11), 62 in the residual. This image puts 40 along Q and shrinks
+    # the residual so that the total, and so -log p(x), stays at its typical value 64.
+    odd_code = _wide_scores(encode, decode, image(along_quadratic=40.0, residual_quadratic=dims - 40.0), reference)
+    assert odd_code["typicality"][0] < 0.5  # its likelihood is in the middle of the training band ...
+    assert odd_code["typicality"][0] < np.median(held_out["typicality"])
+    assert odd_code["kl_typicality"][0] > held_out["kl_typicality"].max()  # ... its code is not
+    assert odd_code[DEFAULT_SCORE][0] > held_out[DEFAULT_SCORE].max()
+    assert DEFAULT_SCORE == "combined_typicality"
+
+
+def test_the_default_flags_an_image_whose_likelihood_is_atypical_but_whose_code_is_typical(wide_model):
+    encode, decode, image, reference, held_out = wide_model
+    # A typical part along Q (its mean, 2) and three times the residual's mean: -log p(x) about 11 training
+    # standard deviations too high, from noise the encoder cannot see.
+    odd_likelihood = _wide_scores(encode, decode, image(along_quadratic=2.0, residual_quadratic=3 * 62.0), reference)
+    assert odd_likelihood["kl_typicality"][0] < np.median(held_out["kl_typicality"])  # its code is typical ...
+    assert odd_likelihood["typicality"][0] > held_out["typicality"].max()  # ... its likelihood is not
+    assert odd_likelihood[DEFAULT_SCORE][0] > held_out[DEFAULT_SCORE].max()
+
+
+def test_the_combined_typicality_is_the_larger_of_the_two_and_typical_images_stay_low(wide_model):
+    encode, decode, image, reference, held_out = wide_model
+    np.testing.assert_array_equal(held_out["combined_typicality"],
+                                  np.maximum(held_out["typicality"], held_out["kl_typicality"]))
+    # An image typical in both ways scores below most held-out images, and held-out images of the model itself are
+    # rarely flagged: taking the larger of two scores raises the inliers' scores only a little.
+    typical = _wide_scores(encode, decode, image(along_quadratic=2.0, residual_quadratic=62.0), reference)
+    assert typical[DEFAULT_SCORE][0] < np.median(held_out[DEFAULT_SCORE])
+    assert (held_out[DEFAULT_SCORE] > 3).mean() < 0.05
+
+
 # ---- detection metrics
 
 
