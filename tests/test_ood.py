@@ -1,12 +1,15 @@
 """Out-of-distribution scores: the likelihood estimator against a linear-Gaussian model's exact log p(x), the
 complexity and typicality corrections against hand computations on the same model, the default score against the
 plain likelihood on flat images (probabilistic PCA, exact), the detection metrics against brute-force counts and
-hand-computed cases, and `introvae score` end to end."""
+hand-computed cases, the default (the larger of the two typicalities) on images atypical in one way only, the
+benchmark's near-outlier sets, and `introvae score` end to end."""
 
 import csv
+import importlib.util
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -333,6 +336,39 @@ def test_the_combined_typicality_is_the_larger_of_the_two_and_typical_images_sta
     typical = _wide_scores(encode, decode, image(along_quadratic=2.0, residual_quadratic=62.0), reference)
     assert typical[DEFAULT_SCORE][0] < np.median(held_out[DEFAULT_SCORE])
     assert (held_out[DEFAULT_SCORE] > 3).mean() < 0.05
+
+
+def _benchmark():
+    """benchmarks/ood.py as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("ood_benchmark", Path(__file__).parents[1] / "benchmarks" / "ood.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_s_near_outliers_change_the_inliers_as_named():
+    ood = _benchmark()
+    inliers = torch.zeros(4, 1, 16, 16, dtype=torch.uint8)
+    inliers[:, :, 8, 8] = 200  # one bright pixel on black: where every change is easy to follow
+    inliers[1] = 90  # and one flat gray image
+    near = ood.near_outlier_sets(inliers)
+    assert list(near) == ["blur-1px", "blur-1.5px", "contrast-half", "brightness+32", "shift-4px", "noise-8",
+                          "jpeg-q20"]
+    assert all(images.shape == inliers.shape and images.dtype == torch.uint8 for images in near.values())
+    # Blur spreads the pixel over its neighbours, more at 1.5 px, and leaves a flat image as it is.
+    assert 0 < near["blur-1.5px"][0, 0, 8, 8] < near["blur-1px"][0, 0, 8, 8] < 200
+    assert near["blur-1px"][0, 0, 8, 9] > 0 and (near["blur-1px"][1] == 90).all()
+    # Contrast halves every pixel's distance from the image's mean; brightness adds 32 levels.
+    mean = 200 / 256
+    assert near["contrast-half"][0, 0, 8, 8] == round(mean + (200 - mean) / 2)
+    assert near["contrast-half"][0, 0, 0, 0] == round(mean / 2) and (near["contrast-half"][1] == 90).all()
+    assert (near["brightness+32"].int() - inliers.int() == 32).all()
+    # The shift moves image i right, down, left or up by 4 px.
+    moved = [tuple((image[0] == 200).nonzero()[0].tolist()) for image in near["shift-4px"][[0, 2, 3]]]
+    assert moved == [(8, 12), (8, 4), (4, 8)]
+    noise = near["noise-8"][1].float() - 90
+    assert abs(float(noise.std()) - 8) < 1.5 and abs(float(noise.mean())) < 1.5
+    assert (near["jpeg-q20"] != inliers).any() and (near["jpeg-q20"].int() - inliers.int()).abs().float().mean() < 8
 
 
 # ---- detection metrics
