@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 
 const SCORE_LABELS = {
-  combined_typicality: "combined typicality: the larger of the two below, likelihood or code atypical",
+  joint_typicality: "joint typicality: −log p(x), KL and compressed lengths together (training std. devs.)",
   typicality: "typicality: |−log p(x) − training mean| (training std. devs.)",
   kl_typicality: "KL typicality: |KL − training mean| (training std. devs.)",
   complexity_png_bpd: "−log p(x) − PNG length (bits / dim)",
