@@ -58,7 +58,7 @@ easy for a smooth decoder as a sharp one, and noise of a few levels adds little 
 own size. But the encoder puts faded and blurred images at codes unlike the training images' (the IntroVAE's game
 trains it to: its reconstructions are blurred and it learned to give them a high KL), and fine noise, JPEG blocks and
 blur lengthen the compressed file for a likelihood that stays where it was. Over training images the four go
-together (a glyph with more ink has a higher -log p(x), a higher KL and a longer file); the joint distance flags an
+together (on the glyphs they correlate at 0.3-0.8, the two lengths at 0.98); the joint distance flags an
 image that breaks that relation even when each statistic alone is in its band, as well as one that is far out in any
 one. This is the idea of DoSE (Morningstar et al., "Density of states estimation for out-of-distribution detection",
 AISTATS 2021): a density over a model's summary statistics, fitted on training images; here a Gaussian, which 64
