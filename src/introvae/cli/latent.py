@@ -84,8 +84,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                        description="Score images under the run's model with a Gaussian decoder N(G(z), sigma^2 I): "
                        "the densities, -log p(x) minus the image's compressed length (PNG, WebP), and how far -log "
                        "p(x) and the encoder's KL lie from their training values on either side, and, the default, how "
-                       "far these and the compressed lengths lie together (see introvae.latent.ood and docs/ood.md). sigma and the training values are fitted once on the "
-                       "run's training images (or read with --reference). Writes a CSV of per-image scores and "
+                       "far these and the compressed lengths lie together (see introvae.latent.ood and docs/ood.md). "
+                       "sigma and the training values are fitted once on the run's training images (or read with --reference). Writes a CSV of per-image scores and "
                        "OUT.json (the reference, the default score and, with --inliers and --outliers, the detection "
                        "metrics of every score) and with two sets OUT-histogram.png.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
