@@ -66,7 +66,7 @@ reference images fit. The compressed lengths are those of the complexity scores,
 
 m, s, m_t and C are fitted with sigma, in one pass over a reference set of the run's training images (`fit_reference`,
 `OODReference`): a budget of 1024 decoded posterior samples (max(64, 1024 // K) images at K samples each), the cost
-that fitting sigma had before, so the reference costs about what sigma did (15 % more, measured in docs/ood.md); it
+that fitting sigma had before, so the reference costs about what sigma did (measured in docs/ood.md); it
 is stored in the JSON report of `score` and read back with `--reference`, so that scoring further sets does not fit
 it again.
 
@@ -292,10 +292,11 @@ class OODReference:
         count = len(statistics)
         if (not statistics or any(name not in JOINT_STATISTICS for name in statistics)
                 or len(reference.joint_mean) != count or len(reference.joint_covariance) != count
-                or any(len(row) != count for row in reference.joint_covariance)):
+                or any(len(row) != count for row in reference.joint_covariance)
+                or not all(math.isfinite(v) for v in (*reference.joint_mean, *sum(reference.joint_covariance, ())))):
             raise UserError(f"{source} has an OOD reference whose joint statistics are not among "
-                            f"{', '.join(JOINT_STATISTICS)} or do not match their mean and covariance: give the JSON "
-                            f"report of an earlier `introvae score`.")
+                            f"{', '.join(JOINT_STATISTICS)} or do not match a finite mean and covariance: give the "
+                            f"JSON report of an earlier `introvae score`.")
         return reference
 
 
