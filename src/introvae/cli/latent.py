@@ -83,9 +83,9 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                        "FPR at 95%% TPR",
                        description="Score images under the run's model with a Gaussian decoder N(G(z), sigma^2 I): "
                        "the densities, -log p(x) minus the image's compressed length (PNG, WebP), and how far -log "
-                       "p(x) and the encoder's KL lie from their training values on either side (see "
-                       "introvae.latent.ood and docs/ood.md). sigma and the training values are fitted once on the "
-                       "run's training images (or read with --reference). Writes a CSV of per-image scores and "
+                       "p(x) and the encoder's KL lie from their training values on either side, and, the default, how "
+                       "far these and the compressed lengths lie together (see introvae.latent.ood and docs/ood.md). "
+                       "sigma and the training values are fitted once on the run's training images (or read with --reference). Writes a CSV of per-image scores and "
                        "OUT.json (the reference, the default score and, with --inliers and --outliers, the detection "
                        "metrics of every score) and with two sets OUT-histogram.png.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -99,7 +99,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                    "images' score statistics) of an earlier report OUT.json instead of fitting it again")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (int, default: 0)")
     p.add_argument("--histogram-score", metavar="KEY", help="the score the histogram shows (default: the default "
-                   "score, typicality)")
+                   "score, joint_typicality)")
     p.add_argument("--out", type=Path, required=True, help="CSV file of per-image scores")
     add_run_options(p)
     p.set_defaults(run_command=cmd_score)

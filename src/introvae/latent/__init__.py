@@ -22,6 +22,7 @@ from .ood import (
     CORRECTED_KEYS,
     DEFAULT_SCORE,
     DENSITY_KEYS,
+    JOINT_STATISTICS,
     SCORE_KEYS,
     SCORE_MEANINGS,
     OODReference,
@@ -32,6 +33,8 @@ from .ood import (
     fit_reference,
     fit_sigma,
     gaussian_scores,
+    joint_statistics,
+    joint_typicality,
     plot_score_histograms,
     reference_count,
     reference_statistics,
@@ -66,5 +69,5 @@ __all__ = [
     "reference_count", "compressed_bits_per_dim", "corrected_scores", "detection_metrics", "plot_score_histograms",
     "training_images", "fitted_density", "set_sampler", "PRIORS", "DENSITY_IMAGES", "load_named_images", "read_labels_csv", "ScoreReport", "score_sets",
     "write_attribute", "write_label_attributes", "start_code", "training_directions", "write_interpolation",
-    "read_reference",
+    "read_reference", "JOINT_STATISTICS", "joint_statistics", "joint_typicality",
 ]

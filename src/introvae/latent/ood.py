@@ -48,9 +48,25 @@ encoder to give real images a small KL and generated ones a KL above the margin 
 score of its own that a plain VAE has no reason to learn; two-sided, because an encoder can also put unfamiliar
 images near the prior's centre. Both are in units of the training images' standard deviation.
 
-m and s are fitted with sigma, in one pass over a reference set of the run's training images (`fit_reference`,
+    joint_typicality   sqrt((t - m_t)^T C^-1 (t - m_t))   t = (-log p(x), KL, L_PNG(x) / D, L_WebP(x) / D)
+
+the default: how far the image's four statistics lie from their training mean, in the units of their training
+covariance C (a Mahalanobis distance; with one statistic it is that statistic's typicality). Each statistic sees other
+changes. Far outliers (noise, photographs, flat images) move -log p(x) far out of its band. Near ones, the training
+images blurred, faded, shifted, noised or JPEG-compressed, often keep a typical -log p(x): a blurred digit is about as
+easy for a smooth decoder as a sharp one, and noise of a few levels adds little to a squared error of the decoder's
+own size. But the encoder puts faded and blurred images at codes unlike the training images' (the IntroVAE's game
+trains it to: its reconstructions are blurred and it learned to give them a high KL), and fine noise, JPEG blocks and
+blur lengthen the compressed file for a likelihood that stays where it was. Over training images the four go
+together (on the glyphs they correlate at 0.3-0.8, the two lengths at 0.98); the joint distance flags an
+image that breaks that relation even when each statistic alone is in its band, as well as one that is far out in any
+one. This is the idea of DoSE (Morningstar et al., "Density of states estimation for out-of-distribution detection",
+AISTATS 2021): a density over a model's summary statistics, fitted on training images; here a Gaussian, which 64
+reference images fit. The compressed lengths are those of the complexity scores, so it costs no extra time.
+
+m, s, m_t and C are fitted with sigma, in one pass over a reference set of the run's training images (`fit_reference`,
 `OODReference`): a budget of 1024 decoded posterior samples (max(64, 1024 // K) images at K samples each), the cost
-that fitting sigma had before, so the reference costs about what sigma did (15 % more, measured in docs/ood.md); it
+that fitting sigma had before, so the reference costs about what sigma did (measured in docs/ood.md); it
 is stored in the JSON report of `score` and read back with `--reference`, so that scoring further sets does not fit
 it again.
 
@@ -79,6 +95,7 @@ from ..runtime import stream_seed
 from .sets import training_images
 
 __all__ = ["SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS",
+           "JOINT_STATISTICS", "joint_statistics", "joint_typicality",
            "OODReference", "gaussian_scores", "fit_sigma", "decoder_sigma", "reference_statistics", "fit_reference",
            "reference_count", "compressed_bits_per_dim", "corrected_scores", "score_images", "detection_metrics",
            "plot_score_histograms"]
@@ -87,11 +104,15 @@ EncodeFn = Callable[[Tensor], "tuple[Tensor, Tensor]"]
 DecodeFn = Callable[[Tensor], Tensor]
 
 DENSITY_KEYS = ("neg_elbo_nats", "neg_log_px_nats", "neg_elbo_bpd", "neg_log_px_bpd", "reconstruction", "kl")
-CORRECTED_KEYS = ("complexity_png_bpd", "complexity_webp_bpd", "typicality", "kl_typicality")
+CORRECTED_KEYS = ("complexity_png_bpd", "complexity_webp_bpd", "typicality", "kl_typicality", "joint_typicality")
 SCORE_KEYS = DENSITY_KEYS + CORRECTED_KEYS  # the columns of `score_images` and of `introvae score`'s CSV
-# Chosen by benchmarks/ood.py (docs/ood.md): the one score that flags every outlier set there, the flat images that
-# -log p(x) ranks as the most typical included.
-DEFAULT_SCORE = "typicality"
+# Chosen by benchmarks/ood.py (docs/ood.md): the likelihood's typicality flags the far outliers (flat images, which
+# -log p(x) alone ranks as the most typical, included) but misses near ones (blurred, faded, noised, JPEG-compressed
+# inliers) whose likelihood stays in the training band; the encoder's KL and the compressed lengths move for those.
+DEFAULT_SCORE = "joint_typicality"
+# The per-image statistics whose joint typicality is the default score: the likelihood, the code's KL and the image's
+# compressed length by each compressor of COMPRESSORS (bits per dimension).
+JOINT_STATISTICS = ("neg_log_px_bpd", "kl", "png_length_bpd", "webp_length_bpd")
 SCORE_MEANINGS = {
     "neg_elbo_nats": "-ELBO = reconstruction + kl, in nats",
     "neg_log_px_nats": "-log p(x), importance-weighted over K posterior samples (Burda et al.), in nats",
@@ -105,6 +126,8 @@ SCORE_MEANINGS = {
     "typicality": "|-log p(x) - its training mean|, in training standard deviations: too likely or too unlikely "
                   "(Nalisnick et al.)",
     "kl_typicality": "|KL(q(z|x) || p(z)) - its training mean|, in training standard deviations",
+    "joint_typicality": "distance of (-log p(x), KL, PNG and WebP length) from their training mean under their "
+                        "training covariance (Mahalanobis): atypical in any of them or in how they go together",
 }
 # Lossless encoders for L(x): Pillow's PNG at maximum effort (zlib level 9 and the smallest filter choice), the
 # baseline of Serra et al.; lossless WebP at method 4, which compresses within 3 % of method 6 at a thirtieth of its
@@ -220,9 +243,10 @@ def gaussian_scores(encode: EncodeFn, decode: DecodeFn, images: Tensor, sigma: f
 
 @dataclass(frozen=True)
 class OODReference:
-    """What scoring needs from the training images, fitted once: the decoder's sigma and the mean and standard
-    deviation of -log p(x) (in bits/dim) and of the encoder's KL (nats) over `images` reference images, each scored
-    with `samples` posterior samples under `seed`. Scores are comparable with it only at the same K and seed."""
+    """What scoring needs from the training images, fitted once: the decoder's sigma, the mean and standard
+    deviation of -log p(x) (in bits/dim) and of the encoder's KL (nats), and the mean and covariance of the
+    statistics `joint_statistics` (`joint_typicality`), over `images` reference images, each scored with `samples`
+    posterior samples under `seed`. Scores are comparable with it only at the same K and seed."""
 
     sigma: float
     sigma_fitted: bool
@@ -233,6 +257,9 @@ class OODReference:
     neg_log_px_bpd_std: float
     kl_mean: float
     kl_std: float
+    joint_statistics: tuple[str, ...]
+    joint_mean: tuple[float, ...]
+    joint_covariance: tuple[tuple[float, ...], ...]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,13 +268,20 @@ class OODReference:
     def from_dict(cls, data: Any, source: str = "the reference") -> "OODReference":
         """Read `to_dict`'s output back, refusing in one sentence (naming `source`) what is not one."""
         names = [name for name in cls.__dataclass_fields__]
+        older = [name for name in names if not name.startswith("joint_")]  # the fields of reports before it
+        if isinstance(data, dict) and all(name in data for name in older) and "joint_statistics" not in data:
+            raise UserError(f"{source} holds an OOD reference from before the joint typicality (no joint "
+                            f"statistics): score once without --reference to fit a new one.")
         if not isinstance(data, dict) or any(name not in data for name in names):
             raise UserError(f"{source} holds no OOD reference (the fields {', '.join(names)}): give the JSON report "
                             f"of an earlier `introvae score`.")
         try:
+            statistics = tuple(data["joint_statistics"])
             reference = cls(sigma=float(data["sigma"]), sigma_fitted=bool(data["sigma_fitted"]),
                             samples=int(data["samples"]), seed=int(data["seed"]), images=int(data["images"]),
-                            **{name: float(data[name]) for name in names[5:]})
+                            **{name: float(data[name]) for name in _SPREAD_FIELDS},
+                            joint_statistics=statistics, joint_mean=tuple(float(v) for v in data["joint_mean"]),
+                            joint_covariance=tuple(tuple(float(v) for v in row) for row in data["joint_covariance"]))
         except (TypeError, ValueError):
             raise UserError(f"{source} has an OOD reference whose fields are not numbers: give the JSON report of an "
                             f"earlier `introvae score`.") from None
@@ -255,7 +289,18 @@ class OODReference:
         if not all(math.isfinite(value) and value > 0 for value in spreads) or reference.samples < 1:
             raise UserError(f"{source} has an OOD reference with a sigma, a spread or a K that is not positive: give "
                             f"the JSON report of an earlier `introvae score`.")
+        count = len(statistics)
+        if (not statistics or any(name not in JOINT_STATISTICS for name in statistics)
+                or len(reference.joint_mean) != count or len(reference.joint_covariance) != count
+                or any(len(row) != count for row in reference.joint_covariance)
+                or not all(math.isfinite(v) for v in (*reference.joint_mean, *sum(reference.joint_covariance, ())))):
+            raise UserError(f"{source} has an OOD reference whose joint statistics are not among "
+                            f"{', '.join(JOINT_STATISTICS)} or do not match a finite mean and covariance: give the "
+                            f"JSON report of an earlier `introvae score`.")
         return reference
+
+
+_SPREAD_FIELDS = ("neg_log_px_bpd_mean", "neg_log_px_bpd_std", "kl_mean", "kl_std")
 
 
 def reference_count(samples: int) -> int:
@@ -264,11 +309,16 @@ def reference_count(samples: int) -> int:
 
 
 def reference_statistics(encode: EncodeFn, decode: DecodeFn, images: Tensor, samples: int = 16, seed: int = 0,
-                         batch_size: int = 64, sigma: float | None = None) -> OODReference:
+                         batch_size: int = 64, sigma: float | None = None,
+                         joint: tuple[str, ...] = JOINT_STATISTICS) -> OODReference:
     """The reference of `images` (float in [0, 1], the training images), in one pass of K = `samples` posterior
     samples each: sigma (when None) by maximum likelihood over those samples, sqrt(sum sse / (N K D)), and then the
-    mean and standard deviation of -log p(x) and of the KL under that sigma."""
+    mean and standard deviation of -log p(x) and of the KL under that sigma, and the mean and covariance of the
+    statistics `joint` (some of JOINT_STATISTICS) for `joint_typicality`."""
     _check_density_arguments(images, samples, sigma)
+    if not joint or any(name not in JOINT_STATISTICS for name in joint):
+        raise UserError(f"the joint typicality takes one or more of {', '.join(JOINT_STATISTICS)}, got "
+                        f"{', '.join(joint) or 'none'}.")
     if len(images) < 2:
         raise UserError("the OOD reference needs at least two training images, for a spread of their scores.")
     terms = _posterior_terms(encode, decode, images, samples, seed, batch_size)
@@ -277,9 +327,15 @@ def reference_statistics(encode: EncodeFn, decode: DecodeFn, images: Tensor, sam
         sigma = _sigma_of_sse(float(terms.sse.sum()), terms.sse.numel() * terms.dims)
     scores = _density_scores(terms, sigma)
     neg_log_px, kl = scores["neg_log_px_bpd"], scores["kl"]
+    compressors = [name for name in COMPRESSORS if f"{name}_length_bpd" in joint]
+    statistics = joint_statistics(scores, {name: compressed_bits_per_dim(images, name) for name in compressors})
+    values = np.stack([statistics[name] for name in joint], axis=1)
+    covariance = np.atleast_2d(np.cov(values, rowvar=False, ddof=1))
     return OODReference(sigma=float(sigma), sigma_fitted=fitted, samples=samples, seed=seed, images=len(images),
                         neg_log_px_bpd_mean=float(neg_log_px.mean()), neg_log_px_bpd_std=_spread(neg_log_px),
-                        kl_mean=float(kl.mean()), kl_std=_spread(kl))
+                        kl_mean=float(kl.mean()), kl_std=_spread(kl), joint_statistics=tuple(joint),
+                        joint_mean=tuple(float(v) for v in values.mean(0)),
+                        joint_covariance=tuple(tuple(float(v) for v in row) for row in covariance))
 
 
 def _spread(values: np.ndarray) -> float:
@@ -303,6 +359,31 @@ def compressed_bits_per_dim(images: Tensor, compressor: str = "png") -> np.ndarr
     return lengths / pixels[0].size
 
 
+def joint_statistics(density: dict[str, np.ndarray], lengths: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-image statistics of JOINT_STATISTICS that `density` (`gaussian_scores`) and the compressed `lengths`
+    (compressor -> `compressed_bits_per_dim`) give: -log p(x) in bits/dim, the KL and each length."""
+    return {"neg_log_px_bpd": density["neg_log_px_bpd"], "kl": density["kl"],
+            **{f"{name}_length_bpd": values for name, values in lengths.items()}}
+
+
+def joint_typicality(statistics: dict[str, np.ndarray], reference: OODReference) -> np.ndarray:
+    """sqrt((t - mean)^T C^-1 (t - mean)) per image, t the image's statistics of `reference.joint_statistics` (from
+    `statistics`) and mean and C their training mean and covariance: the Mahalanobis distance, in training standard
+    deviations along the direction in which the image is off. With one statistic it is |t - mean| / std."""
+    names = reference.joint_statistics
+    deviations = np.stack([statistics[name] for name in names], axis=1) - np.asarray(reference.joint_mean)
+    covariance = np.asarray(reference.joint_covariance, dtype=np.float64)
+    # Standardised first, so that statistics of very different size (a KL in tens of nats, lengths near 1 bit) do
+    # not make the matrix ill-conditioned; a statistic with no spread in the training images keeps the smallest
+    # spread (as `_spread` does), and the tiny ridge keeps a correlation matrix of exactly dependent statistics
+    # invertible.
+    std = np.sqrt(np.maximum(np.diag(covariance), 1e-24))
+    correlation = covariance / np.outer(std, std) + 1e-9 * np.eye(len(names))
+    standardised = deviations / std
+    squared = np.einsum("ni,ni->n", standardised, np.linalg.solve(correlation, standardised.T).T)
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
 def corrected_scores(density: dict[str, np.ndarray], images: Tensor,
                      reference: OODReference) -> dict[str, np.ndarray]:
     """The scores under CORRECTED_KEYS (module docstring) of `images`, from their `density` scores (`gaussian_scores`
@@ -311,11 +392,14 @@ def corrected_scores(density: dict[str, np.ndarray], images: Tensor,
         complexity_C_bpd = neg_log_px_bpd - L_C(x) / D                          (Serra et al. 2020)
         typicality       = |neg_log_px_bpd - mean| / std                        (Nalisnick et al. 2019, M = 1)
         kl_typicality    = |kl - kl_mean| / kl_std
+        joint_typicality = Mahalanobis distance of the JOINT_STATISTICS from their training mean  (`joint_typicality`)
     """
     neg_log_px = density["neg_log_px_bpd"]
-    scores = {f"complexity_{name}_bpd": neg_log_px - compressed_bits_per_dim(images, name) for name in COMPRESSORS}
+    lengths = {name: compressed_bits_per_dim(images, name) for name in COMPRESSORS}
+    scores = {f"complexity_{name}_bpd": neg_log_px - lengths[name] for name in COMPRESSORS}
     scores["typicality"] = np.abs(neg_log_px - reference.neg_log_px_bpd_mean) / reference.neg_log_px_bpd_std
     scores["kl_typicality"] = np.abs(density["kl"] - reference.kl_mean) / reference.kl_std
+    scores["joint_typicality"] = joint_typicality(joint_statistics(density, lengths), reference)
     return {key: scores[key] for key in CORRECTED_KEYS}
 
 

@@ -5,10 +5,11 @@
 const $ = (id) => document.getElementById(id);
 
 const SCORE_LABELS = {
+  joint_typicality: "joint typicality: −log p(x), KL and compressed lengths together (training std. devs.)",
   typicality: "typicality: |−log p(x) − training mean| (training std. devs.)",
+  kl_typicality: "KL typicality: |KL − training mean| (training std. devs.)",
   complexity_png_bpd: "−log p(x) − PNG length (bits / dim)",
   complexity_webp_bpd: "−log p(x) − WebP length (bits / dim)",
-  kl_typicality: "KL typicality: |KL − training mean| (training std. devs.)",
   neg_elbo_bpd: "−ELBO (bits / dim)",
   neg_log_px_bpd: "−log p(x), importance-weighted (bits / dim)",
   neg_elbo_nats: "−ELBO (nats)",
