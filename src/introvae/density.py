@@ -27,8 +27,8 @@ from .atomic import atomic_write_bytes
 from .errors import UserError
 from .runtime import stream_seed
 
-__all__ = ["CodeDensity", "fit_mixture", "default_components", "DEFAULT_COMPONENTS", "DENSITY_IMAGES",
-           "DEFAULT_TEMPERATURE"]
+__all__ = ["CodeDensity", "fit_mixture", "default_components", "default_temperature", "DEFAULT_COMPONENTS",
+           "DENSITY_IMAGES", "DEFAULT_TEMPERATURE"]
 
 # On the glyphs, more components drew more legible digits: 128-d codes 10 -> 0.45, 50 -> 0.53, 100 -> 0.58; 32-d codes
 # 50 -> 0.60-0.67, 100 -> 0.67-0.73 (docs/experiments/2026-12-06-fitted-prior.md, 2026-12-06-between-codes.md). A
@@ -38,9 +38,17 @@ CODES_PER_COMPONENT = 20
 # The training images whose codes the run's density is fitted to: the glyphs' training set at the default size is
 # about 3700 images, and more codes than that cost only encoding time.
 DENSITY_IMAGES = 8192
-# The temperature a fitted density samples at unless told (`CodeDensity.temperature`), chosen by measurement:
-# docs/experiments/2026-12-07-samplers.md.
+# The temperature a fitted density samples at unless told (`CodeDensity.temperature`), chosen by measurement
+# (docs/experiments/2026-12-07-samplers.md): on the glyphs 0.8 drew more legible digits, closer to the data, than the
+# mixture's own spread. A mixture fitted to fewer than SMALL_SET codes keeps its own spread (1): on 1500 training
+# glyphs, samples at 0.8 came closer to their nearest training image than the decoder's blur alone explains.
 DEFAULT_TEMPERATURE = 0.8
+SMALL_SET = 2000
+
+
+def default_temperature(codes: int) -> float:
+    """The sampling temperature of a mixture fitted to `codes` training codes when none is asked for."""
+    return DEFAULT_TEMPERATURE if codes >= SMALL_SET else 1.0
 
 
 def default_components(codes: int) -> int:
@@ -154,15 +162,17 @@ def _kmeans(x: Tensor, k: int, generator: torch.Generator, iterations: int = 10)
 
 def fit_mixture(codes: Tensor, components: int | None = None, seed: int = 0, iterations: int = 100,
                 tolerance: float = 1e-4, regularisation: float = 1e-4,
-                temperature: float = DEFAULT_TEMPERATURE) -> CodeDensity:
+                temperature: float | None = None) -> CodeDensity:
     """Fit a full-covariance Gaussian mixture to `codes` (N, D) by EM, started from k-means; `components` None means
-    `default_components(N)`.
+    `default_components(N)`, `temperature` (how it samples) None `default_temperature(N)`.
 
     `regularisation` times the codes' mean variance is added to every covariance's diagonal, which keeps a component
     with few members invertible. EM stops when the mean log-likelihood gains less than `tolerance` per code.
     """
     if components is None:
         components = default_components(len(codes))
+    if temperature is None:
+        temperature = default_temperature(len(codes))
     if codes.dim() != 2 or len(codes) < components:
         raise UserError(f"a mixture of {components} components needs at least {components} codes, got "
                         f"{tuple(codes.shape)}; lower --components or give more training images.")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Config, OptionSpec, from_preset, option_table
-from ..density import DEFAULT_TEMPERATURE
+from ..density import DEFAULT_TEMPERATURE, SMALL_SET
 from ..errors import UserError
 from ..model import Model
 
@@ -90,7 +90,7 @@ def add_prior_option(p: argparse.ArgumentParser, fitted: bool = False) -> None:
                    help=f"{PRIOR_HELP}{more} (default: run)")
     p.add_argument("--temperature", type=float, metavar="T", help="with a code density: every component's spread "
                    "times T when sampling; below 1 draws nearer the training codes (float, default: the density's "
-                   f"own, {DEFAULT_TEMPERATURE:g} for one fitted by this version)")
+                   f"own: {DEFAULT_TEMPERATURE:g}, or 1 for one fitted to fewer than {SMALL_SET} training images)")
 
 
 def say(message: str) -> None:
