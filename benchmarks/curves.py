@@ -58,7 +58,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     costs = json.loads(args.costs.read_text())["seconds_per_step"]
-    rows = [row for path in args.games for row in json.loads(path.read_text())["rows"]]
+    # one row per (lead, seed, step): a later file's row replaces an earlier one's
+    by_key = {(row["lead"], row["seed"], row["step"]): row for path in args.games
+              for row in json.loads(path.read_text())["rows"]}
+    rows = list(by_key.values())
     curves: dict[str, dict[int, list[tuple[float, dict]]]] = {}
     for row in rows:
         if row["lead"] not in costs:

@@ -82,6 +82,10 @@ LEADS: dict[str, dict] = {
     "glyphs-32": {"preset": "glyphs-32", "steps_factor": 4 / 3},
     "vae-glyphs-32": {"preset": "vae-glyphs-32", "steps_factor": 2.0},
     "glyphs-32-joint": {"preset": "glyphs-32", "encoder_batch": "joint", "steps_factor": 4 / 3},
+    "glyphs-32-every1": {"preset": "glyphs-32", "game_every": 1, "steps_factor": 4 / 3},
+    "glyphs-32-every1-joint": {"preset": "glyphs-32", "game_every": 1, "encoder_batch": "joint", "steps_factor": 4 / 3},
+    "soft-mnist-joint": {"preset": "soft-introvae-mnist", "arch": "light", "encoder_batch": "joint",
+                         "steps_factor": 0.35},
 }
 
 

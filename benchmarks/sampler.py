@@ -2,9 +2,9 @@
 Gaussian mixture fitted to the training codes) at a few temperatures, and selection by the critic, judged by the
 glyph judge (benchmarks/glyphs.py), with their cost and how close the samples come to the training images.
 
-    python benchmarks/sampler.py RUN_DIR [RUN_DIR ...] [--samplers normal run run-T0.8 run-select4] [--num 500]
+    python benchmarks/sampler.py RUN_DIR[@STEP] [RUN_DIR ...] [--samplers normal run run-T0.8 run-select4] [--num 500]
 
-Each run is loaded at its newest checkpoint; its code density is fitted anew with the library's defaults (what
+Each run is loaded at its newest checkpoint (or at STEP); its code density is fitted anew with the library's defaults (what
 training stores at its end), so runs trained before densities were stored are judged alike. Samplers:
 
 * `normal`: N(0, I), the papers' sampling (`--prior normal`);
@@ -59,7 +59,7 @@ def nearest_distances(images: torch.Tensor, train: torch.Tensor) -> torch.Tensor
     return torch.cat([torch.cdist(chunk.flatten(1).float(), flat_train).min(1).values for chunk in images.split(256)])
 
 
-def judge_run_samplers(run: Path, samplers: list[str], num: int, seed: int) -> list[dict]:
+def judge_run_samplers(run: Path, step: int | None, samplers: list[str], num: int, seed: int) -> list[dict]:
     from glyphs import judge_images
 
     import introvae
@@ -67,7 +67,7 @@ def judge_run_samplers(run: Path, samplers: list[str], num: int, seed: int) -> l
     from introvae.images import to_float, to_uint8
     from introvae.latent import fitted_density
 
-    model = introvae.Model.load(run, device="cpu")
+    model = introvae.Model.load(run, step=step, device="cpu")
     started = time.time()
     fitted = fitted_density(model)  # what training stores at its end: DENSITY_IMAGES training codes
     fit_seconds = time.time() - started
@@ -113,7 +113,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR[@STEP]")
     parser.add_argument("--samplers", nargs="+", default=["normal", "run", "run-T0.8", "run-select4"])
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
@@ -123,12 +123,13 @@ def main() -> int:
         parse_sampler(name)
     rows = []
     for run in args.runs:
-        rows += judge_run_samplers(run, args.samplers, args.num, args.seed)
+        path, _, step = run.partition("@")
+        rows += judge_run_samplers(Path(path), int(step) if step else None, args.samplers, args.num, args.seed)
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
-    keys = {(r["run"], r["sampler"]) for r in rows}
-    merged = [r for r in previous if (r["run"], r["sampler"]) not in keys] + rows
+    keys = {(r["run"], r["step"], r["sampler"]) for r in rows}
+    merged = [r for r in previous if (r["run"], r["step"], r["sampler"]) not in keys] + rows
     args.out.write_text(json.dumps({"processor": platform.processor() or platform.machine(),
                                     "threads": torch.get_num_threads(), "rows": merged}, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -431,7 +431,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # builtin-32 the judge's FD fell from 31 to 26 and the high-frequency ratio from 1.37 (speckle) to 0.97. Then a
     # 32-d code, which a fitted density describes from the few thousand training codes, and the game's samples drawn
     # between real codes, where that density's samples fall, and the game on every other step (4000 steps in the
-    # minutes of 3000): the samples of `sample --prior fitted` went from 0.52-0.53 to 0.70-0.73 legible and their FD
+    # minutes of 3000): samples from a fitted code density went from 0.52-0.53 to 0.70-0.73 legible and their FD
     # from 20-21 to 12-14 (docs/experiments/2026-12-06-between-codes.md).
     "glyphs-32": dict(arch="light", data="glyphs", channels=1, image_size=32, latent_dim=32, margin="auto",
                       alpha=0.25, beta=4.0, lr=1e-3, adam_beta1=0.5, sample_codes="between", game_every=2,
