@@ -65,7 +65,7 @@ from .stopping import DISK_FULL, StopSignals, TrainingInterrupted, disk_full_err
 _DATA_ORDER, _STEP_NOISE, _FLIPS, _BATCHNORM = 10, 11, 12, 13
 # Options that may change when a run is resumed; the others define the run.
 RESUMABLE_OPTIONS = ("steps", "log_every", "grid_every", "checkpoint_every", "keep_checkpoints", "device",
-                     "eval_every", "eval_samples", "fid_weights", "tensorboard")
+                     "eval_every", "eval_samples", "fid_weights", "tensorboard", "compile")
 MAX_ROLLBACKS = 3  # roll-backs per run before giving up
 ROLLBACK_LR_FACTOR = 0.5  # each roll-back multiplies every learning rate by this
 GRID_IMAGES = 8
@@ -185,6 +185,7 @@ class Trainer:
         self._signals = StopSignals()  # what SIGTERM / Ctrl-C asked during fit
         self._progress: Progress | None = None
         self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
+        self._compile_failure_noted = False
         tensorboard = self.run.tensorboard if self.config.run.tensorboard and self.dist.is_main else None
         self._run_log = RunLog(self.run.log, tensorboard)
         if self.dist.is_main:
@@ -200,7 +201,7 @@ class Trainer:
     def _new_engine(self) -> Engine:
         optim = self.config.optim
         return Engine(build_objective(self.config), self.networks, optim.lr, (optim.adam_beta1, optim.adam_beta2),
-                      optim.precision, self.dist.world_size, optim.ema)
+                      optim.precision, self.dist.world_size, optim.ema, self.spec.compile_mode)
 
     def resume(self) -> "Trainer":
         """Continue from the run directory's newest complete checkpoint (from step 0 when none was written)."""
@@ -362,6 +363,7 @@ class Trainer:
         parts = (self.config.run.seed, _STEP_NOISE, self.step) + ((self.dist.rank,) if self.dist.rank else ())
         noise = torch.Generator(self.device).manual_seed(stream_seed(*parts))
         result = self.engine.step(x, self.step, noise)
+        self._account_compile(result.compile_seconds)
         if not result.ran:
             if result.diverged:
                 self.roll_back(result.bad_network)
@@ -371,6 +373,20 @@ class Trainer:
             self._append_log({"step": self.step, **event})
             self._note(_event_note(self.step, event))
         return result.logs
+
+    def _account_compile(self, seconds: float) -> None:
+        """Log the time a step spent compiling (and a compile that failed), and leave it out of the progress bar's
+        speed and estimate."""
+        step = self.step + 1  # the step being taken, numbered as the log's records number it
+        if self.engine.compile_failure is not None and not self._compile_failure_noted:
+            self._compile_failure_noted = True
+            self._append_log({"step": step, "event": "compile_failed", "error": self.engine.compile_failure})
+            self._note(f"introvae: compiling failed at step {step}, training goes on eagerly: "
+                       f"{self.engine.compile_failure}")
+        if seconds > 0:
+            self._append_log({"step": step, "event": "compile", "seconds": round(seconds, 3)})
+            if self._progress:
+                self._progress.leave_out(seconds)
 
     def roll_back(self, network: str) -> dict[str, Any]:
         """Return to the newest complete checkpoint (or the initial state if there is none) with every learning rate
@@ -597,8 +613,9 @@ def _train(config: Config, run: RunDir, resuming: bool, quiet: bool, dist: Distr
     if resuming:
         _check_same_images(run, data, dataset.path)
     if not quiet:
+        compiled = "on" if spec.compile_mode else "off"
         print(f"introvae: {data.description}; precision {spec.config.optim.precision} ({spec.precision_reason}); "
-              f"run directory {run.path}", file=sys.stderr)
+              f"compile {compiled} ({spec.compile_reason}); run directory {run.path}", file=sys.stderr)
     trainer = Trainer(spec, run.path, data, quiet=quiet)  # refuses --eval-every without held-out images
     if resuming:
         trainer.resume()
