@@ -613,9 +613,7 @@ def _train(config: Config, run: RunDir, resuming: bool, quiet: bool, dist: Distr
     if resuming:
         _check_same_images(run, data, dataset.path)
     if not quiet:
-        compiled = "on" if spec.compile_mode else "off"
-        print(f"introvae: {data.description}; precision {spec.config.optim.precision} ({spec.precision_reason}); "
-              f"compile {compiled} ({spec.compile_reason}); run directory {run.path}", file=sys.stderr)
+        print(first_line(data.description, spec, run.path), file=sys.stderr)
     trainer = Trainer(spec, run.path, data, quiet=quiet)  # refuses --eval-every without held-out images
     if resuming:
         trainer.resume()
@@ -627,6 +625,13 @@ def _train(config: Config, run: RunDir, resuming: bool, quiet: bool, dist: Distr
     finally:
         trainer.close()
     return run.path
+
+
+def first_line(data_description: str, spec: RunSpec, run_dir: Path) -> str:
+    """The run's first output line: the data, and what was chosen for this machine (precision, compilation) and why."""
+    compiled = "on" if spec.compile_mode else "off"
+    return (f"introvae: {data_description}; precision {spec.config.optim.precision} ({spec.precision_reason}); "
+            f"compile {compiled} ({spec.compile_reason}); run directory {run_dir}")
 
 
 def _check_same_images(run: RunDir, data: DataSplit, path: str) -> None:
