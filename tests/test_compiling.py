@@ -158,7 +158,9 @@ def test_a_compile_that_fails_puts_the_step_back_and_trains_eagerly(tmp_path, ti
     notes = [line for line in err.splitlines() if "compiling failed" in line]
     assert len(notes) == 1 and "training goes on eagerly" in notes[0] and "simulated" in notes[0]
     events = [r for r in read_log(failed / "log.jsonl") if "event" in r]
-    assert [(r["event"], r["step"]) for r in events] == [("compile_failed", 1)]
+    # The failure, and the seconds the attempt took (time spent compiling, left out of the estimate like any other).
+    assert [(r["event"], r["step"]) for r in events] == [("compile_failed", 1), ("compile", 1)]
+    assert "simulated" in events[0]["error"] and events[1]["seconds"] > 0
     # The failed step was put back and taken again eagerly: the run is the eager run, bit for bit.
     assert [{k: v for k, v in r.items() if k != "time"} for r in _losses(failed)] == \
         [{k: v for k, v in r.items() if k != "time"} for r in _losses(eager)]

@@ -115,6 +115,17 @@ def compile_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def failure_text(error: BaseException) -> str:
+    """One line on why compiling failed: the innermost error (a compiler's own, not torch.compile's wrapper of it)."""
+    while True:
+        inner = getattr(error, "inner_exception", None) or error.__cause__
+        if inner is None or inner is error:
+            break
+        error = inner
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}"[:300]
+
+
 class CompileClock:
     """Seconds spent compiling in this process, from torch.compile's start and end callbacks.
 

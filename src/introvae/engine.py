@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
-from .compiling import CompileClock, compile_errors, compiled_views
+from .compiling import CompileClock, compile_errors, compiled_views, failure_text
 from .nets import ema_name
 from .objectives.base import Objective
 from .precision import autocast as precision_autocast
@@ -196,8 +196,7 @@ class Engine:
             return self._step(self._compiled, x, step, noise)
         except compile_errors() as error:
             self._restore(snapshot, noise)
-            first_line = (str(error).strip().splitlines() or [""])[0]
-            self.compile_failure = f"{type(error).__name__}: {first_line}"[:300]
+            self.compile_failure = failure_text(error)
             self.compile_mode, self._compiled = None, None
             return self._step(self.networks, x, step, noise)
 
