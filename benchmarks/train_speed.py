@@ -4,7 +4,7 @@ Throughput, GFLOP/s and the share of this machine's 3x3 convolution peak, per mo
 
     python benchmarks/train_speed.py [--sizes 32 64] [--models introvae soft-introvae] [--precisions fp32 bf16]
                                      [--steps 5] [--repeats 5] [--device auto] [--arch appb] [--widths 64 256]
-                                     [--batch 32] [--out FILE.json]
+                                     [--batch 32] [--compile [MODE ...]] [--out FILE.json]
 
 One network configuration (App. B, base width 64, widths up to 256, z = 128, batch 32; `--arch light --widths 32
 256` times the demo's networks) at each size. For every (model, size)
@@ -26,6 +26,13 @@ process of its own (on CUDA larger shapes, and the rate of an 8192^3 matrix prod
 peak; cuDNN runs "fp32" convolutions as TF32 by default, in both steps). `--batch` times another batch size (a GPU
 needs more than 32 images per step to be busy). Peak memory is per (model, size) process: on CUDA the peak of allocated GPU memory, on CPU the
 peak resident set size (Python and torch included; the baseline before any network is built is reported too).
+
+`--compile` adds the library's step compiled (`introvae train --compile on`), from the same initial weights, in each
+torch.compile mode asked for ("default"; "reduce-overhead", CUDA graphs; the flag alone: the mode --compile on picks
+on the device). Its trainer first takes steps until one compiles nothing; the compile cost is those steps' time
+beyond that of as many compiled steps, and the break-even step is that cost over the time a compiled step saves
+against the eager one (never, when it saves none). The compiled steps' timings are interleaved with the others, and a
+second table sets eager and compiled side by side.
 """
 
 from __future__ import annotations

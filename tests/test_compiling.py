@@ -59,7 +59,8 @@ def test_auto_compiles_where_it_pays_and_says_why(monkeypatch):
     mode, reason = resolve_compile("auto", cpu, 10**6)
     assert mode is None and reason.startswith("auto: on a cpu") and "--compile on" in reason
     assert resolve_compile("on", cpu, 10)[0] == "default"
-    threshold = AUTO_MIN_STEPS["cuda"]
+    threshold = 2000
+    monkeypatch.setitem(AUTO_MIN_STEPS, "cuda", threshold)  # as once a GPU has measured the compiled step faster
     mode, reason = resolve_compile("auto", cuda, threshold - 1)
     assert mode is None and f"{threshold - 1} steps are too few" in reason
     mode, reason = resolve_compile("auto", cuda, threshold)

@@ -101,9 +101,9 @@ class OptimConfig:
                             "AVX512-BF16 or AMX; emulated and slow elsewhere), or auto: bf16 where the device computes "
                             "it natively, fp32 elsewhere", choices=PRECISIONS)
     compile: str = option("auto", "compile the networks of the training step with torch.compile (on CUDA with CUDA "
-                          "graphs): on, off, or auto: on where it measured faster (CUDA) and the run has enough "
-                          "--steps to pay back the compile time; training goes on eagerly where compiling fails",
-                          choices=COMPILE_CHOICES)
+                          "graphs): on, off, or auto: on for devices where the compiled step measured faster (so far "
+                          "none; see docs/performance.md) when --steps pays back the compile time; where compiling "
+                          "fails, training goes on eagerly", choices=COMPILE_CHOICES)
 
     def validate(self) -> None:
         if self.lr == 0:

@@ -185,7 +185,7 @@ class Trainer:
         self._signals = StopSignals()  # what SIGTERM / Ctrl-C asked during fit
         self._progress: Progress | None = None
         self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
-        self._compile_failure_noted = False
+        self._compile_failure_noted = False  # the engine's compile failure is logged and printed once
         tensorboard = self.run.tensorboard if self.config.run.tensorboard and self.dist.is_main else None
         self._run_log = RunLog(self.run.log, tensorboard)
         if self.dist.is_main:
