@@ -132,20 +132,17 @@ class CompileClock:
     `seconds` only grows; a caller takes differences around what it times. Without the callbacks (an older torch)
     it stays 0 and compile time counts as step time."""
 
-    _installed = False
     _total = 0.0
     _started: float | None = None
 
     @classmethod
     def install(cls) -> None:
-        if cls._installed:
+        handler = getattr(getattr(torch._dynamo, "callback", None), "callback_handler", None)
+        if handler is None:
             return
-        callbacks = getattr(torch._dynamo, "callback", None)
-        if callbacks is None or not hasattr(callbacks, "on_compile_start"):
-            return
-        callbacks.on_compile_start(cls._start)
-        callbacks.on_compile_end(cls._end)
-        cls._installed = True
+        if cls._start not in handler.start_callbacks:  # not yet, or torch._dynamo.reset() cleared them
+            handler.register_start_callback(cls._start)
+            handler.register_end_callback(cls._end)
 
     @classmethod
     def _start(cls, *args: object) -> None:
