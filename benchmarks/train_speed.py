@@ -4,7 +4,7 @@ Throughput, GFLOP/s and the share of this machine's 3x3 convolution peak, per mo
 
     python benchmarks/train_speed.py [--sizes 32 64] [--models introvae soft-introvae] [--precisions fp32 bf16]
                                      [--steps 5] [--repeats 5] [--device auto] [--arch appb] [--widths 64 256]
-                                     [--batch 32] [--out FILE.json]
+                                     [--batch 32] [--compile [MODE ...]] [--out FILE.json]
 
 One network configuration (App. B, base width 64, widths up to 256, z = 128, batch 32; `--arch light --widths 32
 256` times the demo's networks) at each size. For every (model, size)
@@ -26,6 +26,13 @@ process of its own (on CUDA larger shapes, and the rate of an 8192^3 matrix prod
 peak; cuDNN runs "fp32" convolutions as TF32 by default, in both steps). `--batch` times another batch size (a GPU
 needs more than 32 images per step to be busy). Peak memory is per (model, size) process: on CUDA the peak of allocated GPU memory, on CPU the
 peak resident set size (Python and torch included; the baseline before any network is built is reported too).
+
+`--compile` adds the library's step compiled (`introvae train --compile on`), from the same initial weights, in each
+torch.compile mode asked for ("default"; "reduce-overhead", CUDA graphs; the flag alone: the mode --compile on picks
+on the device). Its trainer first takes steps until one compiles nothing; the compile cost is those steps' time
+beyond that of as many compiled steps, and the break-even step is that cost over the time a compiled step saves
+against the eager one (never, when it saves none). The compiled steps' timings are interleaved with the others, and a
+second table sets eager and compiled side by side.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ PEAK_SHAPES_CUDA = ((64, 128), (128, 64), (256, 32))
 MATMUL_SIZE_CUDA = 8192
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PEAK_TIMING_S = 0.1  # each conv timing runs at least this long, so a fast device is not timed on one launch
+COMPILE_WARMUP_STEPS = 6  # at most this many compiled steps before timing; new graphs stop appearing after 2-3
 
 
 def _rss_mib() -> float:
@@ -180,8 +188,27 @@ PLAIN_STEPS = {"introvae": introvae_step, "soft-introvae": soft_introvae_step}
 # ---- child processes
 
 
+def warm_up_compiled(trainer: object, sync: Callable[[], None]) -> dict:
+    """Steps of a compiled trainer until one compiles nothing (at most COMPILE_WARMUP_STEPS): their wall times and
+    the seconds torch.compile reported, so the compile time can be set against the time a compiled step saves."""
+    from introvae.compiling import CompileClock
+
+    step_seconds, compile_seconds = [], 0.0
+    for _ in range(COMPILE_WARMUP_STEPS):
+        before = CompileClock.seconds()
+        step_seconds.append(_time(trainer.train_step, 1, sync))
+        compiled = CompileClock.seconds() - before
+        compile_seconds += compiled
+        if compiled == 0 and len(step_seconds) > 1:
+            break
+    return {"warmup_step_seconds": step_seconds, "compile_seconds": compile_seconds,
+            "failure": trainer.engine.compile_failure}
+
+
 def measure_steps(model: str, size: int, precisions: list[str], steps: int, repeats: int, device_name: str,
-                  networks: dict, batch: int) -> dict:
+                  networks: dict, batch: int, compile_modes: list[str] = ()) -> dict:
+    import dataclasses
+
     from torch.utils.flop_counter import FlopCounterMode
 
     from introvae import Config
@@ -190,6 +217,7 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
     from introvae.images import to_float
     from introvae.model import resolve_device
     from introvae.nets import count_parameters
+    from introvae.runspec import RunSpec
     from introvae.train import Trainer
 
     baseline = _rss_mib()
@@ -211,21 +239,34 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
 
     with tempfile.TemporaryDirectory() as tmp:
         trainers: dict[str, Trainer] = {}
+        compiled: dict[tuple[str, str], Trainer] = {}  # (precision, torch.compile mode)
         skipped: dict[str, str] = {}
         for precision in precisions:
             try:
-                config = plain_config.replace(precision=precision).validate()
+                config = plain_config.replace(precision=precision, compile="off").validate()
                 trainers[precision] = Trainer(config, Path(tmp) / precision, data, quiet=True)
+                for mode in compile_modes:
+                    # The spec of --compile on, in the mode asked for (CUDA graphs or not), from the same weights.
+                    spec = dataclasses.replace(RunSpec.resolve(config.replace(compile="on"), 3), compile_mode=mode)
+                    run_dir = Path(tmp) / f"{precision}-{mode}"
+                    run_dir.mkdir()  # its compile times are logged
+                    compiled[precision, mode] = Trainer(spec, run_dir, data, quiet=True)
             except UserError as error:
                 skipped[precision] = str(error)
         for fn in [plain_step] + [t.train_step for t in trainers.values()]:
             _time(fn, 2, sync)  # warm-up: allocator, oneDNN/cuDNN kernel choice, Adam's state
+        warmups = {key: warm_up_compiled(trainer, sync) for key, trainer in compiled.items()}
         plain_timings: list[float] = []
         library_timings: dict[str, list[float]] = {p: [] for p in trainers}
+        compiled_timings: dict[tuple[str, str], list[float]] = {key: [] for key in compiled}
         for _ in range(repeats):
             plain_timings.append(_time(plain_step, steps, sync))
             for precision, trainer in trainers.items():
                 library_timings[precision].append(_time(trainer.train_step, steps, sync))
+                for mode in compile_modes:
+                    if (precision, mode) in compiled:
+                        compiled_timings[precision, mode].append(_time(compiled[precision, mode].train_step, steps,
+                                                                       sync))
 
     def summary(timings: list[float]) -> dict:
         per_step = statistics.median(timings) / steps
@@ -237,7 +278,18 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
     for precision, timings in library_timings.items():
         result = summary(timings)
         result["speed_vs_plain"] = result["images_per_second"] / plain_summary["images_per_second"]
+        result["compiled"] = {}
         library[precision] = result
+    for (precision, mode), timings in compiled_timings.items():
+        eager, result, warmup = library[precision], summary(timings), warmups[precision, mode]
+        result.update(warmup)
+        result["speed_vs_eager"] = result["images_per_second"] / eager["images_per_second"]
+        # What compiling cost the run: the warm-up steps' time beyond that of as many compiled steps.
+        cost = sum(warmup["warmup_step_seconds"]) - len(warmup["warmup_step_seconds"]) * result["seconds_per_step_median"]
+        saved = eager["seconds_per_step_median"] - result["seconds_per_step_median"]
+        result["compile_cost_seconds"] = cost
+        result["break_even_step"] = math.ceil(cost / saved) if saved > 0 else None  # None: never
+        eager["compiled"][mode] = result
     cuda = device.type == "cuda"
     return {
         "model": model,
@@ -316,6 +368,33 @@ def _peak_text(peak: dict) -> str:
     return f"{peak['gflops_per_second']:.1f} GFLOP/s ({layout}, {BATCH}x{c}x{hw}x{hw}, {c}->{c})"
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def print_compiled(rows: list[dict]) -> None:
+    """Eager against compiled, side by side: the library's step in each precision and torch.compile mode."""
+    print(f"\n{'model':>14} {'size':>5} {'precision':>10} {'mode':>16} {'eager img/s':>12} {'compiled img/s':>15} "
+          f"{'x eager':>8} {'compile s':>10} {'break-even step':>16}")
+    for row in rows:
+        for precision, eager in row["library"].items():
+            for mode, result in eager.get("compiled", {}).items():
+                head = f"{row['model']:>14} {row['image_size']:>5} {precision:>10} {mode:>16}"
+                if result.get("failure"):
+                    print(f"{head}  failed, ran eagerly: {result['failure']}")
+                    continue
+                even = result["break_even_step"]
+                print(f"{head} {eager['images_per_second']:>12.1f} {result['images_per_second']:>15.1f} "
+                      f"{result['speed_vs_eager']:>8.2f} {result['compile_cost_seconds']:>10.1f} "
+                      f"{even if even is not None else 'never':>16}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
@@ -330,6 +409,10 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs=2, default=[NETWORK["base_channels"], NETWORK["max_channels"]],
                         metavar=("BASE", "MAX"), help="base and maximum widths (default 64 256)")
     parser.add_argument("--batch", type=int, default=BATCH, help=f"images per step (default {BATCH})")
+    parser.add_argument("--compile", nargs="*", default=None, metavar="MODE", dest="compile_modes",
+                        help="also time the library's step compiled (--compile on), in these torch.compile modes: "
+                             "default, reduce-overhead (CUDA graphs); the flag alone: the mode --compile on picks "
+                             "on this device")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_speed.json")
     parser.add_argument("--child-step", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--child-peaks", action="store_true", help=argparse.SUPPRESS)
@@ -344,16 +427,21 @@ def main() -> None:
     if args.child_step:
         model, size = args.child_step
         print(json.dumps(measure_steps(model, int(size), args.precisions, args.steps, args.repeats, args.device,
-                                       networks, args.batch)))
+                                       networks, args.batch, args.compile_modes or [])))
         return
 
     from introvae.model import resolve_device
 
-    precisions = args.precisions or (["fp32", "bf16"] if native_bf16(resolve_device(args.device)) else ["fp32"])
+    device = resolve_device(args.device)
+    precisions = args.precisions or (["fp32", "bf16"] if native_bf16(device) else ["fp32"])
+    compile_modes = args.compile_modes
+    if compile_modes == []:  # the flag alone
+        compile_modes = ["reduce-overhead" if device.type == "cuda" else "default"]
+    compile_args = ["--compile", *compile_modes] if compile_modes else []
     peaks = _child(["--child-peaks", "--device", args.device])
     rows = [_child(["--child-step", model, str(size), "--precisions", *precisions, "--steps", str(args.steps),
                     "--repeats", str(args.repeats), "--device", args.device, "--batch", str(args.batch),
-                    *network_args])
+                    *network_args, *compile_args])
             for model in args.models for size in args.sizes]
     peak = {dtype: best["gflops_per_second"] for dtype, best in peaks["best"].items()}
     matmul_peak = peaks.get("matmul_gflops_per_second", {})
@@ -383,13 +471,16 @@ def main() -> None:
                   f"{result['gflops_per_second']:>8.1f} {share:>7} {row['peak_memory_mib']:>9.0f}"
                   + (f" {100 * result['fraction_of_matmul_peak']:>13.1f}" if "fraction_of_matmul_peak" in result
                      else ""))
+    if compile_modes:
+        print_compiled(rows)
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "config": {**LIBRARY, **networks}, "lr": LR, "machine": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_capabilities": {k: capabilities.get(k) for k in ("avx512_bf16", "amx_bf16", "avx2")},
-        "steps": args.steps, "repeats": args.repeats, "batch_size": args.batch, "conv_peaks": peaks,
+        "steps": args.steps, "repeats": args.repeats, "batch_size": args.batch, "compile_modes": compile_modes or [],
+        "cpu_model": _cpu_model(), "conv_peaks": peaks,
         "results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -6,7 +6,7 @@ A `Config` has five sections, each a small frozen dataclass that validates itsel
     networks    NetConfig       the networks' sizes (App. B)
     objective   the objective's own options (`IntroVAEOptions`, `AVAEOptions`, ...; see `introvae.objectives`),
                 chosen by `model`
-    optim       OptimConfig     steps, batch, learning rate, warm-up, EMA, precision
+    optim       OptimConfig     steps, batch, learning rate, warm-up, EMA, precision, compilation
     run         RunConfig       seed, device, and what the run directory gets when
 
 Every field carries its help text; the command line (`cli/common.py`) builds its options from `option_table()`, so an
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import atomic_write_text
+from .compiling import COMPILE_CHOICES
 from .data.base import check_data_options
 from .errors import UserError
 from .nets.build import ARCHITECTURES, ENCODER_NORMS
@@ -99,6 +100,10 @@ class OptimConfig:
     precision: str = option("auto", "training precision: fp32, bf16 autocast (fast on GPUs and on CPUs with "
                             "AVX512-BF16 or AMX; emulated and slow elsewhere), or auto: bf16 where the device computes "
                             "it natively, fp32 elsewhere", choices=PRECISIONS)
+    compile: str = option("auto", "compile the networks of the training step with torch.compile (on CUDA with CUDA "
+                          "graphs): on, off, or auto: on for devices where the compiled step measured faster (so far "
+                          "none; see docs/performance.md) when --steps pays back the compile time; where compiling "
+                          "fails, training goes on eagerly", choices=COMPILE_CHOICES)
 
     def validate(self) -> None:
         if self.lr == 0:

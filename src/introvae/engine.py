@@ -13,12 +13,19 @@ moves the moving averages (--ema) of the networks the objective declares average
 Precision: the phases' forward passes run under the autocast of `introvae.precision` ("bf16" or "fp32"); the
 backward passes follow the forward's types, and the weights, gradients and optimizers stay fp32.
 
+Compilation (`compile_mode`, see `introvae.compiling`): the phases get compiled views of the objective's networks,
+which share their parameters, so the optimizers and everything outside the step see the plain networks. A step during
+which new graphs are compiled (the first ones, and the first after the warm-up) runs on a snapshot of the training
+state: when torch.compile fails, the snapshot is put back, `compile_failure` says why, and that step and all later
+ones run eagerly. `StepResult.compile_seconds` is the time a step spent compiling.
+
 The engine knows no objective, loss name or file; the trainer (`introvae.train`) adds data order, checkpoints,
 signals, roll-backs and pictures around it.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -26,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
+from .compiling import CompileClock, compile_errors, compiled_views, failure_text
 from .nets import ema_name
 from .objectives.base import Objective
 from .precision import autocast as precision_autocast
@@ -130,6 +138,7 @@ class StepResult:
     logs: dict[str, Tensor] = field(default_factory=dict)  # the phases' detached scalars; {} for a skipped step
     bad_network: str | None = None  # the network whose loss or gradients were not finite
     diverged: bool = False  # MAX_BAD_STEPS skipped steps in a row
+    compile_seconds: float = 0.0  # time this step spent in torch.compile (--compile)
 
     @property
     def ran(self) -> bool:
@@ -145,12 +154,18 @@ class Engine:
 
     def __init__(self, objective: Objective, networks: nn.ModuleDict, lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), precision: str = "fp32", world_size: int = 1,
-                 ema: float = 0.0):
+                 ema: float = 0.0, compile_mode: str | None = None):
         self.objective, self.networks = objective, networks
         self.lr, self.betas = lr, betas
         self.precision, self.world_size, self.ema = precision, world_size, ema
         self.optimizers = self.new_optimizers()
         self.bad_steps = 0  # skipped steps in a row
+        self.compile_mode = compile_mode  # None: eager; else a torch.compile mode
+        self.compile_failure: str | None = None  # why compiling failed, once it has (the run went on eagerly)
+        self._compiled: nn.ModuleDict | None = None  # the compiled views the phases run
+        self._compiled_last_step = True  # whether the previous step compiled graphs (the first one will)
+        if compile_mode is not None:
+            CompileClock.install()
 
     def new_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Fresh optimizers for the objective's roles, at the base learning rate."""
@@ -160,9 +175,49 @@ class Engine:
         set_learning_rate(self.optimizers, lr)
 
     def step(self, x: Tensor, step: int, noise: torch.Generator) -> StepResult:
+        if self.compile_mode is None:
+            return self._step(self.networks, x, step, noise)
+        if self._compiled is None:
+            self._compiled = compiled_views(self.networks, self.objective.roles, self.compile_mode)
+        started = CompileClock.seconds()
+        # New graphs are compiled where the phases change: at the first steps and at the end of the warm-up.
+        if self._compiled_last_step or step == self.objective.warmup_steps:
+            result = self._guarded_step(x, step, noise)
+        else:
+            result = self._step(self._compiled, x, step, noise)
+        result.compile_seconds = CompileClock.seconds() - started
+        self._compiled_last_step = result.compile_seconds > 0
+        return result
+
+    def _guarded_step(self, x: Tensor, step: int, noise: torch.Generator) -> StepResult:
+        """A compiled step that, when torch.compile fails, puts the state back and runs eagerly from then on."""
+        snapshot = self._snapshot(noise)
+        try:
+            return self._step(self._compiled, x, step, noise)
+        except compile_errors() as error:
+            self._restore(snapshot, noise)
+            self.compile_failure = failure_text(error)
+            self.compile_mode, self._compiled = None, None
+            return self._step(self.networks, x, step, noise)
+
+    def _snapshot(self, noise: torch.Generator) -> dict:
+        return {"networks": {k: v.clone() for k, v in self.networks.state_dict().items()},
+                "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in self.optimizers.items()},
+                "objective": copy.deepcopy(self.objective.state_dict()), "noise": noise.get_state()}
+
+    def _restore(self, snapshot: dict, noise: torch.Generator) -> None:
+        self.networks.load_state_dict(snapshot["networks"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(snapshot["optimizers"][name])
+            optimizer.zero_grad(set_to_none=True)
+        self.objective.load_state_dict(snapshot["objective"])
+        noise.set_state(snapshot["noise"])
+
+    def _step(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> StepResult:
+        """One step whose phases run `networks` (the plain networks or their compiled views)."""
         buffers = list(self.networks.buffers())
         saved_buffers = [b.clone() for b in buffers]
-        logs, bad_network = step_phases(self.objective, self.networks, self.optimizers, x, step, noise,
+        logs, bad_network = step_phases(self.objective, networks, self.optimizers, x, step, noise,
                                         precision=self.precision, world_size=self.world_size)
         if bad_network is not None:
             with torch.no_grad():

@@ -126,6 +126,12 @@ class Progress:
         else:
             self._pending = line
 
+    def leave_out(self, seconds: float) -> None:
+        """Leave `seconds` (time spent compiling) out of the elapsed time, the speed and the estimate."""
+        self._start += seconds
+        if self._bar is not None:
+            self._bar.start_t += seconds
+
     def note(self, message: str) -> None:
         """Print a line of its own (e.g. an evaluation result) above the progress line."""
         if self._closed:

@@ -1,8 +1,8 @@
 """What one training process runs: its config resolved once, for this machine, before anything is built.
 
-The options leave four things open: the learning rate and warm-up ("the objective's default"), the channels ("detect
-them from the images"), the precision ("auto": by what this device computes natively) and the device ("auto", and
-under torchrun this rank's GPU). `RunSpec.resolve` decides them in one place and returns a frozen `RunSpec`; the
+The options leave five things open: the learning rate and warm-up ("the objective's default"), the channels ("detect
+them from the images"), the precision ("auto": by what this device computes natively), compilation ("auto": by the
+device and the run's length) and the device ("auto", and under torchrun this rank's GPU). `RunSpec.resolve` decides them in one place and returns a frozen `RunSpec`; the
 trainer, its engine and the checkpoints read the spec, so nothing downstream resolves anything again, and the config it
 holds is what config.json records (the device there is the one asked for, so that a resumed run picks its own).
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .compiling import resolve_compile
 from .config import Config
 from .distributed import Distributed
 from .errors import UserError
@@ -34,6 +35,8 @@ class RunSpec:
     device: torch.device  # where this process computes (under torchrun: its rank's GPU)
     dist: Distributed = Distributed()  # this process's place among torchrun's
     precision_reason: str = "as asked"  # why config.optim.precision was chosen, for the run's first line
+    compile_mode: str | None = None  # the torch.compile mode of the step (introvae.compiling); None: eager
+    compile_reason: str = "as asked"  # why, for the run's first line
 
     @classmethod
     def resolve(cls, config: Config, channels: int, dist: Distributed = Distributed(),
@@ -44,6 +47,8 @@ class RunSpec:
         check_batch_split(config.optim.batch_size, dist.world_size)
         here = resolve_device(device or config.run.device)
         precision, reason = resolve_precision(config.optim.precision, here)
+        # config.json keeps --compile as asked: whether a run compiles changes no result that resuming checks.
+        compile_mode, compile_reason = resolve_compile(config.optim.compile, here, config.optim.steps)
         resolved = config.replace(lr=config.resolved_lr(), warmup_steps=config.resolved_warmup_steps(),
                                   channels=channels, precision=precision)
-        return cls(resolved, here, dist, reason)
+        return cls(resolved, here, dist, reason, compile_mode, compile_reason)

@@ -67,7 +67,7 @@ from .stopping import DISK_FULL, StopSignals, TrainingInterrupted, disk_full_err
 _DATA_ORDER, _STEP_NOISE, _FLIPS, _BATCHNORM = 10, 11, 12, 13
 # Options that may change when a run is resumed; the others define the run.
 RESUMABLE_OPTIONS = ("steps", "log_every", "grid_every", "checkpoint_every", "keep_checkpoints", "device",
-                     "eval_every", "eval_samples", "fid_weights", "tensorboard")
+                     "eval_every", "eval_samples", "fid_weights", "tensorboard", "compile")
 MAX_ROLLBACKS = 3  # roll-backs per run before giving up
 ROLLBACK_LR_FACTOR = 0.5  # each roll-back multiplies every learning rate by this
 GRID_IMAGES = 8
@@ -187,6 +187,7 @@ class Trainer:
         self._signals = StopSignals()  # what SIGTERM / Ctrl-C asked during fit
         self._progress: Progress | None = None
         self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
+        self._compile_failure_noted = False  # the engine's compile failure is logged and printed once
         tensorboard = self.run.tensorboard if self.config.run.tensorboard and self.dist.is_main else None
         self._run_log = RunLog(self.run.log, tensorboard)
         if self.dist.is_main:
@@ -202,7 +203,7 @@ class Trainer:
     def _new_engine(self) -> Engine:
         optim = self.config.optim
         return Engine(build_objective(self.config), self.networks, optim.lr, (optim.adam_beta1, optim.adam_beta2),
-                      optim.precision, self.dist.world_size, optim.ema)
+                      optim.precision, self.dist.world_size, optim.ema, self.spec.compile_mode)
 
     def resume(self) -> "Trainer":
         """Continue from the run directory's newest complete checkpoint (from step 0 when none was written)."""
@@ -364,6 +365,7 @@ class Trainer:
         parts = (self.config.run.seed, _STEP_NOISE, self.step) + ((self.dist.rank,) if self.dist.rank else ())
         noise = torch.Generator(self.device).manual_seed(stream_seed(*parts))
         result = self.engine.step(x, self.step, noise)
+        self._account_compile(result.compile_seconds)
         if not result.ran:
             if result.diverged:
                 self.roll_back(result.bad_network)
@@ -373,6 +375,20 @@ class Trainer:
             self._append_log({"step": self.step, **event})
             self._note(_event_note(self.step, event))
         return result.logs
+
+    def _account_compile(self, seconds: float) -> None:
+        """Log the time a step spent compiling (and a compile that failed), and leave it out of the progress bar's
+        speed and estimate."""
+        step = self.step + 1  # the step being taken, numbered as the log's records number it
+        if self.engine.compile_failure is not None and not self._compile_failure_noted:
+            self._compile_failure_noted = True
+            self._append_log({"step": step, "event": "compile_failed", "error": self.engine.compile_failure})
+            self._note(f"introvae: compiling failed at step {step}, training goes on eagerly: "
+                       f"{self.engine.compile_failure}")
+        if seconds > 0:
+            self._append_log({"step": step, "event": "compile", "seconds": round(seconds, 3)})
+            if self._progress:
+                self._progress.leave_out(seconds)
 
     def roll_back(self, network: str) -> dict[str, Any]:
         """Return to the newest complete checkpoint (or the initial state if there is none) with every learning rate
@@ -615,8 +631,7 @@ def _train(config: Config, run: RunDir, resuming: bool, quiet: bool, dist: Distr
     if resuming:
         _check_same_images(run, data, dataset.path)
     if not quiet:
-        print(f"introvae: {data.description}; precision {spec.config.optim.precision} ({spec.precision_reason}); "
-              f"run directory {run.path}", file=sys.stderr)
+        print(first_line(data.description, spec, run.path), file=sys.stderr)
     trainer = Trainer(spec, run.path, data, quiet=quiet)  # refuses --eval-every without held-out images
     if resuming:
         trainer.resume()
@@ -628,6 +643,13 @@ def _train(config: Config, run: RunDir, resuming: bool, quiet: bool, dist: Distr
     finally:
         trainer.close()
     return run.path
+
+
+def first_line(data_description: str, spec: RunSpec, run_dir: Path) -> str:
+    """The run's first output line: the data, and what was chosen for this machine (precision, compilation) and why."""
+    compiled = "on" if spec.compile_mode else "off"
+    return (f"introvae: {data_description}; precision {spec.config.optim.precision} ({spec.precision_reason}); "
+            f"compile {compiled} ({spec.compile_reason}); run directory {run_dir}")
 
 
 def _check_same_images(run: RunDir, data: DataSplit, path: str) -> None:
