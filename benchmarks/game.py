@@ -10,8 +10,8 @@ Each (lead, seed) trains in this process through `introvae.train`, keeping a che
 seconds at a checkpoint are the run's own clock from log.jsonl, so leads whose steps cost differently are compared
 at equal minutes by reading the curves at the same seconds. Samples are drawn with seed 0 (`--samples` of them).
 With `--fitted K` each checkpoint is also judged on samples from a K-component Gaussian mixture fitted to its training
-images' codes (the *_fitted columns; the run's sampler with K = 100), at `--temperature` (default: the library's). Prints the curve table and the last row per run, and writes JSON
-(benchmarks/results/game.json).
+images' codes (the *_fitted columns; the run's sampler with K = 100), at `--temperature` (default: the library's).
+Prints the curve table and the last row per run, and writes JSON (benchmarks/results/game.json).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ glyph judge (benchmarks/glyphs.py), with their cost and how close the samples co
 
     python benchmarks/sampler.py RUN_DIR[@STEP] [RUN_DIR ...] [--samplers normal run run-T0.8 run-select4] [--num 500]
 
-Each run is loaded at its newest checkpoint (or at STEP); its code density is fitted anew with the library's defaults (what
-training stores at its end), so runs trained before densities were stored are judged alike. Samplers:
+Each run is loaded at its newest checkpoint (or at STEP); its code density is fitted anew with the library's defaults
+(what training stores at its end), so runs trained before densities were stored are judged alike. Samplers:
 
 * `normal`: N(0, I), the papers' sampling (`--prior normal`);
 * `run`: the run's density at its default temperature; `run-TX`: the same at temperature X (every component's spread
@@ -17,9 +17,9 @@ Copying: for each image the L2 distance (pixels in [0, 1]) to its nearest traini
 samples is printed beside the median over the run's held-out images (`copy_ratio` = samples / held-out: below 1 the
 samples sit closer to the training set than unseen real images do). A decoder that blurs also lowers the distance
 without copying anything, so `blur_ratio` gives the same ratio for the reconstructions of the held-out images, which
-copy nothing: a sampler copies where its copy_ratio falls below the blur_ratio. The seconds are those of drawing the samples
-(decoding and, with selection, judging the candidates), not of fitting the density. Prints a table and writes JSON
-(benchmarks/results/sampler.json, or --out).
+copy nothing: a sampler copies where its copy_ratio falls below the blur_ratio. The seconds are those of drawing the
+samples (decoding and, with selection, judging the candidates), not of fitting the density. Prints a table and
+writes JSON (benchmarks/results/sampler.json, or --out).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 The file holds what sampling, encoding and reconstruction need and nothing else: the encoder, and the generator that
 decodes (the EMA average when the run keeps one, under the name "generator"), each with its batch-norm buffers (the
 re-estimated statistics, the prior codes' ones included), and the run's code density, which sampling draws from by
-default (fitted now when the checkpoint has none and the training images can be opened). Optimizers, any other network of the objective and the
-training state stay in the run. The run's config and the step are in the file's safetensors metadata, so
-`introvae.Model.load(FILE)` and `introvae sample FILE` work on the file alone, wherever it is copied.
+default (fitted now when the checkpoint has none and the training images can be opened). Optimizers, any other
+network of the objective and the training state stay in the run. The run's config and the step are in the file's
+safetensors metadata, so `introvae.Model.load(FILE)` and `introvae sample FILE` work on the file alone, wherever it
+is copied.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def model_card(config: Config, step: int, weights: Path, run_name: str, averaged
 The file holds the encoder and the decoder with their batch-norm statistics (re-estimated on real images, as
 training does before every checkpoint), the code density that sampling draws from (a Gaussian mixture fitted to the
 training images' codes; `prior="normal"` or `--prior normal` samples N(0, I) instead), and the run's config in its
-safetensors metadata; no optimizer state and no network that only training uses. Images are float32 in [0, 1], shape (N, {channels}, {size}, {size}).
+safetensors metadata; no optimizer state and no network that only training uses. Images are float32 in [0, 1],
+shape (N, {channels}, {size}, {size}).
 
 ## Python
 

@@ -67,7 +67,8 @@ __all__ = [
     "SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS", "OODReference",
     "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "fit_reference", "reference_statistics",
     "reference_count", "compressed_bits_per_dim", "corrected_scores", "detection_metrics", "plot_score_histograms",
-    "training_images", "fitted_density", "set_sampler", "PRIORS", "DENSITY_IMAGES", "load_named_images", "read_labels_csv", "ScoreReport", "score_sets",
+    "training_images", "fitted_density", "set_sampler", "PRIORS", "DENSITY_IMAGES", "load_named_images",
+    "read_labels_csv", "ScoreReport", "score_sets",
     "write_attribute", "write_label_attributes", "start_code", "training_directions", "write_interpolation",
     "read_reference", "JOINT_STATISTICS", "joint_statistics", "joint_typicality",
 ]
