@@ -84,6 +84,10 @@ LEADS: dict[str, dict] = {
     "glyphs-32-joint": {"preset": "glyphs-32", "encoder_batch": "joint", "steps_factor": 4 / 3},
     "glyphs-32-every1": {"preset": "glyphs-32", "game_every": 1, "steps_factor": 4 / 3},
     "glyphs-32-every1-joint": {"preset": "glyphs-32", "game_every": 1, "encoder_batch": "joint", "steps_factor": 4 / 3},
+    # a gentler game: half the adversarial weight (as a lower learning rate of the game's terms would be), or a margin
+    # closer to the warm-up's KL(real)
+    "glyphs-32-alpha0.125": {"preset": "glyphs-32", "alpha": 0.125, "steps_factor": 4 / 3},
+    "glyphs-32-margin1.2": {"preset": "glyphs-32", "margin_factor": 1.2, "steps_factor": 4 / 3},
     "soft-mnist-joint": {"preset": "soft-introvae-mnist", "arch": "light", "encoder_batch": "joint",
                          "steps_factor": 0.35},
 }
