@@ -149,7 +149,7 @@ def test_a_run_without_a_stored_density_fits_it_on_first_use_and_says_so(tiny_ru
     torch.testing.assert_close(refit.means, expected.means)
     assert main(["sample", str(tiny_run_copy), "--num", "3", "--out", str(tmp_path / "b.npz")]) == 0
     again = capsys.readouterr().out.splitlines()[0]
-    assert "first use" not in again and "the run's fitted code density" in again
+    assert "first use" not in again and "the run's code density" in again
     assert np.array_equal(np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "b.npz")["images"])
     assert main(["sample", str(tiny_run_copy), "--num", "3", "--prior", "normal",
                  "--out", str(tmp_path / "c.npz")]) == 0

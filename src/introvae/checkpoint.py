@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
@@ -230,10 +230,12 @@ def network_names(path: Path) -> set[str]:
 
 
 def stored_density(path: Path) -> dict[str, Tensor]:
-    """The code density's tensors a weights file carries (names without DENSITY_KEY), {} when it carries none."""
-    tensors, _ = _read_safetensors(path)
+    """The code density's tensors a weights file carries (names without DENSITY_KEY), {} when it carries none; reads
+    only those tensors, not the weights."""
+    check_safetensors(path)
     prefix = DENSITY_KEY + "."
-    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+    with safe_open(str(path), framework="pt") as f:
+        return {key[len(prefix):]: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
 
 
 def load_networks(path: Path, networks: nn.ModuleDict) -> None:

@@ -120,7 +120,7 @@ class Model:
         for name in [name for name in model.networks if name not in present and name not in ("encoder", "generator")]:
             del model.networks[name]
         load_networks(path, model.networks)
-        model.density = CodeDensity.from_tensors(stored_density(path))  # what `introvae export` embedded, if anything
+        model.density = CodeDensity.from_tensors(stored_density(path))  # what `introvae export` embedded, if any
         return model
 
     @property
@@ -199,9 +199,7 @@ class Model:
         density = self._density_for(prior)
         if density is None:
             return "codes from the prior N(0, I)"
-        own = "the run's" if density is self.density else "a"
-        return (f"codes from {own} fitted code density (a {density.components}-component Gaussian mixture over the "
-                "training codes)")
+        return f"codes from a {density.components}-component Gaussian mixture fitted to the training codes"
 
     def latents(self, num: int, seed: int = 0, start: int = 0, prior: "str | CodeDensity | None" = None) -> Tensor:
         """Codes of images start .. start+num-1 under `seed`, from the model's sampler (or `prior`, see `sample`);

@@ -80,7 +80,7 @@ def _point_sampler(model: Model, prior: str, components: int | None, count: int)
         return model.sampler_text() + " (--prior normal)"
     if prior == "fitted":
         model.density = fitted_density(model, components, count)
-        return model.sampler_text().replace("the run's", "a") + " fitted now"
+        return model.sampler_text() + ", fitted now"
     if prior != "run":
         path = Path(prior)
         if not path.is_file():
@@ -91,9 +91,9 @@ def _point_sampler(model: Model, prior: str, components: int | None, count: int)
             raise UserError(f"--prior {path} holds {density.latent_dim}-d codes but this model's are "
                             f"{model.config.networks.latent_dim}-d: fit it on this run.")
         model.density = density
-        return model.sampler_text().replace("the run's fitted", "the") + f" in {path}"
+        return model.sampler_text() + f", read from {path}"
     if model.density is not None:
-        return model.sampler_text()
+        return model.sampler_text() + ": the run's code density"
     try:
         images = training_images(model.config, count)
     except UserError:
@@ -108,8 +108,8 @@ def _point_sampler(model: Model, prior: str, components: int | None, count: int)
             stored = f", stored in {path}"
         except OSError as error:
             stored = f" (not stored: {error.strerror or error})"
-    return (model.sampler_text() + f", fitted on first use to {len(images)} training images{stored}: this "
-            "checkpoint had none (a run trained before runs stored it, or not its final step)")
+    return (model.sampler_text() + f": the run's code density, fitted on first use to {len(images)} training "
+            f"images{stored}; this checkpoint had none (a run trained before runs stored it, or not its final step)")
 
 
 def load_named_images(path: str | Path, size: int, channels: int, option: str = "--input") -> tuple[list[str], Tensor]:
