@@ -211,3 +211,16 @@ def test_bad_sampler_options_are_one_sentence_and_status_2(tiny_run, tmp_path, c
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s.npz").exists()
+
+
+def test_a_density_fitted_a_chunk_at_a_time_is_the_one_fitted_at_once(tiny_run):
+    # training and first use stream the images in chunks (large images never all in memory): the same fit
+    from introvae.data import evenly_spaced
+    from introvae.latent.sets import training_source
+    model = Model.load(tiny_run)
+    source = training_source(model.config)
+    whole = model.fit_code_density(evenly_spaced(source, 64), components=2)
+    chunked = model.fit_code_density(evenly_spaced(source, 64, chunk=7), components=2)
+    assert len(list(evenly_spaced(source, 64, chunk=7))) == 10  # 64 images in chunks of 7
+    torch.testing.assert_close(chunked.means, whole.means)
+    torch.testing.assert_close(chunked.critic, whole.critic)

@@ -28,7 +28,7 @@ from .errors import UserError
 from .runtime import stream_seed
 
 __all__ = ["CodeDensity", "fit_mixture", "default_components", "default_temperature", "DEFAULT_COMPONENTS",
-           "DENSITY_IMAGES", "DEFAULT_TEMPERATURE"]
+           "DENSITY_IMAGES", "DENSITY_CHUNK", "DEFAULT_TEMPERATURE"]
 
 # On the glyphs, more components drew more legible digits: 128-d codes 10 -> 0.45, 50 -> 0.53, 100 -> 0.58; 32-d codes
 # 50 -> 0.60-0.67, 100 -> 0.67-0.73 (docs/experiments/2026-12-06-fitted-prior.md, 2026-12-06-between-codes.md). A
@@ -38,6 +38,7 @@ CODES_PER_COMPONENT = 20
 # The training images whose codes the run's density is fitted to: the glyphs' training set at the default size is
 # about 3700 images, and more codes than that cost only encoding time.
 DENSITY_IMAGES = 8192
+DENSITY_CHUNK = 256  # images read and encoded at a time while fitting, so that large images never fill the memory
 # The temperature a fitted density samples at unless told (`CodeDensity.temperature`), chosen by measurement
 # (docs/experiments/2026-12-07-samplers.md): on the glyphs 0.8 drew more legible digits, closer to the data, than the
 # mixture's own spread. A mixture fitted to fewer than SMALL_SET codes keeps its own spread (1): on 1500 training

@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import math
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -241,11 +241,9 @@ class Model:
         """The objective's critic statistic of each image in [0, 1] (`Objective.critic`), (N,)."""
         return CRITICS[self.config.objective_class.critic](self, images, batch_size)
 
-    def fit_critic(self, density: CodeDensity, images: Tensor, seed: int = 0) -> CodeDensity:
-        """`density` with the critic's statistics (mean and standard deviation over the real `images`, uint8 or
-        float, and over CRITIC_SAMPLES images decoded from it) that selection compares candidates with."""
-        real = torch.cat([self.critic(to_float(chunk) if chunk.dtype == torch.uint8 else chunk)
-                          for chunk in images.split(512)])
+    def fit_critic(self, density: CodeDensity, real: Tensor, seed: int = 0) -> CodeDensity:
+        """`density` with the critic's statistics (mean and standard deviation of its values `real` over real images,
+        and over CRITIC_SAMPLES images decoded from the density) that selection compares candidates with."""
         generated = self.critic(self.decode(density.sample(CRITIC_SAMPLES, seed=stream_seed(seed, 5)), prior=True))
         statistics = torch.tensor([real.mean(), real.std(), generated.mean(), generated.std()], dtype=torch.float64)
         return dataclasses.replace(density, critic=statistics)
@@ -270,14 +268,20 @@ class Model:
                 kept.append(images[row * select + chosen])
         return torch.stack(kept) if kept else self.decode(z, batch_size, prior=True)
 
-    def fit_code_density(self, images: Tensor, components: int | None = None, seed: int = 0) -> CodeDensity:
-        """A Gaussian mixture fitted to the posterior means of `images` (uint8, or float in [0, 1]; see
-        `introvae.density`), with the critic's statistics for selection (`fit_critic`); None components: 100, or
-        one per 20 images for fewer than 2000. The images are encoded a chunk at a time, so thousands of uint8
-        images need no float copy of them all."""
-        mu = torch.cat([self.encode(to_float(chunk) if chunk.dtype == torch.uint8 else chunk)[0]
-                        for chunk in images.split(512)])
-        return self.fit_critic(fit_mixture(mu, components, seed=seed), images, seed)
+    def fit_code_density(self, images: Tensor | Iterable[Tensor], components: int | None = None,
+                         seed: int = 0) -> CodeDensity:
+        """A Gaussian mixture fitted to the posterior means of `images` (see `introvae.density`), with the critic's
+        statistics for selection (`fit_critic`); None components: 100, or one per 20 images for fewer than 2000.
+
+        `images`: uint8 or float in [0, 1], one tensor or an iterable of chunks (what `introvae.data.evenly_spaced`
+        gives with `chunk`), so that thousands of large images never sit in memory at once."""
+        chunks = images.split(512) if isinstance(images, Tensor) else images
+        codes, critic = [], []
+        for chunk in chunks:
+            x = to_float(chunk) if chunk.dtype == torch.uint8 else chunk
+            codes.append(self.encode(x)[0])
+            critic.append(self.critic(x))
+        return self.fit_critic(fit_mixture(torch.cat(codes), components, seed=seed), torch.cat(critic), seed)
 
     def interpolate_latents(self, z_a: Tensor, z_b: Tensor, steps: int, method: str = "lerp") -> Tensor:
         """`steps` codes from z_a to z_b inclusive, on a line (lerp) or a great circle (slerp)."""

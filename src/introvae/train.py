@@ -47,7 +47,7 @@ from .batchnorm import REESTIMATE_IMAGES
 from .checkpoint import CheckpointWriteError, load_networks, load_newest, load_tree, save_checkpoint
 from .config import Config
 from .data import DataSplit, ImageSource, cache_in_memory, evenly_spaced, open_data
-from .density import DENSITY_IMAGES
+from .density import DENSITY_CHUNK, DENSITY_IMAGES
 from .distributed import Distributed
 from .engine import MAX_BAD_STEPS, Engine, LossAverager
 from .errors import UserError
@@ -452,13 +452,13 @@ class Trainer:
             return
         self.prepare_inference()
         started = time.time()
-        images = evenly_spaced(self.data.train, DENSITY_IMAGES)
-        density = self.model.fit_code_density(images)
+        density = self.model.fit_code_density(evenly_spaced(self.data.train, DENSITY_IMAGES, chunk=DENSITY_CHUNK))
         density.save(self.run.density_file(self.step))
         self.model.density = density
         # Not a log.jsonl record: a run stopped and resumed would hold one more than the same run trained straight.
         self._note(f"introvae: fitted the run's code density ({density.components} components over the codes of "
-                   f"{len(images)} training images, {time.time() - started:.1f} s); sampling draws from it by default")
+                   f"{min(DENSITY_IMAGES, len(self.data.train))} training images, {time.time() - started:.1f} s); "
+                   "sampling draws from it by default")
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:

@@ -14,7 +14,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, BinaryIO, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -62,11 +62,15 @@ class ImageSource(Protocol):
         ...
 
 
-def evenly_spaced(source: ImageSource, count: int) -> torch.Tensor:
+def evenly_spaced(source: ImageSource, count: int, chunk: int = 0) -> torch.Tensor | Iterator[torch.Tensor]:
     """Up to `count` images of `source` at evenly spaced indices, uint8: the same choice on every call, so that what is
-    fitted to them (the run's code density, the OOD reference) is fitted again to the same images."""
-    chosen = torch.linspace(0, len(source) - 1, min(count, len(source))).round().long().unique()
-    return source.get(chosen.tolist())
+    fitted to them (the run's code density, the OOD reference) is fitted again to the same images. With `chunk` > 0
+    an iterator over them `chunk` at a time instead, which holds one chunk in memory (8192 images of 256 px are 1.6
+    GB)."""
+    chosen = torch.linspace(0, len(source) - 1, min(count, len(source))).round().long().unique().tolist()
+    if chunk <= 0:
+        return source.get(chosen)
+    return (source.get(chosen[i:i + chunk]) for i in range(0, len(chosen), chunk))
 
 
 def _index_list(indices: Sequence[int] | torch.Tensor) -> list[int]:

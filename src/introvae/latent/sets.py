@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
 from ..config import Config
-from ..density import DENSITY_IMAGES, CodeDensity
-from ..data import evenly_spaced, load_image_set, open_data, scan_folder
+from ..density import DENSITY_CHUNK, DENSITY_IMAGES, CodeDensity
+from ..data import ImageSource, evenly_spaced, load_image_set, open_data, scan_folder
 from ..errors import DataError, UserError
 from ..images import load_image, to_float
 from ..model import Model
@@ -32,8 +33,14 @@ PRIORS = ("run", "normal", "fitted")
 TRAINING_IMAGES = 1024  # enough for a stable PCA of 128-d codes and a noise level; a few seconds to encode at 32 px
 
 
-def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
-    """Up to `count` evenly spaced training images of the run with `config`, uint8 (N, C, S, S)."""
+def training_images(config: Config, count: int = TRAINING_IMAGES, chunk: int = 0) -> Tensor | Iterator[Tensor]:
+    """Up to `count` evenly spaced training images of the run with `config`, uint8 (N, C, S, S); with `chunk` > 0 an
+    iterator over them, `chunk` at a time (`introvae.data.evenly_spaced`)."""
+    return evenly_spaced(training_source(config), count, chunk)
+
+
+def training_source(config: Config) -> ImageSource:
+    """The training split of the run with `config`, opened as training opened it (UserError where it cannot be)."""
     dataset = config.dataset
     try:
         data = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
@@ -41,13 +48,13 @@ def training_images(config: Config, count: int = TRAINING_IMAGES) -> Tensor:
     except DataError as e:
         raise UserError(f"the run's training data {dataset.path!r} cannot be opened ({e}); run the command where "
                         f"that data is, or give the images yourself (see --help).") from None
-    return evenly_spaced(data.train, count)
+    return data.train
 
 
 def fitted_density(model: Model, components: int | None = None, count: int = DENSITY_IMAGES) -> CodeDensity:
     """A Gaussian mixture fitted to the codes of up to `count` of the model's own training images
     (`Model.fit_code_density`): the run's code density that training stores, fitted anew."""
-    return model.fit_code_density(training_images(model.config, count), components)
+    return model.fit_code_density(training_images(model.config, count, DENSITY_CHUNK), components)
 
 
 def set_sampler(model: Model, prior: str | Path = "run", components: int | None = None,
@@ -95,11 +102,11 @@ def _point_sampler(model: Model, prior: str, components: int | None, count: int)
     if model.density is not None:
         return model.sampler_text() + ": the run's code density"
     try:
-        images = training_images(model.config, count)
+        source = training_source(model.config)
     except UserError:
         return (f"codes from the prior N(0, I): this model carries no code density and its training data "
                 f"{model.config.dataset.path!r} cannot be opened here to fit one")
-    model.density = model.fit_code_density(images)
+    model.density = model.fit_code_density(evenly_spaced(source, count, DENSITY_CHUNK))
     stored = ""
     if model.origin is not None:
         path = RunDir(model.origin[0]).density_file(model.origin[1])
@@ -108,7 +115,7 @@ def _point_sampler(model: Model, prior: str, components: int | None, count: int)
             stored = f", stored in {path}"
         except OSError as error:
             stored = f" (not stored: {error.strerror or error})"
-    return (model.sampler_text() + f": the run's code density, fitted on first use to {len(images)} training "
+    return (model.sampler_text() + f": the run's code density, fitted on first use to {min(count, len(source))} training "
             f"images{stored}; this checkpoint had none (a run trained before runs stored it, or not its final step)")
 
 
