@@ -40,8 +40,9 @@ CRITIC_SAMPLES = 512  # images decoded from a density to measure the critic's st
 SELECTION_LOG_RATIO_LIMIT = 3.0  # see _selection_log_weights
 
 # Statistics of images by which selection (`Model.sample(select=k)`) compares generated images with real ones, by the
-# name an objective declares (`Objective.critic`): a function (model, images in [0, 1]) -> (N,).
-CRITICS = {"kl": lambda model, images, batch_size: kl_per_sample(*model.encode(images, batch_size))}
+# name an objective declares (`Objective.critic`): a function of the encoder's posterior (mu, logvar) -> (N,), so that
+# fitting a density gets the codes and the critic's values from one encoding.
+CRITICS = {"kl": kl_per_sample}
 
 
 class Model:
@@ -239,7 +240,10 @@ class Model:
 
     def critic(self, images: Tensor, batch_size: int = 64) -> Tensor:
         """The objective's critic statistic of each image in [0, 1] (`Objective.critic`), (N,)."""
-        return CRITICS[self.config.objective_class.critic](self, images, batch_size)
+        return self._critic_of(*self.encode(images, batch_size))
+
+    def _critic_of(self, mu: Tensor, logvar: Tensor) -> Tensor:
+        return CRITICS[self.config.objective_class.critic](mu, logvar)
 
     def fit_critic(self, density: CodeDensity, real: Tensor, seed: int = 0) -> CodeDensity:
         """`density` with the critic's statistics (mean and standard deviation of its values `real` over real images,
@@ -278,9 +282,9 @@ class Model:
         chunks = images.split(512) if isinstance(images, Tensor) else images
         codes, critic = [], []
         for chunk in chunks:
-            x = to_float(chunk) if chunk.dtype == torch.uint8 else chunk
-            codes.append(self.encode(x)[0])
-            critic.append(self.critic(x))
+            mu, logvar = self.encode(to_float(chunk) if chunk.dtype == torch.uint8 else chunk)
+            codes.append(mu)
+            critic.append(self._critic_of(mu, logvar))
         return self.fit_critic(fit_mixture(torch.cat(codes), components, seed=seed), torch.cat(critic), seed)
 
     def interpolate_latents(self, z_a: Tensor, z_b: Tensor, steps: int, method: str = "lerp") -> Tensor:

@@ -2,9 +2,10 @@
 
 The options leave five things open: the learning rate and warm-up ("the objective's default"), the channels ("detect
 them from the images"), the precision ("auto": by what this device computes natively), compilation ("auto": by the
-device and the run's length) and the device ("auto", and under torchrun this rank's GPU). `RunSpec.resolve` decides them in one place and returns a frozen `RunSpec`; the
-trainer, its engine and the checkpoints read the spec, so nothing downstream resolves anything again, and the config it
-holds is what config.json records (the device there is the one asked for, so that a resumed run picks its own).
+device and the run's length) and the device ("auto", and under torchrun this rank's GPU). `RunSpec.resolve` decides
+them in one place and returns a frozen `RunSpec`; the trainer, its engine and the checkpoints read the spec, so
+nothing downstream resolves anything again, and the config it holds is what config.json records (the device there is
+the one asked for, so that a resumed run picks its own).
 """
 
 from __future__ import annotations
