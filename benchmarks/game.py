@@ -106,7 +106,10 @@ def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: 
     lead_steps = int(round(steps * lead.get("steps_factor", 1.0)))
     config = lead_config(lead, seed, lead_steps, checkpoint_every=every, keep_checkpoints=1000, grid_every=0, **extra)
     run = work / f"{name}-seed{seed}"
-    if not (run / "checkpoints" / f"model-{lead_steps:08d}.safetensors").is_file():  # a kept run is judged again
+    if (run / "config.json").is_file() and not (run / "checkpoints" / f"model-{lead_steps:08d}.safetensors").is_file():
+        # a kept run that stopped earlier is continued to the longer budget (the curves up to an hour)
+        run = introvae.train(resume=run, steps=lead_steps, checkpoint_every=every, keep_checkpoints=1000, quiet=True)
+    elif not (run / "checkpoints" / f"model-{lead_steps:08d}.safetensors").is_file():  # a kept run is judged again
         run = introvae.train(config, out=run, quiet=True)
     seconds = {}
     for line in (Path(run) / "log.jsonl").read_text().splitlines():
