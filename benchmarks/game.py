@@ -159,7 +159,7 @@ def step_costs(names: list[str], repeats: int, steps: int, extra: dict) -> dict[
         config = lead_config(LEADS[name], 0, 10**6, grid_every=0, checkpoint_every=0, margin=35.0, **extra)
         data = open_data(config.dataset.path, 32, 1, config.dataset.test_fraction, 0, config.dataset.builtin_count)
         trainer = Trainer(config, work / name, data, quiet=True)
-        trainer.step = trainer.objective.warmup_steps
+        trainer.step = trainer.engine.objective.warmup_steps
         for _ in range(4):  # untimed: allocations, first-call costs
             trainer.train_step()
         trainers[name] = trainer

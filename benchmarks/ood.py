@@ -83,14 +83,14 @@ def train_run(model: str, data: str, steps: int | None, runs_dir: Path, seed: in
     """The run of `model` ("vae" or "introvae") on `data` for `steps` steps (None: its preset's) with training seed
     `seed` under runs_dir, trained unless it is there."""
     import introvae
-    from introvae.checkpoint import latest_step
+    from introvae.rundir import RunDir
     from introvae.config import PRESETS, from_preset
 
     preset = preset_of(model, data)
     steps = steps or PRESETS[preset]["steps"]
     name = data.replace(":", "-").replace("/", "-")
     run_dir = runs_dir / (f"{model}-{name}-{steps}" + (f"-seed{seed}" if seed else ""))
-    if run_dir.is_dir() and latest_step(run_dir) == steps:
+    if run_dir.is_dir() and RunDir(run_dir).latest_step() == steps:
         return run_dir
     config = from_preset(preset, data=data, steps=steps, grid_every=0, seed=seed)
     started = time.perf_counter()

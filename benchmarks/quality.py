@@ -173,7 +173,7 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        trainer.prepare_inference()  # the batch-norm statistics that checkpoints hold (introvae.batchnorm)
+        trainer.outputs.prepare(trainer.step)  # the batch-norm statistics that checkpoints hold (introvae.batchnorm)
         model_ = trainer.model
         settings = EvalSettings(num_samples=num_samples, device=device, download=False)
         reference = data.test.images

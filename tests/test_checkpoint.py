@@ -11,8 +11,8 @@ import torch
 
 import introvae
 from introvae import Model, train
-from introvae.checkpoint import (checkpoint_steps, load_networks, model_path, save_checkpoint, save_networks,
-                                 train_state_path)
+from introvae.checkpoint import load_networks, save_networks
+from introvae.rundir import RunDir
 from introvae.errors import UserError
 
 SRC = Path(introvae.__file__).resolve().parent
@@ -57,8 +57,8 @@ def test_a_pickle_in_place_of_a_checkpoint_is_refused_and_runs_nothing(tmp_path,
     assert marker.exists()
     marker.unlink()
     run = train(tiny_config(steps=2, checkpoint_every=2), out=tmp_path / "r", quiet=True)
-    model_path(run, 3).write_bytes(payload)
-    torch.save({"state": _RunsCode(marker)}, train_state_path(run, 3))
+    RunDir(run).model_weights(3).write_bytes(payload)
+    torch.save({"state": _RunsCode(marker)}, RunDir(run).train_state(3))
 
     with pytest.raises(UserError, match=r"model-00000003\.safetensors is not a readable safetensors file"):
         Model.load(run, step=3)
@@ -114,11 +114,11 @@ def test_a_config_that_does_not_fit_the_checkpoint_is_a_clear_error(tmp_path, se
 def test_a_checkpoint_write_killed_between_its_files_does_not_count(tmp_path, tiny_config):
     """What a SIGKILL between train-N and model-N leaves: an orphaned training state, ignored, then cleaned up."""
     model = Model.build(tiny_config())
-    save_checkpoint(tmp_path, 1, model.networks, {"step": 1}, keep=2)
+    RunDir(tmp_path).save_checkpoint(1, model.networks, {"step": 1}, keep=2)
     (tmp_path / "checkpoints" / "train-00000002.safetensors").write_bytes(
         (tmp_path / "checkpoints" / "train-00000001.safetensors").read_bytes())
-    assert checkpoint_steps(tmp_path) == [1]
-    save_checkpoint(tmp_path, 3, model.networks, {"step": 3}, keep=2)
+    assert RunDir(tmp_path).checkpoint_steps() == [1]
+    RunDir(tmp_path).save_checkpoint(3, model.networks, {"step": 3}, keep=2)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "model-00000001.safetensors", "model-00000003.safetensors", "train-00000001.safetensors",
         "train-00000003.safetensors"]

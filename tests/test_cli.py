@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from introvae.checkpoint import checkpoint_steps
+from introvae.rundir import RunDir
 from introvae.cli import main
 from introvae.data import scan_folder
 from introvae.images import load_image, to_float, to_uint8
@@ -56,7 +56,7 @@ def test_train_writes_a_run(run_dir, mixed_folder, read_grid, read_chart):
     assert config["dataset"]["channels"] == 3 and config["dataset"]["image_size"] == 16  # RGB present: 3 channels detected
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["train"]) + len(split["test"]) == 12  # notes.txt skipped, subfolders searched
-    assert checkpoint_steps(run_dir) == [2, 3]
+    assert RunDir(run_dir).checkpoint_steps() == [2, 3]
     read_chart(run_dir / "dynamics.png")
     # Row 1 of the interpolation runs from the first held-out image to the second (row 2: between two seeds).
     first, second = (_image(mixed_folder / name) for name in split["test"][:2])
@@ -77,7 +77,7 @@ def test_resume_from_the_command_line(run_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     assert main(["train", "--resume", str(copy), "--steps", "5", "--quiet"]) == 0
-    assert checkpoint_steps(copy)[-1] == 5
+    assert RunDir(copy).checkpoint_steps()[-1] == 5
     steps = [json.loads(line)["step"] for line in (copy / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
 

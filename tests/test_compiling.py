@@ -15,7 +15,7 @@ from introvae import compiling
 from introvae.cli import main
 from introvae.compiling import AUTO_MIN_STEPS, resolve_compile
 from introvae.errors import UserError
-from introvae.plot import read_log
+from introvae.runlog import read_log
 from introvae.progress import Progress
 from introvae.runspec import RunSpec
 from introvae.train import first_line

@@ -3,14 +3,12 @@
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from introvae import Config, Model, train
-from introvae.checkpoint import checkpoint_steps
+from introvae import Config
 from introvae.cli import main
 from introvae.config import PRESETS, DataConfig, OptimConfig, from_preset, option_table
 from introvae.data.toy2d import TOY_DATASETS
@@ -19,10 +17,7 @@ from introvae.errors import UserError
 from introvae.nets import ImageBuilders
 from introvae.objectives import OBJECTIVES, build_objective
 from introvae.objectives.base import option_flag
-from introvae.plot import read_log
 from introvae.toy2d import BENCHMARK_WEIGHTS, toy_config
-
-FLAT_BEFORE_SECTIONS = Path(__file__).parent / "data" / "config-flat-before-sections.json"
 
 
 def _changed(value, field):
@@ -80,47 +75,10 @@ def test_config_json_is_sectioned_and_round_trips(tmp_path):
     config = from_preset("paper-256", data="bedrooms/", ema=0.999)
     config.save(tmp_path / "config.json")
     written = json.loads((tmp_path / "config.json").read_text())
-    assert list(written) == ["model", "dataset", "networks", "objective", "optim", "run"]
+    assert list(written) == ["format_version", "model", "dataset", "networks", "objective", "optim", "run"]
     assert written["dataset"]["path"] == "bedrooms/" and written["objective"]["margin"] == 120.0
     assert written["optim"]["ema"] == 0.999 and written["networks"]["latent_dim"] == 512
     assert Config.load(tmp_path / "config.json") == config
-
-
-def test_a_flat_config_json_from_before_the_sections_still_loads():
-    config = Config.load(FLAT_BEFORE_SECTIONS)
-    flat = json.loads(FLAT_BEFORE_SECTIONS.read_text())
-    assert config.model == "introvae" and config.objective == OBJECTIVES["introvae"].Options(
-        **{k: flat[k] for k in ("margin", "alpha", "alpha_generator", "beta", "hinge", "reconstruction",
-                                "adversarial_reduction")})
-    assert (config.image_size, config.channels, config.lr, config.warmup_steps, config.precision) == (
-        32, 3, 2e-4, 200, "fp32")
-    assert "arch" not in flat and config.arch == "appb"  # runs from before --arch keep App. B's networks
-
-
-def _flat_like_before(config: Config) -> dict:
-    """What config.json held before the sections: every option of every objective, flat."""
-    values = json.loads(FLAT_BEFORE_SECTIONS.read_text())
-    values.update(config.flat())
-    return values
-
-
-@pytest.mark.slow
-def test_a_run_with_a_flat_config_json_loads_and_resumes(tmp_path, tiny_config):
-    run = train(tiny_config(steps=2, checkpoint_every=1), out=tmp_path / "run", quiet=True)
-    sectioned = Config.load(run / "config.json")
-    (run / "config.json").write_text(json.dumps(_flat_like_before(sectioned), indent=2))
-    assert Config.load(run / "config.json") == sectioned
-    model = Model.load(run, device="cpu")
-    assert model.sample(2, seed=0).shape == (2, 3, 16, 16)
-    train(resume=run, steps=3, quiet=True)
-    assert checkpoint_steps(run)[-1] == 3 and [r["step"] for r in read_log(run / "log.jsonl")] == [1, 2, 3]
-
-
-def test_an_old_soft_introvae_config_keeps_training_without_a_warm_up():
-    # Before the engine ran every objective's warm-up, soft-introvae image runs ignored the recorded 200 steps.
-    values = {**json.loads(FLAT_BEFORE_SECTIONS.read_text()), "model": "soft-introvae"}
-    config = Config.from_dict(values)
-    assert config.warmup_steps == 0 and config.objective.beta_neg == 256.0
 
 
 @pytest.mark.parametrize("values, phrase", [

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from introvae.plot import read_log
+from introvae.runlog import read_log
 
 pytestmark = pytest.mark.slow  # every test starts torchrun processes (gloo)
 

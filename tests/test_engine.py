@@ -1,12 +1,17 @@
-"""The engine that steps every objective's phases: each phase moves only its own network, and the EMA update."""
+"""The engine that steps every objective's phases: each phase moves only its own network, the EMA update, and the
+training state the engine holds."""
+
+import copy
 
 import pytest
 import torch
 from torch import nn
 
+from introvae import Model
 from introvae.data import open_data
-from introvae.engine import update_ema
-from introvae.objectives import OBJECTIVES
+from introvae.engine import Engine, update_ema
+from introvae.images import to_float
+from introvae.objectives import OBJECTIVES, build_objective
 from introvae.train import Trainer
 
 
@@ -23,7 +28,7 @@ def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
         return {n: [p.detach().clone() for p in trainer.networks[n].parameters()] for n in roles}
 
     def wrap(name):
-        original = trainer.optimizers[name].step
+        original = trainer.engine.optimizers[name].step
 
         def step(*args, **kwargs):
             order.append(name)
@@ -35,7 +40,7 @@ def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
             result = original(*args, **kwargs)
             seen[name]["after"] = params()
             return result
-        trainer.optimizers[name].step = step
+        trainer.engine.optimizers[name].step = step
 
     for name in roles:
         wrap(name)
@@ -69,3 +74,39 @@ def test_update_ema_moves_parameters_and_copies_buffers():
     torch.testing.assert_close(ema.weight, torch.full((3,), 0.1 + 0.9 * 0.9))
 
 
+
+
+@pytest.mark.parametrize("model", sorted(OBJECTIVES))
+def test_the_engines_state_dict_continues_its_steps_exactly_and_reset_starts_again(model, tiny_config):
+    config = tiny_config(model=model, warmup_steps=1)
+    images = to_float(open_data("builtin", config.image_size, config.channels, 0.0, 0, builtin_count=8).train.get(
+        list(range(8))))
+
+    def engine_of(networks):
+        return Engine(build_objective(config), networks, lr=1e-3)
+
+    def run(engine, steps):
+        for step in steps:
+            assert engine.step(images, step, torch.Generator().manual_seed(step)).ran
+
+    first = engine_of(Model.build(config).networks)
+    fresh_state = copy.deepcopy(first.state_dict())
+    run(first, range(3))
+    first.scale_learning_rate(0.5)
+    weights, state = copy.deepcopy(first.networks.state_dict()), copy.deepcopy(first.state_dict())
+    assert state["lr_scale"] == 0.5 and all(state["optimizers"][role]["state"] for role in first.objective.roles)
+    run(first, range(3, 5))
+
+    second = engine_of(Model.build(config).networks)
+    second.networks.load_state_dict(weights)
+    second.load_state_dict(state)
+    assert all(group["lr"] == 5e-4 for opt in second.optimizers.values() for group in opt.param_groups)
+    run(second, range(3, 5))
+    assert all(torch.equal(a, b) for a, b in zip(first.networks.state_dict().values(),
+                                                  second.networks.state_dict().values()))
+
+    second.reset()  # the optimizers and the objective's state as before step 1, at the base learning rate
+    reset_state = second.state_dict()
+    assert reset_state["lr_scale"] == 1.0 and reset_state["objective"] == fresh_state["objective"]
+    assert all(not reset_state["optimizers"][role]["state"] for role in second.objective.roles)
+    assert all(group["lr"] == 1e-3 for opt in second.optimizers.values() for group in opt.param_groups)

@@ -21,7 +21,7 @@ from introvae.errors import DataError
 from introvae.metrics.fid import fid
 from introvae.metrics.inception import FIDInceptionV3, inception_features, load_inception
 from introvae.model import Model
-from introvae.plot import read_log
+from introvae.runlog import read_log
 from introvae.train import train
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is not the published")

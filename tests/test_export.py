@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from introvae import Config, Model, train
-from introvae.checkpoint import checkpoint_steps, model_path, network_names, read_metadata, save_networks
+from introvae.checkpoint import network_names, read_metadata, save_networks
+from introvae.rundir import RunDir
 from introvae.cli import main
 from introvae.errors import UserError
 from introvae.export import export_model
@@ -34,12 +35,12 @@ def _same_outputs(a: Model, b: Model, prior: str | None = None) -> None:
 
 
 def test_checkpoints_carry_the_config_and_load_alone_anywhere(ema_run, tmp_path):
-    metadata = read_metadata(model_path(ema_run, 4))
+    metadata = read_metadata(RunDir(ema_run).model_weights(4))
     assert metadata["step"] == "4"
     assert Config.from_dict(json.loads(metadata["config"])).to_dict() == Config.load(ema_run / "config.json").to_dict()
     alone = tmp_path / "elsewhere" / "model.safetensors"
     alone.parent.mkdir()
-    shutil.copy(model_path(ema_run, 4), alone)
+    shutil.copy(RunDir(ema_run).model_weights(4), alone)
     model = Model.load(alone, device="cpu")
     assert "generator_ema" in model.networks  # a whole checkpoint: the EMA copy decodes, as in the run
     # The run's code density sits beside the checkpoint in the run (what `export` embeds), so a checkpoint copied
@@ -94,29 +95,29 @@ def test_cli_export_then_sample_from_the_file(ema_run, tmp_path, capsys):
 def test_export_of_avae_leaves_the_discriminator_in_the_run(tmp_path, tiny_config):
     run = train(tiny_config(model="avae", steps=2, checkpoint_every=2, disc_channels=8, disc_latent=8),
                 out=tmp_path / "avae", quiet=True)
-    assert "discriminator" in network_names(model_path(run, 2))
+    assert "discriminator" in network_names(RunDir(run).model_weights(2))
     out = export_model(run, tmp_path / "out" / "avae.safetensors")
     assert network_names(out) == {"encoder", "generator"}
     assert read_metadata(out)["generator"] == "trained"
     _same_outputs(Model.load(out, device="cpu"), Model.load(run, device="cpu"))
 
 
-def test_weights_without_metadata_still_load_through_their_run(ema_run, tmp_path):
+def test_weights_without_a_config_load_only_through_their_run_directory(ema_run, tmp_path):
     old_run = tmp_path / "old"
     shutil.copytree(ema_run, old_run)
-    # Rewrite the newest checkpoint's weights as before weights described themselves: no config, no step.
+    # The newest checkpoint's weights rewritten without the config and the step in their metadata.
     networks = Model.load(ema_run, device="cpu").networks
-    save_networks(model_path(old_run, 4), networks)
-    assert set(read_metadata(model_path(old_run, 4))) == {"format"}
-    _same_outputs(Model.load(old_run, device="cpu"), Model.load(ema_run, device="cpu"))
-    # The file where it lies, inside RUN/checkpoints/: the run's config.json describes it (the code density beside it
-    # is the run's, not the file's).
-    _same_outputs(Model.load(model_path(old_run, 4), device="cpu"), Model.load(ema_run, device="cpu"), prior="normal")
-    # Copied out of its run, nothing describes it: a clear error that says what to do.
+    weights = RunDir(old_run).model_weights(4)
+    save_networks(weights, networks)
+    assert set(read_metadata(weights)) == {"format", "format_version"}
+    _same_outputs(Model.load(old_run, device="cpu"), Model.load(ema_run, device="cpu"))  # config.json describes it
+    # The file alone, where it lies or copied out: nothing says which networks it holds (issue 30 dropped reading
+    # such a file through the run directory around it), and the error says what to do.
     alone = tmp_path / "alone.safetensors"
-    shutil.copy(model_path(old_run, 4), alone)
-    with pytest.raises(UserError, match="carries no config .* load the run directory it came from"):
-        Model.load(alone)
+    shutil.copy(weights, alone)
+    for path in (weights, alone):
+        with pytest.raises(UserError, match="carries no config.* load the run directory it came from"):
+            Model.load(path)
 
 
 def test_export_refuses_bad_input_in_one_sentence(ema_run, tmp_path, capsys):
@@ -124,7 +125,7 @@ def test_export_refuses_bad_input_in_one_sentence(ema_run, tmp_path, capsys):
         export_model(ema_run, tmp_path / "model.pt")
     with pytest.raises(UserError, match=r"--step 3: .* no checkpoint at that step \(it has: 2, 4\)"):
         export_model(ema_run, tmp_path / "model.safetensors", step=3)
-    assert checkpoint_steps(ema_run) == [2, 4]
+    assert RunDir(ema_run).checkpoint_steps() == [2, 4]
     # A README.md of the user's own is never replaced by the model card.
     folder = tmp_path / "project"
     folder.mkdir()

@@ -18,14 +18,21 @@ import torch
 import introvae
 import introvae.atomic as atomic
 from introvae import Config, Model, train
-from introvae.checkpoint import (check_safetensors, checkpoint_steps, load_networks, load_tree, model_path,
-                                 train_state_path)
+from introvae.checkpoint import check_safetensors, load_networks, load_tree
 from introvae.data import open_data
+from introvae.engine import MAX_BAD_STEPS, step_phases
 from introvae.errors import UserError
 from introvae.objectives import Phase, build_objective
-from introvae.plot import plot_dynamics, read_log
-from introvae.engine import MAX_BAD_STEPS, step_phases
-from introvae.train import MAX_ROLLBACKS, Trainer, TrainingDiverged, TrainingInterrupted
+from introvae.plot import plot_dynamics
+from introvae.rundir import RunDir
+from introvae.runlog import read_log
+from introvae.train import (
+    MAX_ROLLBACKS,
+    RunOutputs,
+    Trainer,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 
 SRC = Path(introvae.__file__).resolve().parent
 
@@ -43,8 +50,8 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _no_pictures(monkeypatch):
     """The end-of-run pictures cost seconds on a busy CPU and are not what these tests are about."""
-    monkeypatch.setattr(Trainer, "save_grid", lambda self: None)
-    monkeypatch.setattr(Trainer, "write_summary_images", lambda self: None)
+    monkeypatch.setattr(RunOutputs, "grid", lambda self, step: None)
+    monkeypatch.setattr(sys.modules[Trainer.__module__], "write_summary_images", lambda *args: None)
 
 
 def _env():
@@ -111,7 +118,7 @@ def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_che
             resumed_from.append(_resumed_at(proc.stderr))
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
         files = sorted(p.name for p in (run / "checkpoints").iterdir())
-        complete = checkpoint_steps(run)
+        complete = RunDir(run).checkpoint_steps()
         _assert_no_partial_files(run)
         trials.append({"kill": f"{moment} write {count}", "logged": _logged_steps(run)[-1], "complete": complete,
                        "temporaries": [f for f in files if f.endswith(".tmp")],
@@ -135,7 +142,7 @@ def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_che
     assert any(t["orphans"] for t in trials)  # and at least one left half a checkpoint
     # The run ends where it should, its log continues exactly (no repeated or missing steps), nothing half-written
     # is left under a final name and the temporaries of the killed writes are gone.
-    assert checkpoint_steps(run) == [steps - 1, steps]
+    assert RunDir(run).checkpoint_steps() == [steps - 1, steps]
     assert _logged_steps(run) == list(range(1, steps + 1))
     _assert_no_partial_files(run)
     assert _temporaries(run) == []
@@ -146,7 +153,7 @@ def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_che
     reference = Trainer(config, tmp_path / "reference", data, quiet=True)
     while reference.step < steps:
         reference.train_step()
-    reference.prepare_inference()  # checkpoints hold batch-norm statistics re-estimated on real images
+    reference.outputs.prepare(reference.step)  # checkpoints hold batch-norm statistics re-estimated on real images
     final = Model.load(run, device="cpu").networks.state_dict()
     assert all(torch.equal(final[k], v) for k, v in reference.networks.state_dict().items())
 
@@ -159,7 +166,7 @@ def test_resume_copes_with_a_log_ahead_of_the_checkpoint_and_a_half_written_line
     (run / "checkpoints" / ".model-00000004.safetensors.999999.0123abcd.tmp").write_bytes(b"partial")
     train(resume=run, steps=4, quiet=True)
     assert _logged_steps(run) == [1, 2, 3, 4]
-    assert checkpoint_steps(run) == [2, 4] and _temporaries(run) == []
+    assert RunDir(run).checkpoint_steps() == [2, 4] and _temporaries(run) == []
     assert not (run / "checkpoints" / "train-00000003.safetensors").exists()  # the orphaned half is gone
 
 
@@ -177,9 +184,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_status_2(tmp_path, tiny_cli):
     stopped = _logged_steps(run)[-1]
     assert err.strip().splitlines() == [f"introvae: error: stopped by SIGTERM at step {stopped}; a checkpoint was "
                                         f"saved: continue with `introvae train --resume {run}`."]
-    assert checkpoint_steps(run) == [stopped] and out == ""
+    assert RunDir(run).checkpoint_steps() == [stopped] and out == ""
     train(resume=run, steps=stopped + 2, quiet=True)
-    assert checkpoint_steps(run)[-1] == stopped + 2 and _logged_steps(run) == list(range(1, stopped + 3))
+    assert RunDir(run).checkpoint_steps()[-1] == stopped + 2 and _logged_steps(run) == list(range(1, stopped + 3))
 
 
 class Faulty:
@@ -228,7 +235,7 @@ def faulty_trainer(tiny_config):
         data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
                          config.builtin_count)
         trainer = Trainer(config, run_dir, data, quiet=True)
-        trainer.objective = Faulty(trainer.objective, fault)
+        trainer.engine.objective = Faulty(trainer.engine.objective, fault)
         return trainer
 
     return make
@@ -250,7 +257,7 @@ def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tm
                           lambda step: (lambda: os.kill(os.getpid(), signal.SIGINT)) if step == 2 else None)
     with pytest.raises(TrainingInterrupted, match=r"^interrupted at step 3; a checkpoint was saved") as caught:
         once.fit()
-    assert caught.value.checkpoint_saved and caught.value.step == 3 and checkpoint_steps(tmp_path / "a") == [3]
+    assert caught.value.checkpoint_saved and caught.value.step == 3 and RunDir(tmp_path / "a").checkpoint_steps() == [3]
     assert signal.getsignal(signal.SIGINT) is handler  # put back
 
     def twice():
@@ -261,7 +268,7 @@ def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tm
     with pytest.raises(TrainingInterrupted, match=r"during step 3, so its state was not saved; continue from the "
                                                   r"newest checkpoint, at step 2") as caught:
         hurried.fit()
-    assert not caught.value.checkpoint_saved and checkpoint_steps(tmp_path / "b") == [1, 2]
+    assert not caught.value.checkpoint_saved and RunDir(tmp_path / "b").checkpoint_steps() == [1, 2]
     assert signal.getsignal(signal.SIGINT) is handler and signal.getsignal(signal.SIGTERM) == term
 
 
@@ -269,7 +276,7 @@ def test_ctrl_c_stops_after_the_step_and_saves_and_a_second_one_stops_at_once(tm
 
 def _snapshot(trainer):
     weights = {k: v.clone() for k, v in trainer.networks.state_dict().items()}
-    adam = {n: [s["step"].clone() for s in o.state.values()] for n, o in trainer.optimizers.items()}
+    adam = {n: [s["step"].clone() for s in o.state.values()] for n, o in trainer.engine.optimizers.items()}
     return weights, adam
 
 
@@ -285,10 +292,10 @@ def test_a_non_finite_step_is_skipped_before_any_optimizer_steps(tmp_path, kind,
     assert trainer.train_step() and trainer.step == 1
     before, seen = _snapshot(trainer), trainer.images_seen
     assert trainer.train_step() == {}  # the encoder's loss (or only its gradient) is not finite: skipped
-    assert trainer.step == 1 and trainer.bad_steps == 1 and trainer.images_seen == seen + 4  # the batch is consumed
+    assert trainer.step == 1 and trainer.engine.bad_steps == 1 and trainer.images_seen == seen + 4  # the batch is consumed
     assert _same(_snapshot(trainer), before)  # no weight, no Adam state moved
     assert all(p.grad is None for p in trainer.networks.parameters())
-    assert trainer.train_step() and trainer.step == 2 and trainer.bad_steps == 0
+    assert trainer.train_step() and trainer.step == 2 and trainer.engine.bad_steps == 0
 
 
 
@@ -311,13 +318,13 @@ def test_ten_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path, 
                        "lr_scale": 0.5, "rollbacks": 1}]
     assert [r["step"] for r in records] == [1, 2, 3, 3, 4, 5, 6, 7]  # step 4 was trained once more, after the event
     base = trainer.config.resolved_lr()
-    state = load_tree(train_state_path(tmp_path, 7))
+    state = load_tree(RunDir(tmp_path).train_state(7))
     assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1
     assert all(g["lr"] == base * 0.5 for o in state["optimizers"].values() for g in o["param_groups"])
     # The smaller learning rate survives a resume, and the event does not trouble the log's readers.
     resumed = Trainer(trainer.config.replace(steps=8), tmp_path, trainer.data, quiet=True).resume()
-    assert resumed.step == 7 and resumed.lr_scale == 0.5
-    assert all(g["lr"] == base * 0.5 for o in resumed.optimizers.values() for g in o.param_groups)
+    assert resumed.step == 7 and resumed.engine.lr_scale == 0.5
+    assert all(g["lr"] == base * 0.5 for o in resumed.engine.optimizers.values() for g in o.param_groups)
     plot_dynamics(records, tmp_path / "dynamics.png")
     read_chart(tmp_path / "dynamics.png")
 
@@ -339,12 +346,12 @@ def test_persistent_nan_stops_after_three_roll_backs_to_the_initial_state(tmp_pa
     assert calls["bad"] == (MAX_ROLLBACKS + 1) * MAX_BAD_STEPS
     events = [r for r in read_log(tmp_path / "log.jsonl") if r.get("event") == "rollback"]
     assert [(e["to_step"], e["lr_scale"]) for e in events] == [(0, 0.5), (0, 0.25), (0, 0.125)]
-    assert checkpoint_steps(tmp_path) == [0]  # saved at each roll-back, with the scale
+    assert RunDir(tmp_path).checkpoint_steps() == [0]  # saved at each roll-back, with the scale
     model = Model.build(trainer.config.replace(seed=1))
-    load_networks(model_path(tmp_path, 0), model.networks)
+    load_networks(RunDir(tmp_path).model_weights(0), model.networks)
     # The initial weights (the batch-norm statistics of a checkpoint are re-estimated on real images).
     assert all(torch.equal(model.networks.state_dict()[k], v) for k, v in initial.items())
-    assert load_tree(train_state_path(tmp_path, 0))["lr_scale"] == 0.125
+    assert load_tree(RunDir(tmp_path).train_state(0))["lr_scale"] == 0.125
 
 
 # ---------------------------------------------------------------- a full disk
@@ -367,11 +374,11 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
         train(tiny_config(steps=6, checkpoint_every=2), out=run, quiet=True)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["model-00000002.safetensors",
                                                                         "train-00000002.safetensors"]
-    assert load_tree(train_state_path(run, 2))["step"] == 2
+    assert load_tree(RunDir(run).train_state(2))["step"] == 2
     Model.load(run, device="cpu")
     monkeypatch.setattr(atomic, "_write_and_sync", original)
     train(resume=run, quiet=True)
-    assert checkpoint_steps(run) == [2, 4, 6]
+    assert RunDir(run).checkpoint_steps() == [2, 4, 6]
 
 
 # ---------------------------------------------------------------- files that are not what they claim to be

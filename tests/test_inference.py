@@ -14,7 +14,7 @@ from introvae.images import to_float
 from introvae.nets import ARCHITECTURES
 from introvae.objectives import OBJECTIVES
 from introvae.objectives.introvae import propose_margin
-from introvae.plot import read_log
+from introvae.runlog import read_log
 from introvae import precision as precision_module
 from introvae.precision import resolve_precision
 from introvae.runtime import resolve_device
@@ -190,10 +190,10 @@ def test_sampling_decodes_with_the_statistics_of_prior_codes(tiny_config):
 def test_checkpoints_without_prior_statistics_load_with_the_running_ones(tmp_path, tiny_config):
     from safetensors.torch import load_file, save_file
 
-    from introvae.checkpoint import model_path
+    from introvae.rundir import RunDir
 
     run = train(tiny_config(**SMALL, steps=2, warmup_steps=1, margin=10.0), out=tmp_path / "run", quiet=True)
-    path = model_path(run, 2)
+    path = RunDir(run).model_weights(2)
     old = {k: v for k, v in load_file(path).items() if not k.endswith(("prior_mean", "prior_var"))}
     save_file(old, path, metadata={"format": "introvae"})
     model = Model.load(run, device="cpu")

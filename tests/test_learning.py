@@ -8,7 +8,7 @@ import torch
 from introvae import Config, Model, train
 from introvae.data import open_data
 from introvae.images import to_float
-from introvae.plot import read_log
+from introvae.runlog import read_log
 
 # m = 30: about what `introvae calibrate` proposes for this configuration (1.5 x the VAE's KL(real)).
 CONFIG = Config(image_size=16, channels=3, latent_dim=32, base_channels=16, max_channels=64, batch_size=32, builtin_count=1024,

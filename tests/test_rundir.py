@@ -3,6 +3,7 @@
 import json
 
 from introvae import Config, train
+from introvae.plot import draw_run_dynamics
 from introvae.rundir import RunDir
 
 
@@ -24,6 +25,6 @@ def test_draw_dynamics_redraws_from_the_log_alone(tmp_path, read_chart):
     run = RunDir(tmp_path)
     records = [{"step": s, "kl_real": 30.0 - s, "ae": 50.0 / s} for s in range(1, 40)]
     run.log.write_text("".join(json.dumps(r) + "\n" for r in records))
-    out = run.draw_dynamics(tmp_path / "elsewhere.png")  # no config.json: the panels of whatever the log holds
+    out = draw_run_dynamics(run, tmp_path / "elsewhere.png")  # no config.json: the panels of whatever the log holds
     assert out == tmp_path / "elsewhere.png" and not run.dynamics.exists()
     read_chart(out)

@@ -8,7 +8,7 @@ import pytest
 
 from introvae import Config, train
 from introvae.errors import UserError
-from introvae.plot import read_log
+from introvae.runlog import read_log
 from introvae.rundir import RunDir
 from introvae.runlog import RunLog, tensorboard_scalars
 

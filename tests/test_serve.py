@@ -136,7 +136,8 @@ def test_a_weights_file_finds_the_vectors_attribute_wrote_beside_it(tiny_run, tm
 
 
 def test_dynamics_redrawn_from_the_log_has_the_objectives_panels(tiny_run_copy, tmp_path):
-    from introvae.plot import plot_dynamics, read_log
+    from introvae.plot import plot_dynamics
+    from introvae.runlog import read_log
 
     (tiny_run_copy / "dynamics.png").unlink()  # as for a run still training: the page draws it from log.jsonl
     explorer = Explorer.open(tiny_run_copy, **OPEN)

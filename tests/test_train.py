@@ -11,10 +11,10 @@ import torch
 from introvae.objectives import OBJECTIVES
 
 from introvae import Model, train
-from introvae.checkpoint import checkpoint_steps, model_path
+from introvae.rundir import RunDir
 from introvae.errors import UserError
 from introvae.images import to_float, to_uint8
-from introvae.plot import read_log
+from introvae.runlog import read_log
 from introvae.distributed import Distributed
 from introvae.runspec import RunSpec
 from introvae.train import Trainer
@@ -59,8 +59,8 @@ def test_a_run_is_resolved_once_into_a_frozen_spec_that_the_trainer_reads(tmp_pa
     with pytest.raises(UserError, match="must split evenly over the 2 processes"):
         RunSpec.resolve(tiny_config(batch_size=5), 3, Distributed(0, 2))
     trainer = Trainer(spec, tmp_path, data, quiet=True)
-    assert trainer.config is spec.config and trainer.precision == optim.precision
-    assert all(group["lr"] == optim.lr for o in trainer.optimizers.values() for group in o.param_groups)
+    assert trainer.config is spec.config and trainer.engine.precision == optim.precision
+    assert all(group["lr"] == optim.lr for o in trainer.engine.optimizers.values() for group in o.param_groups)
     assert Trainer(asked, tmp_path, data, quiet=True).config == spec.config  # a Config is resolved the same way
     with pytest.raises(TypeError, match="leave `dist` out"):
         Trainer(spec, tmp_path, data, dist=Distributed(0, 2))
@@ -85,7 +85,7 @@ def test_resume_continues_exactly(tmp_path, model, tiny_config):
     # The log is continued, not restarted: the same records as the straight run, bar the wall time.
     strip = lambda records: [{k: v for k, v in r.items() if k != "time"} for r in records]
     assert strip(read_log(stopped / "log.jsonl")) == strip(read_log(straight / "log.jsonl"))
-    assert checkpoint_steps(stopped) == [3, 6]
+    assert RunDir(stopped).checkpoint_steps() == [3, 6]
 
 
 @pytest.mark.slow
@@ -109,12 +109,12 @@ def test_run_directory_contents(tmp_path, tiny_config, read_grid, read_chart):
     assert config["dataset"]["channels"] == 3 and config["optim"]["steps"] == 4
     split = json.loads((run / "split.json").read_text())
     assert len(split["train"]) + len(split["test"]) == 64 and not set(split["train"]) & set(split["test"])
-    assert checkpoint_steps(run) == [4]  # keep_checkpoints=1 removed step 2
+    assert RunDir(run).checkpoint_steps() == [4]  # keep_checkpoints=1 removed step 2
     assert [p.name for p in sorted((run / "grids").iterdir())] == ["step-00000002.png", "step-00000004.png"]
     assert [r["step"] for r in read_log(run / "log.jsonl")] == [1, 2, 3, 4]
     # Training state holds no pickle: a safetensors header, JSON structure.
     assert (run / "checkpoints" / "train-00000004.safetensors").read_bytes()[8:9] == b"{"
-    assert model_path(run, 4).exists()
+    assert RunDir(run).model_weights(4).exists()
     # The pictures show what they say: the held-out images (up to 8), the final model's reconstructions of them and
     # its samples of seed 0, tile by tile (up to one 8-bit level: batched kernels round differently).
     model = Model.load(run, device="cpu")

@@ -22,7 +22,7 @@ as the plain mean over batches (momentum None):
 
 The images and the noise are fixed (the first images of a seeded permutation, seeded noise), so the result is a
 function of the weights alone and resuming stays exact. The trainer calls it before every checkpoint, grid and
-evaluation; `Model.reestimate_batchnorm` does it for a model loaded from an older run.
+evaluation, through `Model.reestimate_batchnorm`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 from .config import Config
 from .errors import UserError
 from .objectives.introvae import IntroVAE, propose_margin
-from .plot import read_log
+from .runlog import read_log
 from .rundir import RunDir
 from .train import train
 

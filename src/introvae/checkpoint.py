@@ -1,60 +1,38 @@
-"""Checkpoints without pickle: weights and training state as safetensors files, written atomically.
+"""The files of weights and training state: safetensors without pickle, each stamped with its format version.
 
-A checkpoint at step S is two files in RUN_DIR/checkpoints/:
+* Weights (`save_networks`, `load_networks`): the networks' parameters and buffers, keys ``encoder.*`` and
+  ``generator.*``; all that sampling needs. The file's metadata carries the run's config (``config``, the JSON of
+  config.json), the step and the format version (`introvae.formats`), so the file describes itself: `Model.load(FILE)`
+  works on a copy anywhere. An exported file also carries the run's code density, as tensors ``code_density.*``.
+* A training state (`save_tree`, `load_tree`): everything else that exact resumption needs (the optimizers, the step,
+  the images consumed, the engine's state), a tree of tensors whose structure is stored as JSON in the metadata.
 
-* ``model-SSSSSSSS.safetensors``: the networks' parameters and buffers, keys ``encoder.*`` and ``generator.*``;
-  this is all that sampling needs. Its safetensors metadata carries the run's config (``config``, the JSON of
-  config.json) and the step, so the file describes itself: `Model.load(FILE)` works on a copy anywhere. Files
-  written before that carry only ``format``, and load through their run's config.json.
-* ``density-SSSSSSSS.safetensors`` (written at the end of training, or when a command first needs it): the run's
-  code density at that step (`introvae.density`), what sampling draws codes from by default. An exported weights file
-  carries it inside, as tensors ``code_density.*``.
-* ``train-SSSSSSSS.safetensors``: everything else that exact resumption needs (the optimizers, the step, the images
-  consumed, the objective's own state, the learning-rate scale after divergence roll-backs), as a tree of tensors
-  whose structure is stored as JSON in the file's metadata. Nothing in either file is unpickled on loading: a file
-  that is not safetensors (a pickle, a torch.save archive) is refused as unreadable, and nothing in it runs.
-
-Crash safety. Every file is written to a temporary name in the same directory, fsynced and renamed (see
-`introvae.atomic`), so a reader sees either the previous file or the complete new one. The training-state file is
-written first and the model file last, and a checkpoint counts only when both exist (`checkpoint_steps`). A process
-killed at any moment therefore leaves the newest complete checkpoint untouched, at worst an orphaned training-state
-file or a temporary file, which the next save deletes. Readers take the newest checkpoint that can be read
-(`latest_step`, `load_newest`), falling back to an older one with a one-line warning if the newest is damaged.
-A write that fails (a full disk) removes what it wrote and raises `CheckpointWriteError`, leaving the previous
-checkpoint intact.
+Nothing is unpickled on loading: a file that is not safetensors (a pickle, a torch.save archive) is refused as
+unreadable, and nothing in it runs. Every file is written atomically (`introvae.atomic`). Where these files sit in a
+run, which are complete and which are kept, is the run directory's business (`introvae.rundir`).
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import re
-import warnings
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
 
-from .atomic import atomic_write_bytes, remove_stale_temporaries
+from .atomic import atomic_write_bytes
 from .errors import UserError
-from .nets.conv import fill_prior_statistics
+from .formats import FORMAT_KEY, FORMAT_VERSION, check_version
 
-CHECKPOINT_DIR = "checkpoints"
 DENSITY_KEY = "code_density"  # the prefix of a code density's tensors inside a weights file (`introvae export`)
-_CHECKPOINT_RE = re.compile(r"^(model|train)-(\d{8})\.safetensors$")
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
-T = TypeVar("T")
 
 
 class CheckpointMismatch(UserError):
     """A readable checkpoint that does not fit the networks of the run's config (another size or model)."""
-
-
-class CheckpointWriteError(UserError):
-    """Writing a checkpoint failed (a full disk...); the previous checkpoint is intact."""
 
 
 # ---- a tree of tensors and JSON values <-> one safetensors file
@@ -87,7 +65,8 @@ def _unflatten(obj: Any, tensors: dict[str, Tensor]) -> Any:
 def save_tree(path: Path, tree: Any) -> None:
     tensors: dict[str, Tensor] = {}
     skeleton = _flatten(tree, tensors, "")
-    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata={"tree": json.dumps(skeleton)}))
+    metadata = {"tree": json.dumps(skeleton), FORMAT_KEY: str(FORMAT_VERSION)}
+    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
 
 
 def _unreadable(path: Path, reason: str) -> UserError:
@@ -143,42 +122,13 @@ def check_safetensors(path: Path) -> None:
 
 def load_tree(path: Path) -> Any:
     tensors, metadata = _read_safetensors(path)
+    check_version(metadata.get(FORMAT_KEY), path)
     if "tree" not in metadata:
         raise UserError(f"{path} holds no training state (no 'tree' metadata).")
     try:
         return _unflatten(json.loads(metadata["tree"]), tensors)
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{path} holds a damaged training state ({type(error).__name__}: {error}).") from None
-
-
-# ---- checkpoints of a run
-
-def model_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"model-{step:08d}.safetensors"
-
-
-def train_state_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"train-{step:08d}.safetensors"
-
-
-def density_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"density-{step:08d}.safetensors"
-
-
-def _files_by_step(run_dir: Path) -> dict[int, set[str]]:
-    """{step: {"model", "train"}} of the checkpoint files present under their final names."""
-    directory = Path(run_dir) / CHECKPOINT_DIR
-    found: dict[int, set[str]] = {}
-    if directory.is_dir():
-        for p in directory.iterdir():
-            if m := _CHECKPOINT_RE.match(p.name):
-                found.setdefault(int(m.group(2)), set()).add(m.group(1))
-    return found
-
-
-def checkpoint_steps(run_dir: Path) -> list[int]:
-    """Steps of the complete checkpoints in a run (both files present), oldest first."""
-    return sorted(step for step, kinds in _files_by_step(run_dir).items() if kinds == {"model", "train"})
 
 
 def save_networks(path: Path, networks: nn.ModuleDict, config: dict[str, Any] | None = None,
@@ -188,7 +138,7 @@ def save_networks(path: Path, networks: nn.ModuleDict, config: dict[str, Any] | 
     is stored beside them under DENSITY_KEY."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in networks.state_dict().items()}
     tensors.update({f"{DENSITY_KEY}.{k}": v.detach().to("cpu").contiguous() for k, v in (density or {}).items()})
-    described = {"format": "introvae", **metadata}
+    described = {"format": "introvae", FORMAT_KEY: str(FORMAT_VERSION), **metadata}
     if config is not None:
         described["config"] = json.dumps(config)
     atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=described))
@@ -210,9 +160,12 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def config_of_weights(path: Path) -> dict[str, Any] | None:
-    """The config a weights file carries (the JSON object of config.json), or None for a file from before weights
-    described themselves. UserError for a file that is not safetensors or whose config is damaged."""
-    text = read_metadata(path).get("config")
+    """The config a weights file carries (the JSON object of config.json), or None for a file without one (what
+    `save_networks` writes without `config`). UserError for a file that is not safetensors, from a newer introvae, or
+    whose config is damaged."""
+    metadata = read_metadata(path)
+    check_version(metadata.get(FORMAT_KEY), path)
+    text = metadata.get("config")
     if text is None:
         return None
     try:
@@ -239,10 +192,12 @@ def stored_density(path: Path) -> dict[str, Tensor]:
 
 
 def load_networks(path: Path, networks: nn.ModuleDict) -> None:
-    tensors, _ = _read_safetensors(path)
+    """Load a weights file into `networks` (CheckpointMismatch when they do not fit it, UserError when it cannot be
+    read)."""
+    tensors, metadata = _read_safetensors(path)
+    check_version(metadata.get(FORMAT_KEY), path)
     tensors = {key: value for key, value in tensors.items() if not key.startswith(DENSITY_KEY + ".")}
     expected = networks.state_dict()
-    fill_prior_statistics(tensors, set(expected))  # checkpoints from before the generator kept them
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
@@ -252,97 +207,3 @@ def load_networks(path: Path, networks: nn.ModuleDict) -> None:
                                  f"{detail}); was it written by a run with another model, image size, latent size or "
                                  "width?")
     networks.load_state_dict(tensors)
-
-
-def _describe_os_error(error: OSError) -> str:
-    if error.errno == errno.ENOSPC:
-        return "the disk is full (no space left on the device)"
-    if error.errno == getattr(errno, "EDQUOT", None):
-        return "the disk quota is exceeded"
-    if error.errno == errno.EROFS:
-        return "the file system is read-only"
-    return error.strerror or str(error)
-
-
-def save_checkpoint(run_dir: Path, step: int, networks: nn.ModuleDict, train_state: dict[str, Any], keep: int,
-                    config: dict[str, Any] | None = None) -> None:
-    """Write the checkpoint of `step`, then keep only the newest `keep` complete checkpoints.
-
-    `config` (the run's `Config.to_dict()`) goes into the model file's metadata, with the step.
-
-    Also deleted: temporary files and orphaned halves left by killed writes, and checkpoints of steps after `step`
-    (a run that resumed from an older checkpoint because the newer ones were unreadable, or rolled back after
-    diverging, has abandoned them). A failed write raises CheckpointWriteError and leaves the previous checkpoints
-    as they were.
-    """
-    run_dir = Path(run_dir)
-    directory = run_dir / CHECKPOINT_DIR
-    remove_stale_temporaries(directory)
-    before = checkpoint_steps(run_dir)
-    train_file, model_file = train_state_path(run_dir, step), model_path(run_dir, step)
-    had_model = model_file.exists()
-    target = train_file
-    try:
-        save_tree(train_file, train_state)
-        target = model_file
-        save_networks(model_file, networks, config, step=str(step))
-    except OSError as error:
-        if not had_model:  # a training state without its weights is no checkpoint: do not leave it behind
-            train_file.unlink(missing_ok=True)
-        intact = (f"the previous checkpoint, at step {before[-1]}, is intact" if before
-                  else "no checkpoint was written before")
-        raise CheckpointWriteError(f"writing {target} failed: {_describe_os_error(error)}; {intact}.") from None
-    # Oldest first, each checkpoint losing its model file before its training state, so that a process killed
-    # halfway leaves only an orphaned training state, which does not count and is deleted next time.
-    complete = [s for s in checkpoint_steps(run_dir) if s <= step]
-    doomed = set(complete[:-keep])
-    for other, kinds in _files_by_step(run_dir).items():
-        if other > step or other in doomed or (other != step and kinds != {"model", "train"}):
-            model_path(run_dir, other).unlink(missing_ok=True)
-            train_state_path(run_dir, other).unlink(missing_ok=True)
-    kept = set(checkpoint_steps(run_dir))
-    for stale in directory.glob("density-*.safetensors"):  # densities of checkpoints deleted now or before
-        if m := re.fullmatch(r"density-(\d{8})\.safetensors", stale.name):
-            if int(m.group(1)) not in kept or int(m.group(1)) == step:  # a checkpoint written anew: refit its density
-                stale.unlink(missing_ok=True)
-
-
-def load_newest(run_dir: Path, load: Callable[[int], T]) -> tuple[int, T]:
-    """(step, load(step)) for the newest complete checkpoint that `load` accepts.
-
-    `load` raises UserError for a checkpoint it cannot read; the next older one is then tried, and a one-line
-    warning names what was skipped. CheckpointMismatch (a readable checkpoint of another model) is raised at once:
-    an older checkpoint of the same run would not fit either.
-    """
-    steps = checkpoint_steps(run_dir)
-    if not steps:
-        raise UserError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/: train it first, or check the path.")
-    skipped: list[tuple[int, UserError]] = []
-    for step in reversed(steps):
-        try:
-            result = load(step)
-        except CheckpointMismatch:
-            raise
-        except UserError as error:
-            skipped.append((step, error))
-            continue
-        if skipped:
-            first_step, first_error = skipped[0]
-            more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-            warnings.warn(f"the checkpoint at step {first_step} cannot be used{more}: {first_error} "
-                          f"Using the one at step {step}.", stacklevel=2)
-        return step, result
-    first_step, first_error = skipped[0]
-    raise UserError(f"{run_dir} has no readable checkpoint: the newest, at step {first_step}, cannot be used: "
-                    f"{first_error}")
-
-
-def check_checkpoint(run_dir: Path, step: int) -> None:
-    """Raise UserError unless both files of the checkpoint at `step` are whole safetensors files (headers only)."""
-    check_safetensors(train_state_path(run_dir, step))
-    check_safetensors(model_path(run_dir, step))
-
-
-def latest_step(run_dir: Path) -> int:
-    """The newest step whose two files exist and are whole safetensors files (with a warning if newer are not)."""
-    return load_newest(run_dir, lambda step: check_checkpoint(run_dir, step))[0]

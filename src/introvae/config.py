@@ -11,8 +11,8 @@ A `Config` has five sections, each a small frozen dataclass that validates itsel
 
 Every field carries its help text; the command line (`cli/common.py`) builds its options from `option_table()`, so an
 option, its type, its default and its documentation live in one place (the improved-diffusion pattern). config.json is
-`to_dict()`, these sections; `introvae train --config FILE.json` reads it back. Config files written before the
-sections (one flat object) still load.
+`to_dict()`, these sections and the format version; `introvae train --config FILE.json` reads it back. Config
+files written before the sections (one flat object) still load (`introvae.formats`).
 
 The flat names stay: `Config(data="photos/", image_size=64, margin=70)`, `config.replace(steps=4000)` and
 `config.image_size`, `config.margin` route each name to its section (the command line's `--image-size` is the flat
@@ -42,6 +42,7 @@ from .atomic import atomic_write_text
 from .compiling import COMPILE_CHOICES
 from .data.base import check_data_options
 from .errors import UserError
+from .formats import FORMAT_KEY, FORMAT_VERSION, check_version, flat_config_values
 from .nets.build import ARCHITECTURES, ENCODER_NORMS
 from .objectives import OBJECTIVES
 from .objectives.base import option, option_flag, validate_options
@@ -305,24 +306,26 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The sections as JSON values: what config.json holds, --dry-run prints and --config reads."""
-        out: dict[str, Any] = {"model": self.model}
+        out: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION, "model": self.model}
         for name in SECTION_ORDER:
             out[name] = dataclasses.asdict(getattr(self, name))
         return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "Config":
-        """A config from `to_dict()`'s sections, or from the flat object config.json held before the sections; the
-        options the networks are built from are checked, and an error names `source`."""
+        """A config from `to_dict()`'s sections, or from the flat object config.json held before the sections
+        (`introvae.formats`); the options the networks are built from are checked, and an error names `source`."""
         return cls._parse(values, source)._check_networks(source)
 
     @classmethod
     def _parse(cls, values: dict[str, Any], source: str) -> "Config":
         if not isinstance(values, dict):
             raise UserError(f"{source} does not hold a JSON object of options.")
-        if not any(isinstance(values.get(name), dict) for name in SECTION_ORDER):
-            return cls._from_flat(values, source)
-        unknown = sorted(set(values) - {"model", *SECTION_ORDER})
+        check_version(values.get(FORMAT_KEY), source)
+        flat = flat_config_values(values)
+        if flat is not None:
+            return cls._from_flat(flat, source)
+        unknown = sorted(set(values) - {FORMAT_KEY, "model", *SECTION_ORDER})
         model = values.get("model", "introvae")
         if model not in OBJECTIVES:
             raise UserError(f"{source}: model {model!r} is not registered: choose one of {', '.join(OBJECTIVES)}.")
@@ -344,9 +347,6 @@ class Config:
         unknown = sorted(set(values) - cls.flat_names())
         if unknown:
             raise UserError(f"{source} has unknown keys {', '.join(unknown)}: was it written by a newer introvae?")
-        if values.get("model") == "soft-introvae" and "warmup_steps" in values:
-            # Before the engine ran every objective's warm-up, soft-introvae image runs ignored warmup_steps.
-            values = {**values, "warmup_steps": 0}
         return cls(**values)
 
     def save(self, path: str | Path) -> None:

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors import safe_open
+from safetensors.torch import save
 from torch import Tensor
 
 from .atomic import atomic_write_bytes
 from .errors import UserError
+from .formats import FORMAT_KEY, FORMAT_VERSION, check_version
 from .runtime import stream_seed
 
 __all__ = ["CodeDensity", "fit_mixture", "default_components", "default_temperature", "DEFAULT_COMPONENTS",
@@ -123,13 +125,18 @@ class CodeDensity:
     def save(self, path: str | Path) -> None:
         """Write it as a safetensors file, atomically (a reader never sees half a file)."""
         about = json.dumps({"components": self.components, "latent_dim": self.latent_dim})
-        atomic_write_bytes(Path(path), save(self.to_tensors(), metadata={"format": _FORMAT, "about": about}))
+        metadata = {"format": _FORMAT, FORMAT_KEY: str(FORMAT_VERSION), "about": about}
+        atomic_write_bytes(Path(path), save(self.to_tensors(), metadata=metadata))
 
     @classmethod
     def load(cls, path: str | Path) -> "CodeDensity":
         path = Path(path)
         try:
-            tensors = load_file(str(path))
+            with safe_open(str(path), framework="pt") as f:
+                check_version((f.metadata() or {}).get(FORMAT_KEY), path)
+                tensors = {key: f.get_tensor(key) for key in f.keys()}
+        except UserError:
+            raise
         except Exception as e:  # safetensors raises its own error types for damaged headers
             raise UserError(f"{path} is not a code density file ({type(e).__name__}); fit one again with "
                             "`introvae sample --prior fitted --save-prior FILE`.") from None

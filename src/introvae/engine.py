@@ -19,6 +19,10 @@ which new graphs are compiled (the first ones, and the first after the warm-up) 
 state: when torch.compile fails, the snapshot is put back, `compile_failure` says why, and that step and all later
 ones run eagerly. `StepResult.compile_seconds` is the time a step spent compiling.
 
+Training state: `Engine.state_dict()` holds everything of the engine that exact resumption needs besides the weights
+(the optimizers, the objective's own state, the learning-rate scale); `load_state_dict` continues from it and `reset`
+returns to the state before step 1.
+
 The engine knows no objective, loss name or file; the trainer (`introvae.train`) adds data order, checkpoints,
 signals, roll-backs and pictures around it.
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -156,9 +160,11 @@ class Engine:
                  betas: tuple[float, float] = (0.9, 0.999), precision: str = "fp32", world_size: int = 1,
                  ema: float = 0.0, compile_mode: str | None = None):
         self.objective, self.networks = objective, networks
-        self.lr, self.betas = lr, betas
+        self.lr, self.betas = lr, betas  # lr: the base learning rate, which lr_scale multiplies
         self.precision, self.world_size, self.ema = precision, world_size, ema
+        self._initial_objective_state = copy.deepcopy(objective.state_dict())
         self.optimizers = self.new_optimizers()
+        self.lr_scale = 1.0  # lowered by the trainer's roll-backs after divergence; saved in state_dict
         self.bad_steps = 0  # skipped steps in a row
         self.compile_mode = compile_mode  # None: eager; else a torch.compile mode
         self.compile_failure: str | None = None  # why compiling failed, once it has (the run went on eagerly)
@@ -166,13 +172,41 @@ class Engine:
         self._compiled_last_step = True  # whether the previous step compiled graphs (the first one will)
         if compile_mode is not None:
             CompileClock.install()
+        if any(p.is_cuda for p in networks.parameters()):
+            # Every step has the same shapes, so cuDNN's one-time search for the fastest convolution algorithms pays
+            # off; CUDA runs are not bitwise reproducible anyway.
+            torch.backends.cudnn.benchmark = True
 
     def new_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Fresh optimizers for the objective's roles, at the base learning rate."""
         return new_optimizers(self.networks, self.objective.roles, self.lr, self.betas)
 
-    def set_learning_rate(self, lr: float) -> None:
-        set_learning_rate(self.optimizers, lr)
+    def scale_learning_rate(self, scale: float) -> None:
+        """Train on at `scale` times the base learning rate (every optimizer)."""
+        self.lr_scale = scale
+        set_learning_rate(self.optimizers, self.lr * scale)
+
+    # ---- the training state besides the weights: what exact resumption needs of the engine
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizers, the objective's own state (e.g. a controller's; {} for most objectives) and the learning-rate
+        scale. The count of skipped steps is not part of it: a checkpoint is taken between whole steps."""
+        return {"optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "objective": self.objective.state_dict(), "lr_scale": self.lr_scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`'s values (KeyError, ValueError or TypeError when they do not fit)."""
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.objective.load_state_dict(state["objective"])
+        self.scale_learning_rate(float(state["lr_scale"]))
+        self.bad_steps = 0
+
+    def reset(self) -> None:
+        """The state before step 1: fresh optimizers at the base learning rate, the objective's initial state."""
+        self.optimizers = self.new_optimizers()
+        self.objective.load_state_dict(copy.deepcopy(self._initial_objective_state))
+        self.lr_scale, self.bad_steps = 1.0, 0
 
     def step(self, x: Tensor, step: int, noise: torch.Generator) -> StepResult:
         if self.compile_mode is None:
@@ -202,15 +236,15 @@ class Engine:
 
     def _snapshot(self, noise: torch.Generator) -> dict:
         return {"networks": {k: v.clone() for k, v in self.networks.state_dict().items()},
-                "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in self.optimizers.items()},
-                "objective": copy.deepcopy(self.objective.state_dict()), "noise": noise.get_state()}
+                "engine": copy.deepcopy(self.state_dict()), "noise": noise.get_state()}
 
     def _restore(self, snapshot: dict, noise: torch.Generator) -> None:
         self.networks.load_state_dict(snapshot["networks"])
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(snapshot["optimizers"][name])
+        bad_steps = self.bad_steps  # a failed compile is not a skipped step: the count goes on
+        self.load_state_dict(snapshot["engine"])
+        self.bad_steps = bad_steps
+        for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        self.objective.load_state_dict(snapshot["objective"])
         noise.set_state(snapshot["noise"])
 
     def _step(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> StepResult:

@@ -362,6 +362,15 @@ def _run_images(run_dir: Path, config: Config,
                     f"{dataset.test_fraction}); pass --data DIR with reference images.")
 
 
+def _evaluated_step(run_dir: Path, step: int | None) -> int | None:
+    """The step of the checkpoint evaluated: a weights file's own (its metadata's; None when it records none), else
+    `step` or the run's newest."""
+    if run_dir.is_file():
+        recorded = read_metadata(run_dir).get("step")
+        return int(recorded) if recorded is not None else None
+    return RunDir(run_dir).latest_step() if step is None else step
+
+
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: EvalSettings | None = None,
                  out: str | Path | None = None, step: int | None = None, quiet: bool = True,
                  prior: str = "run", temperature: float | None = None) -> dict[str, Any]:
@@ -379,11 +388,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, settings: 
     model = Model.load(run_dir, step=step, device=settings.device)
     sampler = set_sampler(model, prior, temperature=temperature)
     _say(quiet, f"sampling {sampler}")
-    if run_dir.is_file():  # its step is in its metadata (none in files from before weights described themselves)
-        recorded_step = read_metadata(run_dir).get("step")
-        step = int(recorded_step) if recorded_step is not None else None
-    elif step is None:
-        step = RunDir(run_dir).latest_step()
+    step = _evaluated_step(run_dir, step)
     split, reference_source, reference_name = _run_images(run_dir, model.config, data)
     reference_u8 = cache_in_memory(reference_source).images
     out_dir = report_path(run_dir, step).parent

@@ -83,8 +83,7 @@ class Model:
         """The model of a run directory at its newest (or the given) checkpoint, or of one weights file.
 
         A weights file (a run's checkpoints/model-STEP.safetensors copied anywhere, or what `introvae export`
-        writes) carries its config; one from before weights described themselves is loaded with the config.json
-        of the run directory it still sits in.
+        writes) carries its config.
         """
         path = Path(path)
         if path.is_file():
@@ -95,26 +94,22 @@ class Model:
             raise UserError(f"{path} is neither a run directory written by `introvae train` nor a weights file "
                             "written by `introvae export`: check the path.")
         run = RunDir(path)
-        config = Config.load(run.config)
-        model = cls.build(config, resolve_device(device))
         step = run.latest_step() if step is None else step
-        load_networks(run.model_weights(step), model.networks)
-        if run.density_file(step).is_file():
-            model.density = CodeDensity.load(run.density_file(step))
+        config_file, weights, density = run.config, run.model_weights(step), run.density_file(step)
+        model = cls.build(Config.load(config_file), resolve_device(device))
+        load_networks(weights, model.networks)
+        if density.is_file():
+            model.density = CodeDensity.load(density)
         model.origin = (path, step)
         return model
 
     @classmethod
     def _load_file(cls, path: Path, device: torch.device) -> "Model":
         values = config_of_weights(path)
-        if values is not None:
-            config = Config.from_dict(values, source=f"the config in {path}")
-        elif path.parent.name == RunDir.CHECKPOINTS and RunDir(path.parent.parent).config.is_file():
-            config = Config.load(RunDir(path.parent.parent).config)  # written before weights carried their config
-        else:
-            raise UserError(f"{path} carries no config (it was written before weights described themselves): load "
-                            "the run directory it came from instead.")
-        model = cls.build(config, device)
+        if values is None:
+            raise UserError(f"{path} carries no config, so it is not a weights file written by `introvae train` or "
+                            "`introvae export`: load the run directory it came from instead.")
+        model = cls.build(Config.from_dict(values, source=f"the config in {path}"), device)
         # An exported file holds only what inference needs: the encoder and the generator that decodes (the EMA
         # copy, saved as "generator"), none of the objective's other networks.
         present = network_names(path)
@@ -152,8 +147,8 @@ class Model:
     def reestimate_batchnorm(self, images: Tensor, batch_size: int | None = None) -> None:
         """Recompute the batch-norm statistics that eval mode uses from real `images` (see `introvae.batchnorm`).
 
-        Training does this before every checkpoint; call it on a model loaded from a run written before that,
-        whose statistics mostly describe generated images. `batch_size` defaults to the training batch size.
+        Training does this before every checkpoint, so checkpoints hold such statistics; call it after changing the
+        weights by other means. `batch_size` defaults to the training batch size.
         """
         self.check_images(images)
         generators = [self.networks[name] for name in ("generator", ema_name("generator")) if name in self.networks]

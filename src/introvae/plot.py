@@ -1,9 +1,10 @@
-"""The figures of a run, drawn with matplotlib, and the JSONL log reader.
+"""The figures of a run, drawn with matplotlib.
 
 * `plot_dynamics`: the training dynamics after Fig. 5 of the IntroVAE paper, one panel per `Panel` the objective
   declares in its `dynamics` (IntroVAE: the KLs of real, reconstructed and sampled images against the margin m, and
   L_AE), or, for a log of unknown origin, panels derived from its keys; no objective is named here.
-  `dynamics_figure` returns the matplotlib Figure itself, for restyling.
+  `dynamics_figure` returns the matplotlib Figure itself, for restyling; `draw_run_dynamics` draws a run's
+  dynamics.png.
 * `plot_samples` and `plot_density`: the 2-D benchmark's real-against-generated scatter and decoded density.
 
 matplotlib is imported inside the functions, so `import introvae` stays light; figures are drawn on `Figure` objects
@@ -15,7 +16,6 @@ sees half an image.
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +25,15 @@ import numpy as np
 from PIL import Image
 
 from introvae.atomic import atomic_write_bytes
-from introvae.errors import UserError
+from introvae.config import Config
 from introvae.objectives.base import Panel, Series
+from introvae.rundir import RunDir
+from introvae.runlog import read_log
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["dynamics_figure", "panels_from_log", "plot_density", "plot_dynamics", "plot_samples", "read_log"]
+__all__ = ["draw_run_dynamics", "dynamics_figure", "panels_from_log", "plot_density", "plot_dynamics", "plot_samples"]
 
 DPI = 100  # with the sizes below: 500 x 420 px per dynamics panel, small PNG files
 _PANEL_INCHES = (5.0, 4.2)
@@ -42,36 +44,6 @@ _BOOKKEEPING_KEYS = frozenset({"step", "time"})
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf")
 _NO_DATA_GREY = "#6e6e6e"
-
-
-# --------------------------------------------------------------------------------------------------- log file
-
-
-def read_log(path: str | Path) -> list[dict]:
-    """Read a JSONL training log (one JSON object per line) and return its records in file order.
-
-    Blank lines are skipped, and so is an unparsable *last* line: that is what a run killed mid-write leaves.
-    An unparsable line anywhere else means the file is not a training log, and raises UserError.
-    """
-    path = Path(path)
-    try:
-        # errors="replace": a write cut inside a multi-byte character must not make the whole file unreadable.
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise UserError(f"no training log at {path}: check the path (it is written as training runs)") from None
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    records: list[dict] = []
-    for index, (number, line) in enumerate(lines):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            if index == len(lines) - 1:
-                break  # truncated final line of an interrupted run
-            raise UserError(f"{path}, line {number}: not a JSON object; is this a JSONL training log?")
-        records.append(record)
-    return records
 
 
 # ------------------------------------------------------------------------------------------------ the series
@@ -222,6 +194,19 @@ def plot_dynamics(records: Sequence[Any], path: str | Path, title: str = "",
     """Draw the training-dynamics figure of a training log as a PNG at `path` (500 x 420 px per panel, at most
     three panels a row), creating parent directories as needed. See `dynamics_figure` for what is drawn."""
     _save(dynamics_figure(records, panels, title), path)
+
+
+def draw_run_dynamics(run: RunDir, out: str | Path | None = None, config: Config | None = None) -> Path:
+    """Draw a run's log.jsonl into `out` (default RUN_DIR/dynamics.png) with the panels and title the trainer uses:
+    the objective's of `config`, or of the run's config.json when it is there; without either, whatever the log
+    holds. Returns the file written."""
+    if config is None and run.config.is_file():
+        config = Config.load(run.config)
+    out = Path(out) if out is not None else run.dynamics
+    title = f"{config.model}: {run.name}" if config is not None else run.name
+    plot_dynamics(read_log(run.log), out, title=title,
+                  panels=config.objective_class.dynamics if config is not None else None)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ 2-D figures

@@ -44,7 +44,7 @@ from torch import Tensor
 from . import distributed
 from .atomic import remove_stale_temporaries
 from .batchnorm import REESTIMATE_IMAGES
-from .checkpoint import CheckpointWriteError, load_networks, load_newest, load_tree, save_checkpoint
+from .checkpoint import load_networks, load_tree
 from .config import Config
 from .data import DataSplit, ImageSource, cache_in_memory, evenly_spaced, open_data
 from .density import DENSITY_CHUNK, DENSITY_IMAGES
@@ -52,13 +52,12 @@ from .distributed import Distributed
 from .engine import MAX_BAD_STEPS, Engine, LossAverager
 from .errors import UserError
 from .evaluate import EvalSettings, FeatureSpace, light_evaluation
-from .images import save_image, to_float
+from .images import to_float
 from .model import Model
 from .objectives import build_objective
-from .objectives.base import Objective
-from .progress import Progress
-from .rundir import RunDir
-from .runlog import RunLog
+from .pictures import save_grid, write_summary_images
+from .rundir import CheckpointWriteError, RunDir
+from .runlog import Reporter, RunLog
 from .runspec import RunSpec
 from .runtime import stream_seed
 from .stopping import DISK_FULL, StopSignals, TrainingInterrupted, disk_full_error
@@ -72,7 +71,7 @@ MAX_ROLLBACKS = 3  # roll-backs per run before giving up
 ROLLBACK_LR_FACTOR = 0.5  # each roll-back multiplies every learning rate by this
 GRID_IMAGES = 8
 
-__all__ = ["DataOrder", "LightEvaluation", "RESUMABLE_OPTIONS", "Trainer", "TrainingDiverged", "TrainingInterrupted",
+__all__ = ["Batches", "DataOrder", "LightEvaluation", "RESUMABLE_OPTIONS", "RunOutputs", "Trainer", "TrainingDiverged", "TrainingInterrupted",
            "train"]
 
 
@@ -102,6 +101,26 @@ class DataOrder:
             out.append(self._permutation(epoch)[offset:offset + take])
             position, count = position + take, count - take
         return torch.cat(out)
+
+
+class Batches:
+    """The training batches of one process: a function of how many images came before and of the step."""
+
+    def __init__(self, train: ImageSource, config: Config, dist: Distributed, device: torch.device):
+        self.train, self.order, self.device = train, DataOrder(len(train), config.run.seed), device
+        self.batch_size, self.seed, self.hflip = config.optim.batch_size, config.run.seed, config.dataset.hflip
+        self.rank, self.world_size = dist.rank, dist.world_size
+
+    def take(self, images_seen: int, step: int) -> Tensor:
+        """This rank's share of the global batch after `images_seen` images: every world_size-th image of it, flips
+        decided globally from (seed, step)."""
+        rank, world = self.rank, self.world_size
+        x = to_float(self.train.get(self.order.indices(images_seen, self.batch_size)[rank::world]))
+        if self.hflip:
+            g = torch.Generator().manual_seed(stream_seed(self.seed, _FLIPS, step))
+            flip = (torch.rand(self.batch_size, generator=g) < 0.5)[rank::world]
+            x[flip] = x[flip].flip(-1)
+        return x.to(self.device, non_blocking=True)
 
 
 class LightEvaluation:
@@ -158,12 +177,67 @@ def _event_note(step: int, event: dict[str, Any]) -> str:
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items() if k != "event")
 
 
+class RunOutputs:
+    """What a run writes from its model besides checkpoints, always with the batch-norm statistics of inference
+    (`prepare`): the grids, the light evaluation of --eval-every, and at the end the code density and the summary
+    images (`introvae.pictures`). Only the process that writes (`write`, rank 0) writes anything."""
+
+    def __init__(self, model: Model, data: DataSplit, run: RunDir, quiet: bool, write: bool):
+        self.model, self.data, self.run, self.quiet, self.write = model, data, run, quiet, write
+        self.batchnorm_images = _batchnorm_images(data.train, model.config.run.seed)
+        self.statistics_step = -1  # the step whose weights they were last re-estimated for
+        self.grid_real = _grid_images(data)
+        eval_every = model.config.run.eval_every  # refused here, before training, without held-out images
+        self._light_evaluation = LightEvaluation(model.config, data, model.device, quiet) if eval_every else None
+
+    def prepare(self, step: int) -> None:
+        """Re-estimate the batch-norm statistics of eval mode on real images (see introvae.batchnorm).
+
+        Called before every checkpoint, grid and evaluation. It changes no weights, and training normalises with
+        batch statistics, so the steps that follow are the same with or without it.
+        """
+        if self.statistics_step != step:  # nothing changed since the last re-estimation
+            self.model.reestimate_batchnorm(self.batchnorm_images)
+            self.statistics_step = step
+
+    def grid(self, step: int) -> None:
+        if self.write:
+            self.prepare(step)
+            save_grid(self.model, self.grid_real, self.run.grid(step))
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """The light evaluation of `--eval-every` (see `LightEvaluation`), as eval_* numbers for the log."""
+        if self._light_evaluation is None:
+            raise UserError("this run has no light evaluation: set --eval-every.")
+        self.prepare(step)
+        return self._light_evaluation(self.model)
+
+    def finish(self, step: int, config: Config, report: Reporter) -> None:
+        """Fit the run's code density to the training images' codes, store it beside the checkpoint of `step` and
+        sample from it from now on (see `introvae.density`); then the last grid and the summary images, which show
+        it."""
+        if not self.write:
+            return
+        self.prepare(step)
+        started = time.time()
+        images = evenly_spaced(self.data.train, DENSITY_IMAGES, chunk=DENSITY_CHUNK)
+        self.model.density = density = self.model.fit_code_density(images)
+        density.save(self.run.density_file(step))
+        # Not a log.jsonl record: a run stopped and resumed would hold one more than the same run trained straight.
+        report.note(f"introvae: fitted the run's code density ({density.components} components over the codes of "
+                    f"{min(DENSITY_IMAGES, len(self.data.train))} training images, {time.time() - started:.1f} s); "
+                    "sampling draws from it by default")
+        self.grid(step)
+        write_summary_images(self.model, self.grid_real, self.run, config)
+
+
 class Trainer:
     """The training loop of one run: `Trainer(...)` builds it at step 0 (reading nothing from the run directory but
     cleaning what killed writes left there), `resume()` loads the newest checkpoint, `fit()` trains.
 
     `config` is a `RunSpec`, or a `Config` that is resolved here for the process `dist` (default: a single one) and
-    the channels of `data`.
+    the channels of `data`. The engine (`self.engine`) holds the objective, the optimizers and their state; the
+    trainer adds the data order, the step count, checkpoints, roll-backs, signals and pictures.
     """
 
     def __init__(self, config: RunSpec | Config, run_dir: Path, data: DataSplit, quiet: bool = False,
@@ -173,49 +247,23 @@ class Trainer:
         # Only rank 0 prints, writes logs, grids and checkpoints (all ranks hold the same model).
         self.quiet = quiet or not self.dist.is_main
         self.run = RunDir(run_dir)  # every name inside the run directory
-        if self.device.type == "cuda":
-            # Every step has the same shapes, so cuDNN's one-time search for the fastest convolution algorithms pays
-            # off; CUDA runs are not bitwise reproducible anyway (see the module docstring).
-            torch.backends.cudnn.benchmark = True
         self.model = Model.build(self.config, self.device)
-        self.networks = self.model.networks
-        self.engine = self._new_engine()
-        self._initial_objective_state = self.objective.state_dict()
-        self.order = DataOrder(len(data.train), self.config.run.seed)
-        self.step, self.images_seen = 0, 0
-        self.lr_scale, self.rollbacks = 1.0, 0  # changed by divergence roll-backs; saved with each checkpoint
+        self.networks, optim = self.model.networks, self.config.optim
+        self.engine = Engine(build_objective(self.config), self.networks, optim.lr,
+                             (optim.adam_beta1, optim.adam_beta2), optim.precision, self.dist.world_size, optim.ema,
+                             self.spec.compile_mode)
+        self.batches = Batches(data.train, self.config, self.dist, self.device)
+        self.step, self.images_seen, self.rollbacks = 0, 0, 0  # rollbacks: saved with each checkpoint
         self._signals = StopSignals()  # what SIGTERM / Ctrl-C asked during fit
-        self._progress: Progress | None = None
         self._in_step = False  # inside train_step: a second Ctrl-C there leaves no whole state to save
-        self._compile_failure_noted = False  # the engine's compile failure is logged and printed once
-        tensorboard = self.run.tensorboard if self.config.run.tensorboard and self.dist.is_main else None
-        self._run_log = RunLog(self.run.log, tensorboard)
+        log = None
         if self.dist.is_main:
+            log = RunLog(self.run.log, self.run.tensorboard if self.config.run.tensorboard else None)
             for directory in (self.run.path, self.run.checkpoints, self.run.grids):
                 remove_stale_temporaries(directory)  # what writes killed mid-way left behind
-        self._batchnorm_images = _batchnorm_images(data.train, self.config.run.seed)
-        self._statistics_step = -1  # the step at which they were last re-estimated
+        self.report = Reporter(log, self.quiet)  # log.jsonl (and TensorBoard), notes and the progress line
+        self.outputs = RunOutputs(self.model, data, self.run, self.quiet, write=self.dist.is_main)
         distributed.broadcast_parameters(self.networks, self.dist.world_size)  # one model on every rank
-        self.grid_real = _grid_images(data)
-        self._light_evaluation = (LightEvaluation(self.config, data, self.device, self.quiet)
-                                  if self.config.run.eval_every else None)
-
-    def _new_engine(self) -> Engine:
-        optim = self.config.optim
-        return Engine(build_objective(self.config), self.networks, optim.lr, (optim.adam_beta1, optim.adam_beta2),
-                      optim.precision, self.dist.world_size, optim.ema, self.spec.compile_mode)
-
-    def resume(self) -> "Trainer":
-        """Continue from the run directory's newest complete checkpoint (from step 0 when none was written)."""
-        if self.run.checkpoint_steps():
-            load_newest(self.run_dir, self._load_checkpoint)
-        # else: stopped before its first checkpoint; the initial state is a function of the config, start there.
-        self._truncate_log()
-        if not self.quiet:
-            how = "from its newest checkpoint" if self.step else "from the start: no checkpoint was written yet"
-            print(f"introvae: resuming at step {self.step} ({how})", file=sys.stderr)
-        distributed.broadcast_parameters(self.networks, self.dist.world_size)  # one model on every rank
-        return self
 
     @property
     def config(self) -> Config:
@@ -226,70 +274,24 @@ class Trainer:
     def run_dir(self) -> Path:
         return self.run.path
 
-    # The engine holds the objective, the optimizers and the count of skipped steps; these read through to it.
-
-    @property
-    def objective(self) -> Objective:
-        return self.engine.objective
-
-    @objective.setter
-    def objective(self, objective: Objective) -> None:
-        self.engine.objective = objective
-
-    @property
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return self.engine.optimizers
-
-    @property
-    def bad_steps(self) -> int:
-        return self.engine.bad_steps
-
-    @property
-    def precision(self) -> str:
-        return self.engine.precision
-
-    def _set_learning_rates(self) -> None:
-        self.engine.set_learning_rate(self.config.optim.lr * self.lr_scale)
-
-    # ---- state
+    # ---- state and checkpoints
 
     def train_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "lr_scale": self.lr_scale,
-            "rollbacks": self.rollbacks,
-            "objective": self.objective.state_dict(),  # e.g. a controller's state ({} for most objectives)
-        }
+        """What a checkpoint holds besides the weights: the trainer's counts and the engine's state."""
+        return {"step": self.step, "images_seen": self.images_seen, "rollbacks": self.rollbacks,
+                **self.engine.state_dict()}
 
-    def prepare_inference(self) -> None:
-        """Re-estimate the batch-norm statistics of eval mode on real images (see introvae.batchnorm).
-
-        Called before every checkpoint, grid and evaluation. It changes no weights, and training normalises with
-        batch statistics, so the steps that follow are the same with or without it.
-        """
-        if self._statistics_step != self.step:  # nothing changed since the last re-estimation
-            self.model.reestimate_batchnorm(self._batchnorm_images)
-            self._statistics_step = self.step
-
-    def save(self) -> None:
-        if not self.dist.is_main:
-            return
-        self.prepare_inference()
-        try:
-            save_checkpoint(self.run_dir, self.step, self.networks, self.train_state(),
-                            self.config.run.keep_checkpoints, config=self.config.to_dict())
-        except CheckpointWriteError as error:
-            raise CheckpointWriteError(f"{str(error).rstrip('.')}: make room, then continue with "
-                                       f"`introvae train --resume {self.run_dir}`.") from None
-
-    def _save_unless_saved(self) -> None:
-        if not self.dist.is_main:
-            return
-        saved = self.run.checkpoint_steps()
-        if not saved or saved[-1] != self.step:
-            self.save()
+    def resume(self) -> "Trainer":
+        """Continue from the run directory's newest complete checkpoint (from step 0 when none was written)."""
+        if self.run.checkpoint_steps():
+            self.run.load_newest(self._load_checkpoint)
+        # else: stopped before its first checkpoint; the initial state is a function of the config, start there.
+        self._truncate_log()
+        if not self.quiet:
+            how = "from its newest checkpoint" if self.step else "from the start: no checkpoint was written yet"
+            print(f"introvae: resuming at step {self.step} ({how})", file=sys.stderr)
+        distributed.broadcast_parameters(self.networks, self.dist.world_size)  # one model on every rank
+        return self
 
     def _load_checkpoint(self, step: int) -> None:
         """Load the weights and training state of the checkpoint at `step` (UserError if it cannot be read)."""
@@ -297,27 +299,27 @@ class Trainer:
         path = self.run.train_state(step)
         state = load_tree(path)
         try:
-            for name, opt in self.optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
-            # Runs written before objectives kept state have none to load.
-            if state.get("objective"):
-                self.objective.load_state_dict(state["objective"])
-            self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
-            self.lr_scale, self.rollbacks = float(state.get("lr_scale", 1.0)), int(state.get("rollbacks", 0))
+            self.engine.load_state_dict(state)
+            self.step, self.images_seen, self.rollbacks = (int(state[k]) for k in ("step", "images_seen", "rollbacks"))
         except (KeyError, ValueError, TypeError, IndexError) as error:
             raise UserError(f"{path} does not hold the training state of this run ({type(error).__name__}: "
                             f"{error}).") from None
-        self._set_learning_rates()
-        self.engine.bad_steps = 0
-        self._statistics_step = -1
+        self.outputs.statistics_step = -1
 
-    def _reset_to_initial_state(self) -> None:
-        """The state before step 1: the initial weights (a function of the seed alone), fresh optimizers."""
-        initial = Model.build(self.config, self.device).networks.state_dict()
-        self.networks.load_state_dict(initial)
-        self.objective.load_state_dict(self._initial_objective_state)
-        self.engine.optimizers = self.engine.new_optimizers()
-        self.step, self.images_seen, self.engine.bad_steps = 0, 0, 0
+    def save(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.outputs.prepare(self.step)  # the batch-norm statistics of inference go into the checkpoint
+        try:
+            self.run.save_checkpoint(self.step, self.networks, self.train_state(), self.config.run.keep_checkpoints,
+                                     config=self.config.to_dict())
+        except CheckpointWriteError as error:
+            raise CheckpointWriteError(f"{str(error).rstrip('.')}: make room, then continue with "
+                                       f"`introvae train --resume {self.run_dir}`.") from None
+
+    def _save_unless_saved(self) -> None:
+        if self.dist.is_main and self.run.checkpoint_steps()[-1:] != [self.step]:
+            self.save()
 
     def _truncate_log(self) -> None:
         """Drop the log records after the step we continue from: those steps are trained again."""
@@ -326,69 +328,33 @@ class Trainer:
 
     def close(self) -> None:
         """Close the TensorBoard writer of --tensorboard, if one is open (`fit` may be called again after)."""
-        self._run_log.close()
-
-    def _append_log(self, record: dict[str, Any]) -> None:
-        if self.dist.is_main:
-            self._run_log.append(record)  # log.jsonl, and TensorBoard with --tensorboard
-
-    def _note(self, message: str) -> None:
-        if self._progress is not None:
-            self._progress.note(message)
-        elif not self.quiet:
-            print(message, file=sys.stderr)
+        self.report.close()
 
     # ---- one step
-
-    def _batch(self) -> Tensor:
-        """This rank's share of the global batch: every world_size-th image of it, flips decided globally."""
-        bs, rank, world = self.config.optim.batch_size, self.dist.rank, self.dist.world_size
-        x = to_float(self.data.train.get(self.order.indices(self.images_seen, bs)[rank::world]))
-        self.images_seen += bs
-        if self.config.dataset.hflip:
-            g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, _FLIPS, self.step))
-            flip = (torch.rand(bs, generator=g) < 0.5)[rank::world]
-            x[flip] = x[flip].flip(-1)
-        return x.to(self.device, non_blocking=True)
 
     def train_step(self) -> dict[str, Tensor]:
         """One step of every phase of the objective; returns the phases' detached logs.
 
-        A step whose loss or gradients are not finite is skipped: its batch is consumed, the step counter does not
-        advance, the batch-norm statistics its forward passes moved are put back (a NaN batch would leave them NaN
-        for good) and {} is returned. Networks whose phases came before the bad one have stepped (see
-        `introvae.engine`); when the first phase is the bad one, nothing changes. After MAX_BAD_STEPS bad steps in a
-        row the trainer rolls back (`roll_back`).
+        A step whose loss or gradients are not finite is skipped by the engine (see `introvae.engine`): its batch is
+        consumed, the step counter does not advance and {} is returned. After MAX_BAD_STEPS bad steps in a row the
+        trainer rolls back (`roll_back`).
         """
-        x = self._batch()
+        x = self.batches.take(self.images_seen, self.step)
+        self.images_seen += self.config.optim.batch_size
         # Rank 0 draws what a single process draws; the other ranks' streams add their rank to the seed.
         parts = (self.config.run.seed, _STEP_NOISE, self.step) + ((self.dist.rank,) if self.dist.rank else ())
         noise = torch.Generator(self.device).manual_seed(stream_seed(*parts))
         result = self.engine.step(x, self.step, noise)
-        self._account_compile(result.compile_seconds)
+        self.report.compile_time(self.step + 1, result.compile_seconds, self.engine.compile_failure)
         if not result.ran:
             if result.diverged:
                 self.roll_back(result.bad_network)
             return {}
         self.step += 1
-        for event in self.objective.pop_events():
-            self._append_log({"step": self.step, **event})
-            self._note(_event_note(self.step, event))
+        for event in self.engine.objective.pop_events():
+            self.report.record({"step": self.step, **event})
+            self.report.note(_event_note(self.step, event))
         return result.logs
-
-    def _account_compile(self, seconds: float) -> None:
-        """Log the time a step spent compiling (and a compile that failed), and leave it out of the progress bar's
-        speed and estimate."""
-        step = self.step + 1  # the step being taken, numbered as the log's records number it
-        if self.engine.compile_failure is not None and not self._compile_failure_noted:
-            self._compile_failure_noted = True
-            self._append_log({"step": step, "event": "compile_failed", "error": self.engine.compile_failure})
-            self._note(f"introvae: compiling failed at step {step}, training goes on eagerly: "
-                       f"{self.engine.compile_failure}")
-        if seconds > 0:
-            self._append_log({"step": step, "event": "compile", "seconds": round(seconds, 3)})
-            if self._progress:
-                self._progress.leave_out(seconds)
 
     def roll_back(self, network: str) -> dict[str, Any]:
         """Return to the newest complete checkpoint (or the initial state if there is none) with every learning rate
@@ -396,25 +362,28 @@ class Trainer:
 
         Raises TrainingDiverged after MAX_ROLLBACKS roll-backs.
         """
-        diverged_at = self.step
+        diverged_at, lr_scale = self.step, self.engine.lr_scale * ROLLBACK_LR_FACTOR
         if self.rollbacks >= MAX_ROLLBACKS:
             raise TrainingDiverged(
                 f"training diverged at step {diverged_at}: the {network} loss or its gradients were not finite "
-                f"{MAX_BAD_STEPS} steps in a row, even after {self.rollbacks} roll-backs to the newest checkpoint "
-                f"with the learning rate halved each time (now x{self.lr_scale:g}); {self.objective.divergence_advice}.")
-        rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * ROLLBACK_LR_FACTOR
+                f"{MAX_BAD_STEPS} steps in a row, even after {self.rollbacks} roll-backs to the newest checkpoint with "
+                f"the learning rate halved each time (now x{self.engine.lr_scale:g}); "
+                f"{self.engine.objective.divergence_advice}.")
+        rollbacks = self.rollbacks + 1
         if self.run.checkpoint_steps():
-            load_newest(self.run_dir, self._load_checkpoint)
-        else:
-            self._reset_to_initial_state()
-        self.rollbacks, self.lr_scale = rollbacks, lr_scale
-        self._set_learning_rates()
+            self.run.load_newest(self._load_checkpoint)
+        else:  # the state before step 1: the initial weights (a function of the seed alone)
+            self.networks.load_state_dict(Model.build(self.config, self.device).networks.state_dict())
+            self.engine.reset()
+            self.step, self.images_seen = 0, 0
+        self.rollbacks = rollbacks
+        self.engine.scale_learning_rate(lr_scale)
         self._truncate_log()
         record = {"step": self.step, "event": "rollback", "to_step": self.step, "diverged_at": diverged_at,
                   "network": network, "lr_scale": lr_scale, "rollbacks": rollbacks}
-        self._append_log(record)
+        self.report.record(record)
         self.save()
-        self._note(_rollback_note(record))
+        self.report.note(_rollback_note(record))
         return record
 
     # ---- the loop
@@ -433,38 +402,21 @@ class Trainer:
                 logs = self._whole_step()
                 if self.rollbacks != rollbacks:  # the sums are of steps that were undone
                     losses.clear()
-                    self._restart_progress()
+                    self.report.start(self.config.optim.steps, self.step)  # again from the step rolled back to
                 elif self.step != before:  # else a skipped (non-finite) step: nothing to log or save
                     losses.add(logs)
                     self._after_step(losses, started)
         if self._signals.requested is not None:
             self._stop(self._signals.requested, losses, started)
-        self.prepare_inference()  # on every rank, so that all ranks end with the same statistics
+        self.outputs.prepare(self.step)  # on every rank, so that all ranks end with the same statistics
         self._save_unless_saved()
-        self.store_density()
-        self.save_grid()
-        self.write_summary_images()
-
-    def store_density(self) -> None:
-        """Fit the run's code density to the training images' codes at this step, store it beside the checkpoint
-        and sample from it from now on (see `introvae.density`): the pictures written at the end show it."""
-        if not self.dist.is_main:
-            return
-        self.prepare_inference()
-        started = time.time()
-        density = self.model.fit_code_density(evenly_spaced(self.data.train, DENSITY_IMAGES, chunk=DENSITY_CHUNK))
-        density.save(self.run.density_file(self.step))
-        self.model.density = density
-        # Not a log.jsonl record: a run stopped and resumed would hold one more than the same run trained straight.
-        self._note(f"introvae: fitted the run's code density ({density.components} components over the codes of "
-                   f"{min(DENSITY_IMAGES, len(self.data.train))} training images, {time.time() - started:.1f} s); "
-                   "sampling draws from it by default")
+        self.outputs.finish(self.step, self.config, self.report)
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:
         """The progress line and the stop signals around the loop; a second Ctrl-C and a full disk as errors that
         say where to continue."""
-        self._progress = None if self.quiet else Progress(self.config.optim.steps, initial=self.step)
+        self.report.start(self.config.optim.steps, self.step)
         self._in_step = False
         try:
             with self._signals:  # the handlers are restored before anything below runs
@@ -476,9 +428,7 @@ class Trainer:
                 raise
             raise disk_full_error(error, self.run_dir, self.run.checkpoint_steps()) from None
         finally:
-            if self._progress:
-                self._progress.close()
-            self._progress = None
+            self.report.stop()
 
     def _whole_step(self) -> dict[str, Tensor]:
         """`train_step`, marked as under way, so that a second Ctrl-C knows whether the state is whole."""
@@ -487,17 +437,11 @@ class Trainer:
         self._in_step = False
         return logs
 
-    def _restart_progress(self) -> None:
-        """After a roll-back the progress line starts again from the step rolled back to."""
-        if self._progress:
-            self._progress.close()
-            self._progress = Progress(self.config.optim.steps, initial=self.step)
-
     def _stop(self, signum: int, losses: LossAverager, started: float) -> None:
         """Stop on SIGTERM / Ctrl-C between steps: log the steps since the last record, so that the log reaches the
         checkpoint, save, and raise TrainingInterrupted. The next `with self._signals` starts without the request."""
         if losses:
-            self._append_log(self._loss_record(losses, started))
+            self.report.record(self._loss_record(losses, started))
         self._save_unless_saved()
         raise TrainingInterrupted.saved(signum, self.step, self.run_dir)
 
@@ -523,51 +467,19 @@ class Trainer:
 
     def _after_step(self, losses: LossAverager, started: float) -> None:
         """The periodic work after step `self.step`: log record, light evaluation, grid, checkpoint."""
-        run, step, progress = self.config.run, self.step, self._progress
+        run, step = self.config.run, self.step
         if step % run.log_every == 0 or step == self.config.optim.steps:
             record = self._loss_record(losses, started)
-            self._append_log(record)
-            if progress:
-                progress.update(step, self.objective.progress_fields(record))
+            self.report.record(record)
+            self.report.update(step, self.engine.objective.progress_fields(record))
         if run.eval_every and step % run.eval_every == 0 and self.dist.is_main:
-            record = {"step": step, **self.evaluate(), "time": round(time.time() - started, 3)}
-            self._append_log(record)
-            if progress:
-                progress.note(LightEvaluation.summary(record))
+            record = {"step": step, **self.outputs.evaluate(step), "time": round(time.time() - started, 3)}
+            self.report.record(record)
+            self.report.note(LightEvaluation.summary(record))
         if run.grid_every and step % run.grid_every == 0:
-            self.save_grid()
+            self.outputs.grid(step)
         if run.checkpoint_every and step % run.checkpoint_every == 0:
             self.save()
-
-    def evaluate(self) -> dict[str, float]:
-        """The light evaluation of `--eval-every` (see `LightEvaluation`), as eval_* numbers for the log."""
-        if self._light_evaluation is None:
-            raise UserError("this run has no light evaluation: set --eval-every.")
-        self.prepare_inference()
-        return self._light_evaluation(self.model)
-
-    # ---- pictures
-
-    def save_grid(self) -> None:
-        if not self.dist.is_main:
-            return
-        self.prepare_inference()
-        real = self.grid_real
-        rows = [real, self.model.reconstruct(real), self.model.sample(len(real), seed=0)]
-        save_image(torch.cat(rows), self.run.grid(self.step), nrow=len(real))
-
-    def write_summary_images(self) -> None:
-        if not self.dist.is_main:
-            return
-        self.prepare_inference()
-        model, real = self.model, self.grid_real
-        save_image(model.sample(64, seed=0), self.run.samples, nrow=8)
-        save_image(torch.cat([real, model.reconstruct(real)]), self.run.reconstructions, nrow=len(real))
-        if len(real) >= 2:
-            # Row 1: image a, 8 decoded steps between their codes, image b (Fig. 6). Row 2: between two seeds.
-            rows = [real[:1], model.interpolate(real[0], real[1], 8), real[1:2], model.interpolate_seeds(0, 1, 10)]
-            save_image(torch.cat(rows), self.run.interpolation, nrow=10)
-        self.run.draw_dynamics(config=self.config)
 
 
 def _spec_of(config: RunSpec | Config, data: DataSplit, dist: Distributed | None) -> RunSpec:

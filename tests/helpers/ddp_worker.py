@@ -31,5 +31,5 @@ trainer = Trainer(config.replace(device=device), run, data, quiet=True, dist=inf
 trainer.fit()
 state = {k: v.detach().contiguous() for k, v in trainer.networks.state_dict().items()}
 save_file(state, str(out / f"rank{info.rank}.safetensors"))
-(out / f"rank{info.rank}.json").write_text(json.dumps(trainer.objective.state_dict()))
+(out / f"rank{info.rank}.json").write_text(json.dumps(trainer.engine.objective.state_dict()))
 teardown()

@@ -11,6 +11,7 @@ from ..data import check_data
 from ..errors import UserError
 from ..evaluate import EvalSettings, evaluate_run, evaluate_sets, format_table, report_path
 from ..export import export_model
+from ..plot import draw_run_dynamics
 from ..rundir import RunDir
 from .common import add_prior_option, add_run_options
 
@@ -92,7 +93,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     if not run.log.exists():
         raise UserError(f"{run.log} does not exist: is {args.run_dir} a run directory written by `introvae train`?")
-    out = run.draw_dynamics(args.out)  # the panels and title the trainer draws
+    out = draw_run_dynamics(run, args.out)  # the panels and title the trainer draws
     print(f"introvae: wrote {out}")
     return 0
 

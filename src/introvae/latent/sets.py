@@ -20,7 +20,7 @@ from ..config import Config
 from ..density import DENSITY_CHUNK, DENSITY_IMAGES, CodeDensity
 from ..data import ImageSource, evenly_spaced, load_image_set, open_data, scan_folder
 from ..errors import DataError, UserError
-from ..images import load_image, to_float
+from ..images import load_image
 from ..model import Model
 from ..rundir import RunDir
 

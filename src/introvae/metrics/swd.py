@@ -262,6 +262,19 @@ def _check_pair(images_a: Tensor, images_b: Tensor, descriptors_per_image: int, 
         raise ValueError("swd got an empty image set")
 
 
+def _descriptors(images: Tensor, corners: list[tuple[Tensor, Tensor]], batch_size: int) -> list[Tensor]:
+    """The normalised patch descriptors of every pyramid level of `images`, at the patch `corners` of each level
+    (rows, cols per image), computed `batch_size` images at a time."""
+    patches_per_level: list[list[Tensor]] = [[] for _ in corners]
+    for start in range(0, images.shape[0], batch_size):
+        pyramid = laplacian_pyramid(_to_pggan_range(images[start : start + batch_size]), min_size=16)
+        for level_index, (level, (rows, cols)) in enumerate(zip(pyramid, corners)):
+            patches_per_level[level_index].append(
+                _cut_patches(level, rows[start : start + batch_size], cols[start : start + batch_size])
+            )
+    return [_normalise_descriptors(torch.cat(patches)) for patches in patches_per_level]
+
+
 def swd(
     images_a: Tensor,
     images_b: Tensor,
@@ -292,19 +305,8 @@ def swd(
 
     level_sizes = _level_sizes(height, width, min_size=16)
     corners = [_patch_corners(num_images, descriptors_per_image, h, w, generator) for h, w in level_sizes]
-
-    def descriptors(images: Tensor) -> list[Tensor]:
-        patches_per_level: list[list[Tensor]] = [[] for _ in level_sizes]
-        for start in range(0, num_images, batch_size):
-            pyramid = laplacian_pyramid(_to_pggan_range(images[start : start + batch_size]), min_size=16)
-            for level_index, (level, (rows, cols)) in enumerate(zip(pyramid, corners)):
-                patches_per_level[level_index].append(
-                    _cut_patches(level, rows[start : start + batch_size], cols[start : start + batch_size])
-                )
-        return [_normalise_descriptors(torch.cat(patches)) for patches in patches_per_level]
-
-    descriptors_a = descriptors(images_a)
-    descriptors_b = descriptors(images_b)
+    descriptors_a = _descriptors(images_a, corners, batch_size)
+    descriptors_b = _descriptors(images_b, corners, batch_size)
     per_level = {}
     for (h, w), desc_a, desc_b in zip(level_sizes, descriptors_a, descriptors_b):
         distance = sliced_wasserstein(desc_a, desc_b.to(desc_a.device), dirs_per_repeat, dir_repeats, generator)

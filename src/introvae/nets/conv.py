@@ -100,7 +100,7 @@ class ImageGenerator(nn.Module):
 
     def add_prior_statistics(self) -> None:
         """A second set of batch-norm statistics, for decoding prior samples (see introvae.batchnorm); the running
-        averages describe posterior codes. Checkpoints written before these existed load with copies."""
+        averages describe posterior codes."""
         for layer in self.body.modules():
             if isinstance(layer, nn.BatchNorm2d):
                 layer.register_buffer(PRIOR_MEAN, torch.zeros(layer.num_features))
@@ -148,16 +148,6 @@ class Generator(ImageGenerator):
         self.body = nn.Sequential(*layers)
         self.latent_dim = latent_dim
         self.add_prior_statistics()
-
-
-def fill_prior_statistics(tensors: dict[str, Tensor], expected: set[str]) -> None:
-    """Fill the prior statistics that `expected` names and a state dict written before they existed lacks, with the
-    layer's running ones (what such a generator normalised every code with)."""
-    for prior, running in ((PRIOR_MEAN, "running_mean"), (PRIOR_VAR, "running_var")):
-        for key in expected - set(tensors):
-            source = key[:-len(prior)] + running
-            if key.endswith("." + prior) and source in tensors:
-                tensors[key] = tensors[source]
 
 
 def full_precision(like: Tensor) -> torch.autocast:

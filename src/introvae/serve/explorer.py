@@ -34,9 +34,10 @@ from torch import Tensor
 from ..errors import DataError, UserError
 from ..evaluate import format_table, report_path
 from ..images import load_image, to_float, to_uint8
-from ..latent import (DEFAULT_SCORE, attribute_position, fit_reference, load_attributes, principal_directions,
-                      run_attributes, score_images, set_sampler, training_images)
+from ..latent import (DEFAULT_SCORE, AttributeVector, attribute_position, fit_reference, load_attributes,
+                      principal_directions, run_attributes, score_images, set_sampler, training_images)
 from ..model import Model
+from ..plot import draw_run_dynamics
 from ..rundir import RunDir
 
 __all__ = ["Explorer", "Direction", "UploadError", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "SLIDER_RANGE"]
@@ -108,33 +109,13 @@ class Explorer:
         run_dir = Path(run_dir)
         model = Model.load(run_dir, step=step, device=device)
         sampler = set_sampler(model, prior, temperature=temperature)
-        latent_dim = model.config.networks.latent_dim
-        notes: list[str] = []
-        attributes = dict(run_attributes(run_dir))
-        for path in attribute_files:
-            attributes.update(load_attributes(path))
-        for name, vector in attributes.items():
-            if vector.direction.numel() != latent_dim:
-                raise UserError(f"attribute vector {name!r} has {vector.direction.numel()} dimensions but the codes "
-                                f"of {run_dir} have {latent_dim}: use vectors computed with this run.")
+        attributes = _attributes(run_dir, attribute_files, model.config.networks.latent_dim)
         reference, where = _reference_images(model, reference_count)
-        if where:
-            notes.append(where)
-        directions: list[Direction] = []
-        k = min(components, len(reference) - 1, latent_dim)
-        if k >= 1:
-            pca = principal_directions(model, reference, k)
-            for j in range(k):
-                share = float(pca.explained[j]) * 100
-                directions.append(Direction(
-                    key=f"pc{j + 1}", label=f"PC {j + 1}", kind="pca", step=pca.components[j] * pca.stddev[j],
-                    note=f"{share:.1f} % of the variance of {len(reference)} reference codes; units of its standard "
-                         f"deviation ({float(pca.stddev[j]):.3g})"))
-        for name, vector in attributes.items():
-            directions.append(Direction(
-                key=f"attribute:{name}", label=name, kind="attribute", step=vector.direction.float().cpu(),
-                note=f"{vector.count_with} images with against {vector.count_without} without; units of the "
-                     f"vector (norm {vector.norm:.3g})"))
+        notes = [where] if where else []
+        directions = _principal_directions(model, reference, components) + [
+            Direction(key=f"attribute:{name}", label=name, kind="attribute", step=vector.direction.float().cpu(),
+                      note=f"{vector.count_with} images with against {vector.count_without} without; units of the "
+                           f"vector (norm {vector.norm:.3g})") for name, vector in attributes.items()]
         # The decoder's noise level and the training statistics of the OOD scores, fitted once on the reference
         # images (see introvae.latent.ood).
         ood_reference = fit_reference(model, reference, samples=score_samples, seed=0)
@@ -268,7 +249,7 @@ class Explorer:
                 return None
             with tempfile.TemporaryDirectory() as folder:
                 # The figure the trainer and `introvae plot` draw: the objective's panels, the same title.
-                return run.draw_dynamics(Path(folder) / RunDir.DYNAMICS, config=self.model.config).read_bytes()
+                return draw_run_dynamics(run, Path(folder) / RunDir.DYNAMICS, self.model.config).read_bytes()
         except (OSError, UserError, ValueError):
             return None
 
@@ -364,3 +345,27 @@ def _number(value: Any, what: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not low <= number <= high:
         raise UserError(f"{what} must be a number from {low:g} to {high:g}, got {value!r}.")
     return number
+
+
+def _attributes(run_dir: Path, attribute_files: Sequence[str | Path], latent_dim: int) -> dict[str, AttributeVector]:
+    """The run's stored attribute vectors and those of `attribute_files`, by name; UserError for one of another size."""
+    attributes = dict(run_attributes(run_dir))
+    for path in attribute_files:
+        attributes.update(load_attributes(path))
+    for name, vector in attributes.items():
+        if vector.direction.numel() != latent_dim:
+            raise UserError(f"attribute vector {name!r} has {vector.direction.numel()} dimensions but the codes "
+                            f"of {run_dir} have {latent_dim}: use vectors computed with this run.")
+    return attributes
+
+
+def _principal_directions(model: Model, reference: Tensor, components: int) -> list[Direction]:
+    """The first `components` principal directions of the reference images' posterior means, each a step of one
+    standard deviation (fewer when there are too few images or dimensions)."""
+    k = min(components, len(reference) - 1, model.config.networks.latent_dim)
+    if k < 1:
+        return []
+    pca = principal_directions(model, reference, k)
+    return [Direction(key=f"pc{j + 1}", label=f"PC {j + 1}", kind="pca", step=pca.components[j] * pca.stddev[j],
+                      note=f"{float(pca.explained[j]) * 100:.1f} % of the variance of {len(reference)} reference "
+                           f"codes; units of its standard deviation ({float(pca.stddev[j]):.3g})") for j in range(k)]
