@@ -95,8 +95,14 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def check_safetensors(path: Path) -> None:
-    """Raise UserError unless `path` is a whole safetensors file, reading only its header (cheap for big files)."""
+def check_safetensors(*paths: Path) -> None:
+    """Raise UserError unless every one of `paths` is a whole safetensors file, reading only the headers (cheap for
+    big files)."""
+    for path in paths:
+        _check_one(path)
+
+
+def _check_one(path: Path) -> None:
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:

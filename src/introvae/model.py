@@ -93,14 +93,12 @@ class Model:
         if not path.is_dir():
             raise UserError(f"{path} is neither a run directory written by `introvae train` nor a weights file "
                             "written by `introvae export`: check the path.")
-        run = RunDir(path)
-        step = run.latest_step() if step is None else step
-        config_file, weights, density = run.config, run.model_weights(step), run.density_file(step)
-        model = cls.build(Config.load(config_file), resolve_device(device))
-        load_networks(weights, model.networks)
-        if density.is_file():
-            model.density = CodeDensity.load(density)
-        model.origin = (path, step)
+        files = RunDir(path).checkpoint(step)
+        model = cls.build(Config.load(files.config), resolve_device(device))
+        load_networks(files.weights, model.networks)
+        if files.density.is_file():
+            model.density = CodeDensity.load(files.density)
+        model.origin = (path, files.step)
         return model
 
     @classmethod

@@ -30,6 +30,7 @@ import errno
 import json
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -41,7 +42,7 @@ from .config import Config
 from .errors import UserError
 from .runlog import read_log
 
-__all__ = ["CheckpointWriteError", "RunDir"]
+__all__ = ["CheckpointFiles", "CheckpointWriteError", "RunDir"]
 
 _CHECKPOINT_FILE = re.compile(r"^(model|train|density)-(\d{8})\.safetensors$")
 T = TypeVar("T")
@@ -49,6 +50,18 @@ T = TypeVar("T")
 
 class CheckpointWriteError(UserError):
     """Writing a checkpoint failed (a full disk...); the previous checkpoint is intact."""
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """Where the checkpoint at `step` of a run lies: the run's config, the weights, the training state and the code
+    density (which may not exist yet)."""
+
+    step: int
+    config: Path
+    weights: Path
+    train_state: Path
+    density: Path
 
 
 class _Inside:
@@ -159,8 +172,14 @@ class RunDir:
 
     def check_checkpoint(self, step: int) -> None:
         """Raise UserError unless both files of the checkpoint at `step` are whole safetensors files (headers only)."""
-        check_safetensors(self.train_state(step))
-        check_safetensors(self.model_weights(step))
+        check_safetensors(self.train_state(step), self.model_weights(step))
+
+    def checkpoint(self, step: int | None = None) -> "CheckpointFiles":
+        """The files that loading the checkpoint at `step` reads, by default the newest whole one (UserError when
+        there is none)."""
+        step = self.latest_step() if step is None else step
+        return CheckpointFiles(step, self.config, self.model_weights(step), self.train_state(step),
+                               self.density_file(step))
 
     def latest_step(self) -> int:
         """The newest step whose two files exist and are whole (with a warning if newer ones are not); UserError when
