@@ -12,6 +12,7 @@ from introvae.density import DEFAULT_TEMPERATURE, SMALL_SET, CodeDensity, fit_mi
 from introvae.errors import UserError
 from introvae.images import load_image, to_float
 from introvae.latent import training_images
+from introvae.seeds_devices import stream_seed
 
 CENTRES = torch.tensor([[0.0, 0.0], [6.0, 6.0], [-6.0, 6.0]])
 COUNTS, SPREADS = (300, 600, 100), (1.0, 0.5, 0.3)
@@ -116,7 +117,6 @@ def test_bad_prior_options_are_one_sentence_and_status_2(tiny_run, tmp_path, cap
 
 def test_prior_normal_draws_the_papers_codes_seeded_per_image(tiny_run):
     # --prior normal: code i of seed s is N(0, I) from a generator seeded by (s, 1, i), as before runs stored a density
-    from introvae.runtime import stream_seed
     model = Model.load(tiny_run)
     assert model.density is not None  # training stored one, so the default sampler is not N(0, I)
     by_hand = torch.stack([torch.randn(model.config.latent_dim, generator=torch.Generator().manual_seed(
@@ -191,8 +191,7 @@ def test_selection_by_the_critic_keeps_each_image_a_function_of_seed_and_index(t
     # each kept image is one of its own candidates: the unselected image or a draw of the stream of (seed, i)
     plain = model.sample(6, seed=2)
     for i in range(6):
-        others = model.decode(model.density.sample(3, seed=__import__("introvae.runtime").runtime.stream_seed(2, 3, i)),
-                              prior=True)
+        others = model.decode(model.density.sample(3, seed=stream_seed(2, 3, i)), prior=True)
         candidates = torch.cat([plain[i:i + 1], others])
         assert (candidates - selected[i]).flatten(1).abs().max(1).values.min() < 1e-5
     with pytest.raises(UserError, match="--select must be at least 1"):

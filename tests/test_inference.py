@@ -17,7 +17,7 @@ from introvae.objectives.introvae import propose_margin
 from introvae.plot import read_log
 from introvae import precision as precision_module
 from introvae.precision import resolve_precision
-from introvae.runtime import resolve_device
+from introvae.seeds_devices import resolve_device
 
 # The tiny run (conftest.py) made larger, so that batch-norm statistics and the KL have something to say.
 SMALL = dict(latent_dim=16, base_channels=8, max_channels=32, batch_size=16, builtin_count=256, log_every=5)

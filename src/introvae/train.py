@@ -60,7 +60,7 @@ from .progress import Progress
 from .rundir import RunDir
 from .runlog import RunLog
 from .runspec import RunSpec
-from .runtime import stream_seed
+from .seeds_devices import stream_seed
 from .stopping import DISK_FULL, StopSignals, TrainingInterrupted, disk_full_error
 
 # Streams of randomness, mixed with the seed and an index by `stream_seed`.
