@@ -36,7 +36,7 @@ from introvae import Model
 from introvae.cli import main as introvae
 from introvae.config import Config
 from introvae.data import make_shapes
-from introvae.data.builtin import BUILTIN_SEED, shape_kinds
+from introvae.data.shapes import SHAPES_SEED, shape_kinds
 from introvae.images import save_image, to_float
 from introvae.latent import AttributeVector, compute_attribute
 
@@ -77,8 +77,8 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     size, count = config.image_size, config.builtin_count
-    images = make_shapes(count, size, 3, seed=BUILTIN_SEED)
-    kinds = shape_kinds(count, seed=BUILTIN_SEED)
+    images = make_shapes(count, size, 3, seed=SHAPES_SEED)
+    kinds = shape_kinds(count, seed=SHAPES_SEED)
     n_train = count - min(round(config.test_fraction * count), count - 1)  # the built-in split: the last images
 
     # Attribute: every image whose shapes are all circles against every image whose shapes are all squares; edit

@@ -12,8 +12,8 @@ import torch
 from PIL import Image, features
 
 from introvae.data import FolderSource, TensorSource, make_shapes, open_data, scan_folder
-from introvae.data.builtin import SHAPE_KINDS
 from introvae.data.folder import IMAGE_EXTENSIONS, detect_channels, split_files
+from introvae.data.shapes import SHAPE_KINDS
 from introvae.data.source import cache_in_memory
 from introvae.errors import DataError
 from introvae.images import load_image, make_grid, save_image, to_float, to_uint8

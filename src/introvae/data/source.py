@@ -28,11 +28,11 @@ from introvae.data.base import (
     describe,
     split_scanned,
 )
-from introvae.data.builtin import BUILTIN
 from introvae.data.foldersource import FOLDER, FolderSource
 from introvae.data.glyphs import GLYPHS
 from introvae.data.lmdbsource import LMDB
 from introvae.data.scan import ScanReport, ScanResult, verify_items
+from introvae.data.shapes import SHAPES
 from introvae.errors import DataError
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 # Tried in this order; the folder comes last because it claims every spec.
-DATA_SOURCES: tuple[DataSourceKind, ...] = (BUILTIN, GLYPHS, LMDB, ARRAYS, FOLDER)
+DATA_SOURCES: tuple[DataSourceKind, ...] = (SHAPES, GLYPHS, LMDB, ARRAYS, FOLDER)
 
 
 def _alternatives(kinds: tuple[DataSourceKind, ...]) -> str:
