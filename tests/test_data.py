@@ -12,7 +12,7 @@ import torch
 from PIL import Image, features
 
 from introvae.data import FolderSource, TensorSource, make_shapes, open_data, scan_folder
-from introvae.data.folder import IMAGE_EXTENSIONS, detect_channels, split_files
+from introvae.data.folder_files import IMAGE_EXTENSIONS, detect_channels, split_files
 from introvae.data.shapes import SHAPE_KINDS
 from introvae.data.source import cache_in_memory
 from introvae.errors import DataError

@@ -5,8 +5,8 @@ Each kind of data set is a `DataSourceKind` in the registry `DATA_SOURCES` (see 
 """
 
 from introvae.data.base import DataSplit, DecodingSource, ImageSource, TensorSource, cache_in_memory, evenly_spaced
-from introvae.data.folder import scan_folder
-from introvae.data.foldersource import FolderSource
+from introvae.data.folder_files import scan_folder
+from introvae.data.folder_source import FolderSource
 from introvae.data.glyphs import glyph_labels, make_glyphs, write_glyphs
 from introvae.data.imagesets import load_image_set
 from introvae.data.scan import ScanReport

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from introvae.data.arrays import load_array
-from introvae.data.folder import detect_channels, scan_folder
+from introvae.data.folder_files import detect_channels, scan_folder
 from introvae.errors import DataError
 from introvae.images import load_image, to_float, to_uint8
 

@@ -28,7 +28,7 @@ from introvae.data.base import (
     describe,
     split_scanned,
 )
-from introvae.data.foldersource import FOLDER, FolderSource
+from introvae.data.folder_source import FOLDER, FolderSource
 from introvae.data.glyphs import GLYPHS
 from introvae.data.lmdbsource import LMDB
 from introvae.data.scan import ScanReport, ScanResult, verify_items

@@ -1,5 +1,5 @@
-"""Folders of image files as data sets: finding the images, splitting them into train and test, and
-deciding whether they are gray or colour.
+"""The files of a folder of images (hence the name): listing the image files under it, splitting names into train and
+test, and deciding whether images are gray or colour. The data source over them is `introvae.data.folder_source`.
 
 The split hashes each file's relative path (each item's name, for other sources), so it is reproducible
 across machines and adding files to a folder never moves an existing file from train to test or back.
