@@ -30,7 +30,7 @@ from introvae.data.base import (
 )
 from introvae.data.folder_source import FOLDER, FolderSource
 from introvae.data.glyphs import GLYPHS
-from introvae.data.lmdbsource import LMDB
+from introvae.data.lmdb_source import LMDB
 from introvae.data.scan import ScanReport, ScanResult, verify_items
 from introvae.data.shapes import SHAPES
 from introvae.errors import DataError
