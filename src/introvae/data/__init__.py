@@ -5,7 +5,7 @@ Each kind of data set is a `DataSourceKind` in the registry `DATA_SOURCES` (see 
 """
 
 from introvae.data.base import DataSplit, DecodingSource, ImageSource, TensorSource, cache_in_memory, evenly_spaced
-from introvae.data.folder_files import scan_folder
+from introvae.data.folder_files import list_image_files
 from introvae.data.folder_source import FolderSource
 from introvae.data.glyphs import glyph_labels, make_glyphs, write_glyphs
 from introvae.data.imagesets import load_image_set
@@ -29,6 +29,6 @@ __all__ = [
     "make_glyphs",
     "glyph_labels",
     "write_glyphs",
-    "scan_folder",
+    "list_image_files",
     "load_image_set",
 ]

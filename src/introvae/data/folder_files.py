@@ -20,7 +20,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "FolderListing",
     "list_folder",
-    "scan_folder",
+    "list_image_files",
     "split_names",
     "split_files",
     "is_gray_image",
@@ -99,7 +99,7 @@ def list_folder(root: str | Path) -> FolderListing:
     return FolderListing(root, files, sorted(ignored), sorted(unreadable))
 
 
-def scan_folder(root: str | Path) -> list[Path]:
+def list_image_files(root: str | Path) -> list[Path]:
     """All image files under `root` (recursively), sorted by relative path; hidden files and folders are skipped.
 
     Only names are looked at; `introvae.data.scan` verifies the files themselves.
