@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image, features
 
-from introvae.data import FolderSource, TensorSource, list_image_files, make_shapes, open_data
+from introvae.data import FolderSource, TensorSource, cache_in_memory, list_image_files, make_shapes, open_data
 from introvae.data.folder_files import IMAGE_EXTENSIONS, detect_channels, split_files
 from introvae.data.shapes import SHAPE_KINDS
-from introvae.data.source import cache_in_memory
 from introvae.errors import DataError
 from introvae.images import load_image, make_grid, save_image, to_float, to_uint8
 
