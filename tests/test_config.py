@@ -44,13 +44,11 @@ def test_flat_keywords_reach_their_sections():
     config = Config(data="photos/", image_size=64, latent_dim=16, margin=70.0, steps=5, seed=3, avae_alpha=9.0)
     assert (config.dataset.path, config.dataset.image_size, config.networks.latent_dim) == ("photos/", 64, 16)
     assert (config.objective.margin, config.optim.steps, config.run.seed) == (70.0, 5, 3)
-    assert (config.data, config.image_size, config.margin, config.steps) == ("photos/", 64, 70.0, 5)
-    assert config.generator_alpha == config.alpha == 0.25  # a property of IntroVAE's options
-    # avae's option does not belong to introvae: ignored as a keyword (presets name several objectives' options),
-    # and an error when read, naming the objective it belongs to.
-    assert "alpha" not in config.to_dict()["optim"]
-    with pytest.raises(AttributeError, match="'avae_alpha' is an option of avae, not of this 'introvae' config"):
-        config.avae_alpha
+    flat = config.flat()
+    assert (flat["data"], flat["image_size"], flat["margin"], flat["steps"]) == ("photos/", 64, 70.0, 5)
+    assert config.objective.generator_alpha == config.objective.alpha == 0.25  # a property of IntroVAE's options
+    # avae's option does not belong to introvae: ignored as a keyword (presets name several objectives' options).
+    assert "alpha" not in config.to_dict()["optim"] and "avae_alpha" not in flat
     with pytest.raises(TypeError, match="image_sise"):
         Config(image_sise=64)
 
@@ -58,7 +56,7 @@ def test_flat_keywords_reach_their_sections():
 def test_replace_keeps_what_the_new_objective_shares():
     config = Config(beta=16.0, margin=50.0, reconstruction="sse", steps=7)
     vae = config.replace(model="vae")
-    assert (vae.objective.beta, vae.objective.reconstruction, vae.steps) == (16.0, "sse", 7)
+    assert (vae.objective.beta, vae.objective.reconstruction, vae.optim.steps) == (16.0, "sse", 7)
     avae = config.replace(model="avae", avae_beta=0.5)
     assert avae.objective.beta == 0.5 and avae.objective.alpha == 0.3  # avae's own beta and alpha, not introvae's
     assert config.replace(optim=OptimConfig(steps=3)).optim.steps == 3
@@ -92,9 +90,9 @@ def test_a_flat_config_json_from_before_the_sections_still_loads():
     assert config.model == "introvae" and config.objective == OBJECTIVES["introvae"].Options(
         **{k: flat[k] for k in ("margin", "alpha", "alpha_generator", "beta", "hinge", "reconstruction",
                                 "adversarial_reduction")})
-    assert (config.image_size, config.channels, config.lr, config.warmup_steps, config.precision) == (
-        32, 3, 2e-4, 200, "fp32")
-    assert "arch" not in flat and config.arch == "appb"  # runs from before --arch keep App. B's networks
+    assert (config.dataset.image_size, config.dataset.channels, config.optim.lr, config.optim.warmup_steps,
+            config.optim.precision) == (32, 3, 2e-4, 200, "fp32")
+    assert "arch" not in flat and config.networks.arch == "appb"  # runs from before --arch keep App. B's networks
 
 
 def _flat_like_before(config: Config) -> dict:
@@ -120,7 +118,7 @@ def test_an_old_soft_introvae_config_keeps_training_without_a_warm_up():
     # Before the engine ran every objective's warm-up, soft-introvae image runs ignored the recorded 200 steps.
     values = {**json.loads(FLAT_BEFORE_SECTIONS.read_text()), "model": "soft-introvae"}
     config = Config.from_dict(values)
-    assert config.warmup_steps == 0 and config.objective.beta_neg == 256.0
+    assert config.optim.warmup_steps == 0 and config.objective.beta_neg == 256.0
 
 
 @pytest.mark.parametrize("values, phrase", [
@@ -201,7 +199,7 @@ def test_objective_options_round_trip_and_reach_the_command_line(name, tmp_path,
     defaults = cls.Options()
     changed = {option_flag(f): _changed(getattr(defaults, f.name), f) for f in dataclasses.fields(cls.Options)}
     config = Config(model=name, **changed)
-    assert all(getattr(config, flat) == value for flat, value in changed.items())
+    assert all(config.flat()[flat] == value for flat, value in changed.items())
     config.save(tmp_path / "config.json")
     assert Config.load(tmp_path / "config.json") == config
     # Every option is a flag of `introvae train` with its help, and the flags build the same config.
@@ -256,10 +254,10 @@ def test_warm_up_applies_to_the_objectives_that_declare_one(name, tiny_networks)
 def test_every_objective_has_valid_2d_settings(name, dataset):
     config = toy_config(dataset, name, steps=300)
     settings = OBJECTIVES[name].toy2d_settings(BENCHMARK_WEIGHTS[dataset])
-    assert config.model == name and config.latent_dim == 2 and config.batch_size == 512
+    assert config.model == name and config.networks.latent_dim == 2 and config.optim.batch_size == 512
     if OBJECTIVES[name].default_warmup_steps is not None:
         assert config.resolved_warmup_steps() == 20  # the authors' 1/15 of the steps
-    assert {flat: getattr(config, flat) for flat in settings} == settings
+    assert {flat: config.flat()[flat] for flat in settings} == settings
 
 
 def test_every_preset_names_a_registered_objective_and_validates():

@@ -81,7 +81,7 @@ def test_without_components_a_small_training_set_gets_a_smaller_mixture(codes, c
 def test_a_model_samples_the_density_it_is_given(tiny_run):
     model = Model.load(tiny_run)
     density = model.fit_code_density(to_float(training_images(model.config, 64)), components=2)
-    assert density.latent_dim == model.config.latent_dim
+    assert density.latent_dim == model.config.networks.latent_dim
     samples = model.sample(5, seed=3, prior=density)
     assert torch.equal(samples, model.decode(density.sample(5, seed=3), prior=True))
     assert not torch.equal(samples, model.sample(5, seed=3, prior="normal"))
@@ -94,7 +94,8 @@ def test_sample_prior_fitted_saves_a_mixture_that_prior_file_reuses(tiny_run, tm
     assert main(["sample", str(tiny_run), *options, "--prior", str(tmp_path / "prior.safetensors"),
                  "--out", str(tmp_path / "again")]) == 0
     assert main(["sample", str(tiny_run), *options, "--prior", "normal", "--out", str(tmp_path / "normal")]) == 0
-    size, channels = Model.load(tiny_run).config.image_size, Model.load(tiny_run).config.channels
+    dataset = Model.load(tiny_run).config.dataset
+    size, channels = dataset.image_size, dataset.channels
 
     def read(folder: str) -> np.ndarray:
         return np.stack([load_image(tmp_path / folder / f"{i:06d}.png", size, channels).numpy() for i in range(4)])
@@ -119,7 +120,7 @@ def test_prior_normal_draws_the_papers_codes_seeded_per_image(tiny_run):
     # --prior normal: code i of seed s is N(0, I) from a generator seeded by (s, 1, i), as before runs stored a density
     model = Model.load(tiny_run)
     assert model.density is not None  # training stored one, so the default sampler is not N(0, I)
-    by_hand = torch.stack([torch.randn(model.config.latent_dim, generator=torch.Generator().manual_seed(
+    by_hand = torch.stack([torch.randn(model.config.networks.latent_dim, generator=torch.Generator().manual_seed(
         stream_seed(7, 1, i))) for i in range(3, 6)])
     assert torch.equal(model.latents(3, seed=7, start=3, prior="normal"), by_hand)
     torch.testing.assert_close(model.sample(6, seed=7, prior="normal")[3:], model.decode(by_hand, prior=True))

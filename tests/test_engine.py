@@ -14,7 +14,8 @@ from introvae.train import Trainer
 @pytest.mark.slow
 def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
     config = tiny_config(steps=1, warmup_steps=0, model=model)
-    data = open_data("builtin", config.image_size, config.channels, 0.1, 0, builtin_count=config.builtin_count)
+    dataset = config.dataset
+    data = open_data("builtin", dataset.image_size, dataset.channels, 0.1, 0, builtin_count=dataset.builtin_count)
     trainer = Trainer(config, tmp_path, data, quiet=True)
     roles = OBJECTIVES[model].roles
     order, seen = [], {}

@@ -141,8 +141,9 @@ def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_che
     assert _temporaries(run) == []
     # And the killed-and-resumed run is the uninterrupted run, bit for bit (CPU, one thread).
     config = Config.load(run / "config.json")
-    data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
-                     config.builtin_count)
+    dataset = config.dataset
+    data = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
+                     dataset.builtin_count)
     reference = Trainer(config, tmp_path / "reference", data, quiet=True)
     while reference.step < steps:
         reference.train_step()
@@ -225,8 +226,9 @@ def faulty_trainer(tiny_config):
 
     def make(run_dir, fault, **options):
         config = tiny_config(**{"steps": 6, **options})
-        data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
-                         config.builtin_count)
+        dataset = config.dataset
+        data = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
+                         dataset.builtin_count)
         trainer = Trainer(config, run_dir, data, quiet=True)
         trainer.objective = Faulty(trainer.objective, fault)
         return trainer
