@@ -49,6 +49,9 @@ def test_flat_keywords_reach_their_sections():
     assert config.objective.generator_alpha == config.objective.alpha == 0.25  # a property of IntroVAE's options
     # avae's option does not belong to introvae: ignored as a keyword (presets name several objectives' options).
     assert "alpha" not in config.to_dict()["optim"] and "avae_alpha" not in flat
+    # Flat names are keywords, not attributes: options are read from their sections.
+    with pytest.raises(AttributeError):
+        config.image_size
     with pytest.raises(TypeError, match="image_sise"):
         Config(image_sise=64)
 

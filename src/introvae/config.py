@@ -14,9 +14,10 @@ option, its type, its default and its documentation live in one place (the impro
 `to_dict()`, these sections; `introvae train --config FILE.json` reads it back. Config files written before the
 sections (one flat object) still load.
 
-The flat names stay: `Config(data="photos/", image_size=64, margin=70)`, `config.replace(steps=4000)` and
-`config.image_size`, `config.margin` route each name to its section (the command line's `--image-size` is the flat
-name `image_size`). An objective's option whose name would clash with another objective's has its own flat name
+The flat names stay as keywords: `Config(data="photos/", image_size=64, margin=70)` and `config.replace(steps=4000)`
+route each name to its section (the command line's `--image-size` is the flat name `image_size`). Options are read
+from their sections (`config.dataset.image_size`, `config.objective.margin`), or all at once by flat name from
+`config.flat()`. An objective's option whose name would clash with another objective's has its own flat name
 (avae's `alpha` is `avae_alpha`); objectives that share a flat name (`beta` of introvae and vae) share its meaning.
 Flat keywords naming another objective's option are ignored (a preset's `margin` when training `--model vae`).
 
@@ -206,24 +207,7 @@ class Config:
         for section, value in sections.items():
             object.__setattr__(self, section, value)
 
-    # ---- the flat names
-
-    def __getattr__(self, name: str) -> Any:
-        # Reached only for names that are not sections: a flat option name, or a property of the objective's options.
-        if name.startswith("__") or name in ("model", "objective", *SECTIONS):
-            raise AttributeError(name)
-        if name in _SECTION_FLAT:
-            section, field_name = _SECTION_FLAT[name]
-            return getattr(getattr(self, section), field_name)
-        own = _OBJECTIVE_FLAT[self.model]
-        if name in own:
-            return getattr(self.objective, own[name])
-        if hasattr(self.objective, name):  # e.g. IntroVAEOptions.generator_alpha
-            return getattr(self.objective, name)
-        owners = [model for model, flats in _OBJECTIVE_FLAT.items() if name in flats]
-        if owners:  # another objective's option: this run has none, and a default would be a silent wrong answer
-            raise AttributeError(f"{name!r} is an option of {', '.join(owners)}, not of this {self.model!r} config")
-        raise AttributeError(f"{type(self).__name__} has no option {name!r}")
+    # ---- the flat names (keywords in, `flat()` out; options are read from their sections)
 
     @classmethod
     def flat_names(cls) -> set[str]:
@@ -250,7 +234,8 @@ class Config:
             objective = self.objective
         elif objective is None:
             shared = _OBJECTIVE_FLAT[self.model].keys() & _OBJECTIVE_FLAT[model].keys()
-            changes = {**{name: getattr(self, name) for name in shared}, **changes}
+            own = self.flat()
+            changes = {**{name: own[name] for name in shared}, **changes}
         sections = {name: changes.pop(name, getattr(self, name)) for name in SECTIONS}
         return Config(model=model, objective=objective, **sections, **changes)
 
