@@ -206,8 +206,9 @@ def inlier_set(run_dir: Path, count: int) -> torch.Tensor:
     from introvae.data import open_data
 
     config = Model.load(run_dir, device="cpu").config
-    data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
-                     config.builtin_count)
+    dataset = config.dataset
+    data = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
+                     dataset.builtin_count)
     total = len(data.test)
     chosen = torch.linspace(0, total - 1, min(count, total)).round().long().unique()
     return data.test.get(chosen.tolist())
@@ -222,7 +223,7 @@ def measure(run_dir: Path, data: str, count: int, samples: int, seed: int) -> tu
                                  fit_reference, score_images)
 
     model = Model.load(run_dir, device="cpu")
-    size, channels = model.config.image_size, model.config.channels
+    size, channels = model.config.dataset.image_size, model.config.dataset.channels
     started = time.perf_counter()
     reference = fit_reference(model, samples=samples, seed=seed)
     reference_s = time.perf_counter() - started
@@ -247,7 +248,7 @@ def measure(run_dir: Path, data: str, count: int, samples: int, seed: int) -> tu
                for name in sets if name != "inliers"}
     means = {name: {key: float(np.mean(values)) for key, values in set_scores.items()}
              for name, set_scores in scores.items()}
-    result = {"run": str(run_dir), "model": model.config.model, "steps": model.config.steps,
+    result = {"run": str(run_dir), "model": model.config.model, "steps": model.config.optim.steps,
               "train_seed": model.config.run.seed, "image_size": size, "channels": channels,
               "reference": reference.to_dict(), "reference_s": reference_s, "sigma_alone_s": sigma_alone_s,
               "sets": {name: len(images) for name, images in sets.items()}, "far": list(far), "near": list(near),

@@ -66,7 +66,7 @@ def _kind(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def run_one(arch: str, gray: bool, budget_s: float, steps: int, every: int, threads: int) -> dict:
     from introvae.config import from_preset
-    from introvae.data.builtin import BUILTIN_SEED, SHAPE_KINDS, make_shapes, shape_kinds
+    from introvae.data.shapes import SHAPE_KINDS, SHAPES_SEED, make_shapes, shape_kinds
     from introvae.images import save_image
     from introvae.nets.build import build_networks
     from introvae.nets.conv import init_weights
@@ -82,24 +82,25 @@ def run_one(arch: str, gray: bool, budget_s: float, steps: int, every: int, thre
     # Gray images come from make_shapes itself (PIL's luma), repeated over three channels so that the networks
     # and the classifier are the same as in colour.
     channels = 1 if gray else 3
-    train_u8 = make_shapes(config.builtin_count, config.image_size, channels, seed=BUILTIN_SEED)
-    test_u8 = make_shapes(EVAL_IMAGES, config.image_size, channels, seed=TEST_SEED, one_shape=True)
+    dataset = config.dataset
+    train_u8 = make_shapes(dataset.builtin_count, dataset.image_size, channels, seed=SHAPES_SEED)
+    test_u8 = make_shapes(EVAL_IMAGES, dataset.image_size, channels, seed=TEST_SEED, one_shape=True)
     train, test = (u8.expand(-1, 3, -1, -1).float() / 255 for u8 in (train_u8, test_u8))
     labels = torch.tensor([SHAPE_KINDS.index(kinds[0]) for kinds in shape_kinds(EVAL_IMAGES, TEST_SEED, True)])
-    classifier = load_classifier(config.image_size)
+    classifier = load_classifier(dataset.image_size)
 
     encoder, generator = build_networks(config)
-    init = torch.Generator().manual_seed(config.seed)
+    init = torch.Generator().manual_seed(config.run.seed)
     init_weights(encoder, init)
     init_weights(generator, init)
-    optimizer = torch.optim.Adam([*encoder.parameters(), *generator.parameters()], lr=config.lr)
-    order = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *generator.parameters()], lr=config.optim.lr)
+    order = torch.Generator().manual_seed(config.run.seed)
 
     curve, step, start = [], 0, time.perf_counter()
     train_seconds = 0.0
     while (step < steps) if steps else (train_seconds < budget_s):
         tick = time.perf_counter()
-        batch = train[torch.randint(len(train), (config.batch_size,), generator=order)]
+        batch = train[torch.randint(len(train), (config.optim.batch_size,), generator=order)]
         with autocast(precision, device):
             reconstructions = generator(encoder(batch)[0])
         loss = (reconstructions.float() - batch).pow(2).flatten(1).sum(1).mean()

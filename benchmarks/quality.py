@@ -93,8 +93,9 @@ def open_split(config):
     """The config's data at its image size and channels (RGB but for the glyphs), split with SPLIT_SEED."""
     from introvae.data import open_data
 
-    return open_data(config.data, config.image_size, DATA_CHANNELS.get(config.data, 3), config.test_fraction,
-                     SPLIT_SEED, config.builtin_count)
+    dataset = config.dataset
+    return open_data(dataset.path, dataset.image_size, DATA_CHANNELS.get(dataset.path, 3), dataset.test_fraction,
+                     SPLIT_SEED, dataset.builtin_count)
 
 
 def fd_8px(samples_u8, reference_u8) -> float:
@@ -190,7 +191,7 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
             save_image(torch.cat([as_float(reference[:32]), as_float(reconstructions[:32])]),
                        pictures / f"{name}-reconstructions.png")
         row = {"preset": preset_of(spec, model), "steps": trainer.step, "train_seconds": round(seconds, 1),
-               "images_per_second": trainer.step * config.batch_size / seconds,
+               "images_per_second": trainer.step * config.optim.batch_size / seconds,
                "rmse": rec["rmse"], "psnr": rec["psnr"], "ssim": rec["ssim"],
                **score(samples, reference, settings, shapes=spec == "builtin", glyphs=spec == "glyphs")}
     return row

@@ -48,9 +48,9 @@ def main() -> int:
     started = time.perf_counter()
     explorer = Explorer.open(args.run_dir, device=args.device)
     startup_s = time.perf_counter() - started
+    size = explorer.model.config.dataset.image_size
     client = create_app(explorer).test_client()
-    upload = client.post("/api/upload", data={"image": (io.BytesIO(_upload_png(explorer.model.config.image_size)),
-                                                        "bench.png")}).get_json()
+    upload = client.post("/api/upload", data={"image": (io.BytesIO(_upload_png(size)), "bench.png")}).get_json()
     first_pc = next((d.key for d in explorer.directions if d.kind == "pca"), None)
 
     def offsets(i: int) -> dict:
@@ -65,7 +65,7 @@ def main() -> int:
         "interpolate (17 frames)": lambda i: client.post(
             "/api/interpolate", json={"a": {"seed": i}, "b": {"upload": upload["id"]}, "steps": 17}),
         "upload (encode, reconstruct, 16-sample scores)": lambda i: client.post(
-            "/api/upload", data={"image": (io.BytesIO(_upload_png(explorer.model.config.image_size)), "b.png")}),
+            "/api/upload", data={"image": (io.BytesIO(_upload_png(size)), "b.png")}),
     }
     rows = []
     for name, call in calls.items():
@@ -84,8 +84,9 @@ def main() -> int:
                      "p90_ms": round(times_ms[int(0.9 * (len(times_ms) - 1))], 2)})
 
     config = explorer.model.config
-    print(f"{args.run_dir}: {config.model}, {config.image_size} px, z = {config.latent_dim}, "
-          f"widths {config.base_channels}-{config.max_channels}; {torch.get_num_threads()} torch threads on "
+    networks = config.networks
+    print(f"{args.run_dir}: {config.model}, {config.dataset.image_size} px, z = {networks.latent_dim}, "
+          f"widths {networks.base_channels}-{networks.max_channels}; {torch.get_num_threads()} torch threads on "
           f"{args.device}; start-up {startup_s:.1f} s; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
     width = max(len(r["endpoint"]) for r in rows)
@@ -94,8 +95,9 @@ def main() -> int:
         print(f"{r['endpoint']:<{width}}  {r['median_ms']:>9.1f}  {r['p90_ms']:>6.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "run_dir": str(args.run_dir), "model": config.model, "image_size": config.image_size,
-        "latent_dim": config.latent_dim, "base_channels": config.base_channels, "max_channels": config.max_channels,
+        "run_dir": str(args.run_dir), "model": config.model, "image_size": config.dataset.image_size,
+        "latent_dim": networks.latent_dim, "base_channels": networks.base_channels,
+        "max_channels": networks.max_channels,
         "device": args.device, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "startup_s": round(startup_s, 2),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}, "rows": rows,

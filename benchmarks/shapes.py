@@ -52,7 +52,7 @@ RECOGNISED_P = 0.5
 
 
 def kinds() -> tuple[str, ...]:
-    from introvae.data.builtin import SHAPE_KINDS
+    from introvae.data.shapes import SHAPE_KINDS
 
     return SHAPE_KINDS
 
@@ -107,7 +107,7 @@ def _noisy(x: Tensor, generator: torch.Generator) -> Tensor:
 def labelled_set(count: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     """`count` one-shape images in [0, 1] labelled with their kind's index, then `count` of the same images spoilt
     (blurred, patch-shuffled, noisy, or blurred and noisy: a quarter each) labelled "no shape"."""
-    from introvae.data.builtin import make_shapes, shape_kinds
+    from introvae.data.shapes import make_shapes, shape_kinds
     from introvae.images import to_float
 
     images = to_float(make_shapes(count, size, 3, seed=seed, one_shape=True))
@@ -198,11 +198,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     args = parser.parse_args()
-    from introvae.data.builtin import BUILTIN_SEED, make_shapes
+    from introvae.data.shapes import SHAPES_SEED, make_shapes
 
     model, info = train_classifier(args.size, args.steps)
     _save(model, info, RESULTS / f"shape-classifier-{args.size}.pt")
-    builtin = make_shapes(2048, args.size, 3, seed=BUILTIN_SEED)
+    builtin = make_shapes(2048, args.size, 3, seed=SHAPES_SEED)
     one, _ = labelled_set(1024, args.size, TEST_SEED)
     rows = {"builtin set (1-2 shapes)": shape_scores(builtin, model),
             "one-shape test images": shape_scores((one[:1024] * 255).round().to(torch.uint8), model),

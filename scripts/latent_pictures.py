@@ -36,7 +36,7 @@ from introvae import Model
 from introvae.cli import main as introvae
 from introvae.config import Config
 from introvae.data import make_shapes
-from introvae.data.builtin import BUILTIN_SEED, shape_kinds
+from introvae.data.shapes import SHAPES_SEED, shape_kinds
 from introvae.images import save_image, to_float
 from introvae.latent import AttributeVector, compute_attribute
 
@@ -71,15 +71,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the exported folders here (default: a temporary folder)")
     args = parser.parse_args()
     config = Config.load(args.run_dir / "config.json")
-    if config.data != "builtin":
-        sys.exit(f"latent_pictures: {args.run_dir} was trained on {config.data!r}; the pictures need a built-in run.")
+    dataset = config.dataset
+    if dataset.path != "builtin":
+        sys.exit(f"latent_pictures: {args.run_dir} was trained on {dataset.path!r}; the pictures need a built-in run.")
     work = args.work or Path(tempfile.mkdtemp(prefix="latent-pictures-"))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    size, count = config.image_size, config.builtin_count
-    images = make_shapes(count, size, 3, seed=BUILTIN_SEED)
-    kinds = shape_kinds(count, seed=BUILTIN_SEED)
-    n_train = count - min(round(config.test_fraction * count), count - 1)  # the built-in split: the last images
+    size, count = dataset.image_size, dataset.builtin_count
+    images = make_shapes(count, size, 3, seed=SHAPES_SEED)
+    kinds = shape_kinds(count, seed=SHAPES_SEED)
+    n_train = count - min(round(dataset.test_fraction * count), count - 1)  # the built-in split: the last images
 
     # Attribute: every image whose shapes are all circles against every image whose shapes are all squares; edit
     # held-out single squares. For scale, the same vector between two random halves of those images (no attribute).

@@ -24,7 +24,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, tiny_config):
     model = Model.build(config)
     with torch.no_grad():  # move the batch-norm buffers away from their initial values too
         model.networks.train()
-        model.generator(torch.randn(8, config.latent_dim))
+        model.generator(torch.randn(8, config.networks.latent_dim))
         model.encoder(torch.rand(8, 3, 16, 16))
     save_networks(tmp_path / "m.safetensors", model.networks)
     other = Model.build(config.replace(seed=1))
@@ -37,7 +37,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, tiny_config):
 
 def test_loading_weights_of_another_shape_is_a_clear_error(tmp_path, tiny_config):
     save_networks(tmp_path / "m.safetensors", Model.build(tiny_config()).networks)
-    other = Model.build(tiny_config(latent_dim=2 * tiny_config().latent_dim))
+    other = Model.build(tiny_config(latent_dim=2 * tiny_config().networks.latent_dim))
     with pytest.raises(UserError, match="does not fit"):
         load_networks(tmp_path / "m.safetensors", other.networks)
 

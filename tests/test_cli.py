@@ -11,7 +11,7 @@ from PIL import Image
 
 from introvae.rundir import RunDir
 from introvae.cli import main
-from introvae.data import scan_folder
+from introvae.data import list_image_files
 from introvae.images import load_image, to_float, to_uint8
 from introvae.model import Model
 
@@ -110,7 +110,7 @@ def test_reconstruct_a_folder(run_dir, mixed_folder, tmp_path, read_grid):
     saved = np.asarray(Image.open(tmp_path / "rec" / "sub" / "deeper" / "rgba2.png").convert("RGB"))
     assert np.abs(saved.astype(int) - expected.permute(1, 2, 0).numpy().astype(int)).max() <= 1
     # The grid, 8 to a row: 8 originals, their 8 reconstructions, then the other 4 originals and theirs.
-    files = scan_folder(mixed_folder)
+    files = list_image_files(mixed_folder)
     originals = [_image(f) for f in files]
     reconstructions = [np.asarray(Image.open(tmp_path / "rec" / f.relative_to(mixed_folder).with_suffix(".png"))
                                   .convert("RGB")) for f in files]

@@ -39,13 +39,14 @@ def test_flat_keywords_reach_their_sections():
     config = Config(data="photos/", image_size=64, latent_dim=16, margin=70.0, steps=5, seed=3, avae_alpha=9.0)
     assert (config.dataset.path, config.dataset.image_size, config.networks.latent_dim) == ("photos/", 64, 16)
     assert (config.objective.margin, config.optim.steps, config.run.seed) == (70.0, 5, 3)
-    assert (config.data, config.image_size, config.margin, config.steps) == ("photos/", 64, 70.0, 5)
-    assert config.generator_alpha == config.alpha == 0.25  # a property of IntroVAE's options
-    # avae's option does not belong to introvae: ignored as a keyword (presets name several objectives' options),
-    # and an error when read, naming the objective it belongs to.
-    assert "alpha" not in config.to_dict()["optim"]
-    with pytest.raises(AttributeError, match="'avae_alpha' is an option of avae, not of this 'introvae' config"):
-        config.avae_alpha
+    flat = config.flat()
+    assert (flat["data"], flat["image_size"], flat["margin"], flat["steps"]) == ("photos/", 64, 70.0, 5)
+    assert config.objective.generator_alpha == config.objective.alpha == 0.25  # a property of IntroVAE's options
+    # avae's option does not belong to introvae: ignored as a keyword (presets name several objectives' options).
+    assert "alpha" not in config.to_dict()["optim"] and "avae_alpha" not in flat
+    # Flat names are keywords, not attributes: options are read from their sections.
+    with pytest.raises(AttributeError):
+        config.image_size
     with pytest.raises(TypeError, match="image_sise"):
         Config(image_sise=64)
 
@@ -53,7 +54,7 @@ def test_flat_keywords_reach_their_sections():
 def test_replace_keeps_what_the_new_objective_shares():
     config = Config(beta=16.0, margin=50.0, reconstruction="sse", steps=7)
     vae = config.replace(model="vae")
-    assert (vae.objective.beta, vae.objective.reconstruction, vae.steps) == (16.0, "sse", 7)
+    assert (vae.objective.beta, vae.objective.reconstruction, vae.optim.steps) == (16.0, "sse", 7)
     avae = config.replace(model="avae", avae_beta=0.5)
     assert avae.objective.beta == 0.5 and avae.objective.alpha == 0.3  # avae's own beta and alpha, not introvae's
     assert config.replace(optim=OptimConfig(steps=3)).optim.steps == 3
@@ -159,7 +160,7 @@ def test_objective_options_round_trip_and_reach_the_command_line(name, tmp_path,
     defaults = cls.Options()
     changed = {option_flag(f): _changed(getattr(defaults, f.name), f) for f in dataclasses.fields(cls.Options)}
     config = Config(model=name, **changed)
-    assert all(getattr(config, flat) == value for flat, value in changed.items())
+    assert all(config.flat()[flat] == value for flat, value in changed.items())
     config.save(tmp_path / "config.json")
     assert Config.load(tmp_path / "config.json") == config
     # Every option is a flag of `introvae train` with its help, and the flags build the same config.
@@ -214,10 +215,10 @@ def test_warm_up_applies_to_the_objectives_that_declare_one(name, tiny_networks)
 def test_every_objective_has_valid_2d_settings(name, dataset):
     config = toy_config(dataset, name, steps=300)
     settings = OBJECTIVES[name].toy2d_settings(BENCHMARK_WEIGHTS[dataset])
-    assert config.model == name and config.latent_dim == 2 and config.batch_size == 512
+    assert config.model == name and config.networks.latent_dim == 2 and config.optim.batch_size == 512
     if OBJECTIVES[name].default_warmup_steps is not None:
         assert config.resolved_warmup_steps() == 20  # the authors' 1/15 of the steps
-    assert {flat: getattr(config, flat) for flat in settings} == settings
+    assert {flat: config.flat()[flat] for flat in settings} == settings
 
 
 def test_every_preset_names_a_registered_objective_and_validates():

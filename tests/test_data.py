@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image, features
 
-from introvae.data import FolderSource, TensorSource, make_shapes, open_data, scan_folder
-from introvae.data.builtin import SHAPE_KINDS
-from introvae.data.folder import IMAGE_EXTENSIONS, detect_channels, split_files
-from introvae.data.source import cache_in_memory
+from introvae.data import FolderSource, TensorSource, cache_in_memory, list_image_files, make_shapes, open_data
+from introvae.data.folder_files import IMAGE_EXTENSIONS, detect_channels, split_files
+from introvae.data.shapes import SHAPE_KINDS
 from introvae.errors import DataError
 from introvae.images import load_image, make_grid, save_image, to_float, to_uint8
 
@@ -157,7 +156,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     band.paste(GREEN, (0, 0, 5, 20))
     band.paste(GREEN, (35, 0, 40, 20))
     _save(band, root / "band.png")
-    # Things scan_folder must skip.
+    # Things list_image_files must skip.
     _save(Image.new("RGB", (8, 8)), root / ".hidden.png")
     _save(Image.new("RGB", (8, 8)), root / ".cache" / "skip.png")
     (root / "notes.txt").write_text("not an image")
@@ -170,7 +169,7 @@ def _mean_rgb(x: torch.Tensor) -> list[float]:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_load_image_shapes_for_every_file(folder: Path, channels: int) -> None:
-    for path in scan_folder(folder):
+    for path in list_image_files(folder):
         x = load_image(path, 16, channels)
         assert x.dtype == torch.uint8 and x.shape == (channels, 16, 16), path
 
@@ -247,11 +246,11 @@ def test_load_image_undecodable_raises_data_error(tmp_path: Path) -> None:
         load_image(bad, 16, 3)
 
 
-# --------------------------------------------------------------------------------------- scan_folder
+# --------------------------------------------------------------------------------------- list_image_files
 
 
-def test_scan_folder_recursive_sorted_skipping_hidden_and_non_images(folder: Path) -> None:
-    rel = [p.relative_to(folder).as_posix() for p in scan_folder(folder)]
+def test_list_image_files_recursive_sorted_skipping_hidden_and_non_images(folder: Path) -> None:
+    rel = [p.relative_to(folder).as_posix() for p in list_image_files(folder)]
     expected = ["a/b/c/rgba.png", "a/b/gray.jpg", "a/rgb.png", "band.png", "cmyk.jpg", "deep16.png", "pal.png"]
     expected += ["z/b.BMP", "z/exif.jpg"] + (["z/w.webp"] if features.check("webp") else [])
     assert rel == sorted(expected)
@@ -259,18 +258,18 @@ def test_scan_folder_recursive_sorted_skipping_hidden_and_non_images(folder: Pat
     assert not any(".hidden" in r or ".cache" in r or r.endswith(".txt") for r in rel)
 
 
-def test_scan_folder_missing_and_empty(tmp_path: Path) -> None:
+def test_list_image_files_missing_and_empty(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(DataError, match=str(missing).replace("\\", "\\\\")):
-        scan_folder(missing)
+        list_image_files(missing)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("x")
     with pytest.raises(DataError) as info:
-        scan_folder(empty)
+        list_image_files(empty)
     assert str(empty) in str(info.value) and ".png" in str(info.value)
     with pytest.raises(DataError, match="not a folder"):
-        scan_folder(empty / "readme.txt")
+        list_image_files(empty / "readme.txt")
 
 
 # --------------------------------------------------------------------------------------- split_files
@@ -327,17 +326,17 @@ def test_detect_channels(tmp_path: Path) -> None:
     gray_pal.putpalette([v for i in range(256) for v in (i, i, i)])
     _save(gray_pal, gray_dir / "d.png")
     _save(Image.new("L", (8, 8), 10), gray_dir / "e.jpg")
-    assert detect_channels(scan_folder(gray_dir)) == 1
+    assert detect_channels(list_image_files(gray_dir)) == 1
 
     _save(Image.new("RGB", (8, 8), (128, 128, 128)), tmp_path / "mixed" / "rgb.png")
     _save(Image.new("L", (8, 8), 10), tmp_path / "mixed" / "l.png")
-    assert detect_channels(scan_folder(tmp_path / "mixed")) == 3
+    assert detect_channels(list_image_files(tmp_path / "mixed")) == 3
     colour_pal = Image.new("P", (8, 8), 1)
     colour_pal.putpalette([0, 0, 0, 255, 0, 0])
     _save(colour_pal, tmp_path / "pal" / "p.png")
-    assert detect_channels(scan_folder(tmp_path / "pal")) == 3
+    assert detect_channels(list_image_files(tmp_path / "pal")) == 3
     # Only the first max_check files are looked at.
-    assert detect_channels(scan_folder(tmp_path / "mixed"), max_check=1) == 1
+    assert detect_channels(list_image_files(tmp_path / "mixed"), max_check=1) == 1
 
 
 # ---------------------------------------------------------------------------------------- open_data
@@ -366,7 +365,7 @@ def test_open_data_folder_cached_and_lazy_agree(folder: Path) -> None:
     cached = open_data(str(folder), 16, test_fraction=0.3, seed=1)
     assert isinstance(cached.train, TensorSource) and cached.test is not None
     assert cached.channels == 3  # the folder holds colour images
-    files = scan_folder(folder)
+    files = list_image_files(folder)
     assert len(cached.train) + len(cached.test) == len(files)
     names = cached.train.names + cached.test.names
     assert sorted(names) == sorted(f.relative_to(folder).as_posix() for f in files)

@@ -12,6 +12,7 @@ from introvae.density import DEFAULT_TEMPERATURE, SMALL_SET, CodeDensity, fit_mi
 from introvae.errors import UserError
 from introvae.images import load_image, to_float
 from introvae.latent import training_images
+from introvae.seeds_devices import stream_seed
 
 CENTRES = torch.tensor([[0.0, 0.0], [6.0, 6.0], [-6.0, 6.0]])
 COUNTS, SPREADS = (300, 600, 100), (1.0, 0.5, 0.3)
@@ -80,7 +81,7 @@ def test_without_components_a_small_training_set_gets_a_smaller_mixture(codes, c
 def test_a_model_samples_the_density_it_is_given(tiny_run):
     model = Model.load(tiny_run)
     density = model.fit_code_density(to_float(training_images(model.config, 64)), components=2)
-    assert density.latent_dim == model.config.latent_dim
+    assert density.latent_dim == model.config.networks.latent_dim
     samples = model.sample(5, seed=3, prior=density)
     assert torch.equal(samples, model.decode(density.sample(5, seed=3), prior=True))
     assert not torch.equal(samples, model.sample(5, seed=3, prior="normal"))
@@ -93,7 +94,8 @@ def test_sample_prior_fitted_saves_a_mixture_that_prior_file_reuses(tiny_run, tm
     assert main(["sample", str(tiny_run), *options, "--prior", str(tmp_path / "prior.safetensors"),
                  "--out", str(tmp_path / "again")]) == 0
     assert main(["sample", str(tiny_run), *options, "--prior", "normal", "--out", str(tmp_path / "normal")]) == 0
-    size, channels = Model.load(tiny_run).config.image_size, Model.load(tiny_run).config.channels
+    dataset = Model.load(tiny_run).config.dataset
+    size, channels = dataset.image_size, dataset.channels
 
     def read(folder: str) -> np.ndarray:
         return np.stack([load_image(tmp_path / folder / f"{i:06d}.png", size, channels).numpy() for i in range(4)])
@@ -116,10 +118,9 @@ def test_bad_prior_options_are_one_sentence_and_status_2(tiny_run, tmp_path, cap
 
 def test_prior_normal_draws_the_papers_codes_seeded_per_image(tiny_run):
     # --prior normal: code i of seed s is N(0, I) from a generator seeded by (s, 1, i), as before runs stored a density
-    from introvae.runtime import stream_seed
     model = Model.load(tiny_run)
     assert model.density is not None  # training stored one, so the default sampler is not N(0, I)
-    by_hand = torch.stack([torch.randn(model.config.latent_dim, generator=torch.Generator().manual_seed(
+    by_hand = torch.stack([torch.randn(model.config.networks.latent_dim, generator=torch.Generator().manual_seed(
         stream_seed(7, 1, i))) for i in range(3, 6)])
     assert torch.equal(model.latents(3, seed=7, start=3, prior="normal"), by_hand)
     torch.testing.assert_close(model.sample(6, seed=7, prior="normal")[3:], model.decode(by_hand, prior=True))
@@ -191,8 +192,7 @@ def test_selection_by_the_critic_keeps_each_image_a_function_of_seed_and_index(t
     # each kept image is one of its own candidates: the unselected image or a draw of the stream of (seed, i)
     plain = model.sample(6, seed=2)
     for i in range(6):
-        others = model.decode(model.density.sample(3, seed=__import__("introvae.runtime").runtime.stream_seed(2, 3, i)),
-                              prior=True)
+        others = model.decode(model.density.sample(3, seed=stream_seed(2, 3, i)), prior=True)
         candidates = torch.cat([plain[i:i + 1], others])
         assert (candidates - selected[i]).flatten(1).abs().max(1).values.min() < 1e-5
     with pytest.raises(UserError, match="--select must be at least 1"):

@@ -19,7 +19,8 @@ from introvae.train import Trainer
 @pytest.mark.slow
 def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
     config = tiny_config(steps=1, warmup_steps=0, model=model)
-    data = open_data("builtin", config.image_size, config.channels, 0.1, 0, builtin_count=config.builtin_count)
+    dataset = config.dataset
+    data = open_data("builtin", dataset.image_size, dataset.channels, 0.1, 0, builtin_count=dataset.builtin_count)
     trainer = Trainer(config, tmp_path, data, quiet=True)
     roles = OBJECTIVES[model].roles
     order, seen = [], {}
@@ -79,7 +80,7 @@ def test_update_ema_moves_parameters_and_copies_buffers():
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
 def test_the_engines_state_dict_continues_its_steps_exactly_and_reset_starts_again(model, tiny_config):
     config = tiny_config(model=model, warmup_steps=1)
-    images = to_float(open_data("builtin", config.image_size, config.channels, 0.0, 0, builtin_count=8).train.get(
+    images = to_float(open_data("builtin", config.dataset.image_size, config.dataset.channels, 0.0, 0, builtin_count=8).train.get(
         list(range(8))))
 
     def engine_of(networks):

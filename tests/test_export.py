@@ -66,10 +66,10 @@ def test_export_round_trip_gives_the_runs_samples_from_the_file_alone(ema_run, t
     assert set(model.networks) == {"encoder", "generator"}
     _same_outputs(model, run_model)  # the run's code density travels inside the file
     _same_outputs(model, run_model, prior="normal")
-    assert model.config.image_size == 16 and model.config.ema == 0.9  # the run's config, as trained
+    assert model.config.dataset.image_size == 16 and model.config.optim.ema == 0.9  # the run's config, as trained
 
     card = (tmp_path / "export" / "README.md").read_text()
-    for fact in ("introvae", "16 x 16", "4 steps", f"latent size {model.config.latent_dim}", "margin",
+    for fact in ("introvae", "16 x 16", "4 steps", f"latent size {model.config.networks.latent_dim}", "margin",
                  "exponential moving average", 'Model.load("model.safetensors"', "introvae sample model.safetensors",
                  __import__("hashlib").sha256(out.read_bytes()).hexdigest()):
         assert fact in card, fact

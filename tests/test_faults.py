@@ -148,8 +148,9 @@ def test_sigkill_at_scripted_moments_always_resumes_from_the_newest_complete_che
     assert _temporaries(run) == []
     # And the killed-and-resumed run is the uninterrupted run, bit for bit (CPU, one thread).
     config = Config.load(run / "config.json")
-    data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
-                     config.builtin_count)
+    dataset = config.dataset
+    data = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
+                     dataset.builtin_count)
     reference = Trainer(config, tmp_path / "reference", data, quiet=True)
     while reference.step < steps:
         reference.train_step()
@@ -232,8 +233,9 @@ def faulty_trainer(tiny_config):
 
     def make(run_dir, fault, **options):
         config = tiny_config(**{"steps": 6, **options})
-        data = open_data(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
-                         config.builtin_count)
+        dataset = config.dataset
+        data = open_data(dataset.path, dataset.image_size, dataset.channels, dataset.test_fraction, config.run.seed,
+                         dataset.builtin_count)
         trainer = Trainer(config, run_dir, data, quiet=True)
         trainer.engine.objective = Faulty(trainer.engine.objective, fault)
         return trainer

@@ -95,9 +95,9 @@ def test_a_flat_config_json_from_before_the_sections_loads():
     assert config.model == "introvae" and config.objective == OBJECTIVES["introvae"].Options(
         **{k: flat[k] for k in ("margin", "alpha", "alpha_generator", "beta", "hinge", "reconstruction",
                                 "adversarial_reduction")})
-    assert (config.image_size, config.channels, config.lr, config.warmup_steps, config.precision) == (
-        32, 3, 2e-4, 200, "fp32")
-    assert "arch" not in flat and config.arch == "appb"  # runs from before --arch keep App. B's networks
+    assert (config.dataset.image_size, config.dataset.channels, config.optim.lr, config.optim.warmup_steps,
+            config.optim.precision) == (32, 3, 2e-4, 200, "fp32")
+    assert "arch" not in flat and config.networks.arch == "appb"  # runs from before --arch keep App. B's networks
 
 
 def _flat_like_before(config: Config) -> dict:
@@ -123,6 +123,6 @@ def test_an_old_soft_introvae_config_keeps_training_without_a_warm_up():
     # Before the engine ran every objective's warm-up, soft-introvae image runs ignored the recorded 200 steps.
     values = {**json.loads(FLAT_BEFORE_SECTIONS.read_text()), "model": "soft-introvae"}
     config = Config.from_dict(values)
-    assert config.warmup_steps == 0 and config.objective.beta_neg == 256.0
+    assert config.optim.warmup_steps == 0 and config.objective.beta_neg == 256.0
 
 

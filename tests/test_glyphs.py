@@ -14,8 +14,8 @@ import torch
 
 from introvae.cli import main
 from introvae.data import glyph_labels, load_image_set, make_glyphs, make_shapes, open_data, write_glyphs
-from introvae.data.builtin import BUILTIN, BUILTIN_SEED
 from introvae.data.glyphs import DIGITS, GLYPHS, GLYPHS_SEED, LETTERS, glyph_classes
+from introvae.data.shapes import SHAPES, SHAPES_SEED
 from introvae.data.source import data_source_for
 from introvae.errors import DataError
 from introvae.latent import read_labels_csv
@@ -124,8 +124,8 @@ def test_unknown_glyph_mode_is_one_sentence(tmp_path: Path, capsys: pytest.Captu
 def test_shapes_alias_and_builtin_still_open_the_shapes() -> None:
     shapes = open_data("shapes", 16, test_fraction=0.25, builtin_count=8)
     builtin = open_data("builtin", 16, test_fraction=0.25, builtin_count=8)
-    assert data_source_for("shapes") is BUILTIN and data_source_for("builtin") is BUILTIN
-    expected = make_shapes(8, 16, 3, seed=BUILTIN_SEED)
+    assert data_source_for("shapes") is SHAPES and data_source_for("builtin") is SHAPES
+    expected = make_shapes(8, 16, 3, seed=SHAPES_SEED)
     for split in (shapes, builtin):
         assert split.channels == 3 and torch.equal(split.train.get(list(range(6))), expected[:6])
         # The names runs recorded in split.json when the shapes were "builtin", so those runs still resume.

@@ -17,14 +17,15 @@ from introvae.objectives.introvae import propose_margin
 from introvae.runlog import read_log
 from introvae import precision as precision_module
 from introvae.precision import resolve_precision
-from introvae.runtime import resolve_device
+from introvae.seeds_devices import resolve_device
 
 # The tiny run (conftest.py) made larger, so that batch-norm statistics and the KL have something to say.
 SMALL = dict(latent_dim=16, base_channels=8, max_channels=32, batch_size=16, builtin_count=256, log_every=5)
 
 
 def _held_out(config: Config, count: int = 48) -> torch.Tensor:
-    data = open_data("builtin", config.image_size, 3, config.test_fraction, config.seed, config.builtin_count)
+    dataset = config.dataset
+    data = open_data("builtin", dataset.image_size, 3, dataset.test_fraction, config.run.seed, dataset.builtin_count)
     return to_float(data.test.get(range(min(count, len(data.test)))))
 
 
@@ -38,7 +39,7 @@ def _rmse_batch_statistics(model: Model, images: torch.Tensor) -> float:
     generator = networks["generator_ema"] if "generator_ema" in networks else networks["generator"]
     with torch.no_grad():
         recs = [generator(networks["encoder"](chunk)[0]).clamp(0, 1)
-                for chunk in images.split(model.config.batch_size)]
+                for chunk in images.split(model.config.optim.batch_size)]
     return (torch.cat(recs) - images).pow(2).mean().sqrt().item()
 
 
@@ -74,7 +75,8 @@ def test_reestimating_repairs_statistics_of_generated_images(tmp_path, tiny_conf
                 module.running_var.mul_(4.0)
     batch_stats = _rmse_batch_statistics(model, images)
     assert _rmse_eval_mode(model, images) > 1.2 * batch_stats  # the broken averages cost visibly
-    training_images = open_data("builtin", 16, 3, config.test_fraction, 0, config.builtin_count).train.get(range(224))
+    dataset = config.dataset
+    training_images = open_data("builtin", 16, 3, dataset.test_fraction, 0, dataset.builtin_count).train.get(range(224))
     model.reestimate_batchnorm(training_images)
     assert _rmse_eval_mode(model, images) <= 1.05 * batch_stats
     # A function of the weights and images alone: doing it again changes nothing.
@@ -125,9 +127,9 @@ def test_bf16_run_trains_and_records_its_precision(tmp_path, capsys, tiny_config
 @pytest.mark.slow
 def test_auto_precision_is_resolved_in_config_json(tmp_path, tiny_config):
     config = tiny_config(**SMALL, steps=1)
-    assert config.precision == "auto"
+    assert config.optim.precision == "auto"
     run = train(config, out=tmp_path / "run", quiet=True)
-    expected, _ = resolve_precision("auto", resolve_device(config.device))
+    expected, _ = resolve_precision("auto", resolve_device(config.run.device))
     assert json.loads((run / "config.json").read_text())["optim"]["precision"] == expected
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from introvae import Config, Model
 from introvae.cli import main
-from introvae.data import builtin, make_shapes
+from introvae.data import make_shapes, shapes
 from introvae.errors import UserError
 from introvae.images import save_image, to_float
 from introvae.latent import (AttributeVector, attribute_position, attributes_from_labels, compute_attribute,
@@ -167,14 +167,14 @@ def test_animations_keep_their_frames(tmp_path, suffix, tolerance):
 @pytest.mark.parametrize("one_shape", [False, True])
 def test_shape_kinds_are_the_kinds_make_shapes_draws(monkeypatch, one_shape):
     drawn = []
-    original = builtin._draw_shape
+    original = shapes._draw_shape
 
     def recording(draw, rng, kind, side, fill):
         drawn.append(kind)
         return original(draw, rng, kind, side, fill)
 
-    expected = builtin.shape_kinds(40, seed=3, one_shape=one_shape)
-    monkeypatch.setattr(builtin, "_draw_shape", recording)
+    expected = shapes.shape_kinds(40, seed=3, one_shape=one_shape)
+    monkeypatch.setattr(shapes, "_draw_shape", recording)
     make_shapes(40, 16, seed=3, one_shape=one_shape)  # fewer than 64 images: drawn in order in one thread
     assert drawn == [kind for kinds in expected for kind in kinds]
     assert {len(kinds) for kinds in expected} == ({1} if one_shape else {1, 2})

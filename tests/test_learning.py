@@ -23,16 +23,18 @@ def test_short_training_learns_and_plays_the_game(tmp_path):
 
     # Reconstruction: the training L_AE falls far below its start, and so does the held-out error.
     assert mean("ae", records[-5:]) < 0.2 * records[0]["ae"]
-    test_images = to_float(open_data("builtin", 16, 3, CONFIG.test_fraction, 0, CONFIG.builtin_count).test.get(range(64)))
+    dataset = CONFIG.dataset
+    held_out = open_data("builtin", 16, 3, dataset.test_fraction, 0, dataset.builtin_count).test
+    test_images = to_float(held_out.get(range(64)))
     untrained, trained = Model.build(CONFIG), Model.load(run, device="cpu")
     error = lambda model: (model.reconstruct(test_images) - test_images).pow(2).mean().item()
     assert error(trained) < 0.5 * error(untrained)
 
     # The game: after the warm-up, KL(real) stays under m while the encoder pushes KL(sample) up towards m.
-    game = [r for r in records if r["step"] > CONFIG.warmup_steps]
-    assert all(r["margin"] == CONFIG.margin for r in game)
+    game = [r for r in records if r["step"] > CONFIG.optim.warmup_steps]
+    assert all(r["margin"] == CONFIG.objective.margin for r in game)
     late = game[len(game) // 2:]
-    assert all(r["kl_real"] < CONFIG.margin for r in late)
+    assert all(r["kl_real"] < CONFIG.objective.margin for r in late)
     assert mean("kl_sample", late) > mean("kl_real", late) + 2.0
     start = game[:3]
     assert mean("kl_sample", late) > mean("kl_sample", start) + 1.0  # pushed up, towards m

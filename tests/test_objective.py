@@ -227,7 +227,7 @@ def test_warmup_is_the_plain_vae(tiny_networks):
     logs, bad = step_phases(objective, nets, optimizers, x, 4, noise)
     assert bad is None and "kl_sample" not in logs and logs["margin"].item() == 0.0
     logs, bad = step_phases(objective, nets, optimizers, x, 5, noise)
-    assert bad is None and "kl_sample" in logs and logs["margin"].item() == Config().margin
+    assert bad is None and "kl_sample" in logs and logs["margin"].item() == Config().objective.margin
 
 
 def _one_step_with_sgd(config, networks, x, seed=5):

@@ -565,7 +565,8 @@ def test_score_command_with_inliers_and_outliers_reports_detection_metrics(score
     rows = _read_csv(out)
     assert [r["set"] for r in rows] == ["inliers"] * 12 + ["outliers"] * 9
     report = json.loads((tmp_path / "ood" / "scores.json").read_text())
-    assert report["sigma_fitted"] and report["sigma"] > 0 and report["step"] == Config.load(run / "config.json").steps
+    steps = Config.load(run / "config.json").optim.steps
+    assert report["sigma_fitted"] and report["sigma"] > 0 and report["step"] == steps
     assert list(rows[0]) == ["set", "file", *SCORE_KEYS] and set(report["metrics"]) == set(SCORE_KEYS)
     assert report["default"] == DEFAULT_SCORE and f"{DEFAULT_SCORE} " in printed and "(default)" in printed
     assert report["reference"]["sigma"] == report["sigma"] and report["reference"]["samples"] == 2

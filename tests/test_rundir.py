@@ -10,7 +10,7 @@ from introvae.rundir import RunDir
 def test_a_trained_run_holds_every_name_of_the_layout(tmp_path, tiny_config, read_chart):
     run = RunDir(train(tiny_config(steps=2, checkpoint_every=1, grid_every=1), out=tmp_path / "r", quiet=True))
     assert run.holds_run() and not RunDir(tmp_path / "elsewhere").holds_run()
-    assert Config.load(run.config).steps == 2 and set(json.loads(run.split.read_text())) >= {"train"}
+    assert Config.load(run.config).optim.steps == 2 and set(json.loads(run.split.read_text())) >= {"train"}
     assert [r["step"] for r in map(json.loads, run.log.read_text().splitlines()) if "kl_real" in r][-1] == 2
     assert run.checkpoint_steps()[-1] == run.latest_step() == 2
     assert run.model_weights(2).is_file() and run.train_state(2).is_file()

@@ -62,7 +62,7 @@ def test_training_with_tensorboard_logs_what_log_jsonl_holds(tmp_path, tiny_conf
     for key in ("kl_real", "ae", "loss_encoder", "loss_generator"):
         assert [value for _, value in scalars[key]] == pytest.approx([r[key] for r in records], rel=1e-6)
     # The choice is part of the run's config, and resuming keeps writing beside log.jsonl.
-    assert Config.load(run / "config.json").tensorboard is True
+    assert Config.load(run / "config.json").run.tensorboard is True
     train(resume=run, steps=4, quiet=True)
     assert [step for step, _ in _scalars(RunDir(run).tensorboard)["kl_real"]] == [1, 2, 3, 4]
 

@@ -210,10 +210,11 @@ def test_soft_introvae_covers_the_eight_modes(tmp_path):
 
 def test_toy_defaults_follow_the_authors():
     config = toy_config("checkerboard", "soft-introvae")
-    assert (config.beta_kl, config.beta_rec, config.beta_neg) == (0.1, 0.2, 0.2)
-    assert (config.batch_size, config.steps, config.latent_dim, config.warmup_steps) == (512, 30_000, 2, 2000)
-    assert toy_config("rings", "soft-introvae", steps=3000).warmup_steps == 200  # the warm-up keeps its share
-    assert toy_config("2spirals", "vae").beta_kl == 0.5
+    assert (config.objective.beta_kl, config.objective.beta_rec, config.objective.beta_neg) == (0.1, 0.2, 0.2)
+    assert (config.optim.batch_size, config.optim.steps, config.networks.latent_dim, config.optim.warmup_steps) == (
+        512, 30_000, 2, 2000)
+    assert toy_config("rings", "soft-introvae", steps=3000).optim.warmup_steps == 200  # the warm-up keeps its share
+    assert toy_config("2spirals", "vae").objective.beta_kl == 0.5
     with pytest.raises(UserError, match="not a 2-D data set"):
         toy_config("moons", "vae")
     with pytest.raises(UserError, match="not a training option"):

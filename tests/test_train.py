@@ -36,7 +36,8 @@ def test_sampling_by_seed_does_not_depend_on_the_batch_size(tiny_config):
 
 def test_interpolation_ends_at_the_codes(tiny_config):
     model = Model.build(tiny_config())
-    z_a, z_b = torch.randn(model.config.latent_dim), torch.randn(model.config.latent_dim)
+    latent_dim = model.config.networks.latent_dim
+    z_a, z_b = torch.randn(latent_dim), torch.randn(latent_dim)
     for method in ("lerp", "slerp"):
         path = model.interpolate_latents(z_a, z_b, 5, method)
         torch.testing.assert_close(path[0], z_a)

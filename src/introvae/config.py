@@ -14,9 +14,10 @@ option, its type, its default and its documentation live in one place (the impro
 `to_dict()`, these sections and the format version; `introvae train --config FILE.json` reads it back. Config
 files written before the sections (one flat object) still load (`introvae.formats`).
 
-The flat names stay: `Config(data="photos/", image_size=64, margin=70)`, `config.replace(steps=4000)` and
-`config.image_size`, `config.margin` route each name to its section (the command line's `--image-size` is the flat
-name `image_size`). An objective's option whose name would clash with another objective's has its own flat name
+The flat names stay as keywords: `Config(data="photos/", image_size=64, margin=70)` and `config.replace(steps=4000)`
+route each name to its section (the command line's `--image-size` is the flat name `image_size`). Options are read
+from their sections (`config.dataset.image_size`, `config.objective.margin`), or all at once by flat name from
+`config.flat()`. An objective's option whose name would clash with another objective's has its own flat name
 (avae's `alpha` is `avae_alpha`); objectives that share a flat name (`beta` of introvae and vae) share its meaning.
 Flat keywords naming another objective's option are ignored (a preset's `margin` when training `--model vae`).
 
@@ -207,24 +208,7 @@ class Config:
         for section, value in sections.items():
             object.__setattr__(self, section, value)
 
-    # ---- the flat names
-
-    def __getattr__(self, name: str) -> Any:
-        # Reached only for names that are not sections: a flat option name, or a property of the objective's options.
-        if name.startswith("__") or name in ("model", "objective", *SECTIONS):
-            raise AttributeError(name)
-        if name in _SECTION_FLAT:
-            section, field_name = _SECTION_FLAT[name]
-            return getattr(getattr(self, section), field_name)
-        own = _OBJECTIVE_FLAT[self.model]
-        if name in own:
-            return getattr(self.objective, own[name])
-        if hasattr(self.objective, name):  # e.g. IntroVAEOptions.generator_alpha
-            return getattr(self.objective, name)
-        owners = [model for model, flats in _OBJECTIVE_FLAT.items() if name in flats]
-        if owners:  # another objective's option: this run has none, and a default would be a silent wrong answer
-            raise AttributeError(f"{name!r} is an option of {', '.join(owners)}, not of this {self.model!r} config")
-        raise AttributeError(f"{type(self).__name__} has no option {name!r}")
+    # ---- the flat names (keywords in, `flat()` out; options are read from their sections)
 
     @classmethod
     def flat_names(cls) -> set[str]:
@@ -251,7 +235,8 @@ class Config:
             objective = self.objective
         elif objective is None:
             shared = _OBJECTIVE_FLAT[self.model].keys() & _OBJECTIVE_FLAT[model].keys()
-            changes = {**{name: getattr(self, name) for name in shared}, **changes}
+            own = self.flat()
+            changes = {**{name: own[name] for name in shared}, **changes}
         sections = {name: changes.pop(name, getattr(self, name)) for name in SECTIONS}
         return Config(model=model, objective=objective, **sections, **changes)
 
@@ -414,7 +399,7 @@ def option_table() -> list[OptionSpec]:
 # (z=512, m=120, beta=0.05) as the 256 x 256 one, since App. D studies beta on 256 x 256 CelebA-HQ images and Table 1
 # lists 256 among the trained resolutions, and the second (z=256, m=110, beta=0.5) as 128 x 128. Batch sizes follow
 # Table 1 except 1024, where Sec. 4.1 and Table 1 agree on 8.
-STEPS_BUILTIN_32 = 3000  # the demo's steps: 4-7 minutes with set-up on 2 CPU cores (README)
+STEPS_BUILTIN_32 = 3000  # builtin-32's steps, a few minutes on a CPU; the other light presets are sized against it
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-1024": dict(image_size=1024, latent_dim=512, margin=90.0, alpha=0.25, beta=0.0025, batch_size=8,
                        base_channels=16, max_channels=512),
@@ -422,22 +407,21 @@ PRESETS: dict[str, dict[str, Any]] = {
                       base_channels=64, max_channels=512),
     "paper-128": dict(image_size=128, latent_dim=256, margin=110.0, alpha=0.25, beta=0.5, batch_size=64,
                       base_channels=64, max_channels=512),
-    # The built-in shapes at 32 x 32 in about 5 minutes on 2 CPU cores (the README's main job), tuned by measurement
-    # (README, "Benchmarks"): the light networks (one convolution per resolution, base 32 / max 256) reach a held-out
-    # RMSE of about 23 in 240 s on one core where App. B's (base 16 / max 128, the earlier preset) reach 28.5; lr 1e-3
-    # trains faster than the paper's 2e-4 over a few thousand steps; beta 16 lowers L_AE at the same step by a third
-    # against beta 2 (the small shapes' few pixels hardly count in L_AE at a lower weight); m is measured from the
-    # warm-up.
+    # The built-in shapes at 32 x 32 in minutes on a CPU, tuned by measurement: the light networks (one convolution
+    # per resolution), which reconstruct better than App. B's in the same minutes
+    # (docs/experiments/2026-11-30-equal-minutes.md); lr 1e-3, which trains faster than the paper's 2e-4 over a few
+    # thousand steps, and beta 16, since the small shapes' few pixels hardly count in L_AE at a lower weight (both
+    # measured before docs/experiments/ began); m is measured from the warm-up. Settings tried on top and left out:
+    # docs/experiments/2026-11-30-builtin-32-settings-left-out.md.
     "builtin-32": dict(arch="light", image_size=32, latent_dim=128, margin="auto", alpha=0.25, beta=16.0, lr=1e-3,
                        batch_size=32, base_channels=32, max_channels=256, warmup_steps=500, steps=STEPS_BUILTIN_32,
                        grid_every=1000, checkpoint_every=1000),
     # The built-in glyphs (gray digits) at 32 x 32, the demo's data: builtin-32 with beta 4 and Adam beta1 0.5, the
-    # best of the leads measured at equal minutes on glyphs (docs/experiments/2026-12-06-game-leads.md): against
-    # builtin-32 the judge's FD fell from 31 to 26 and the high-frequency ratio from 1.37 (speckle) to 0.97. Then a
-    # 32-d code, which a fitted density describes from the few thousand training codes, and the game's samples drawn
+    # best of the leads measured at equal minutes on the glyphs (docs/experiments/2026-12-06-game-leads.md). Then a
+    # 32-d code, which a density fitted to the few thousand training codes can describe, the game's samples drawn
     # between real codes, where that density's samples fall, and the game on every other step (4000 steps in the
-    # minutes of 3000): samples from a fitted code density went from 0.52-0.53 to 0.70-0.73 legible and their FD
-    # from 20-21 to 12-14 (docs/experiments/2026-12-06-between-codes.md).
+    # minutes of 3000), so that samples from the fitted density are more legible
+    # (docs/experiments/2026-12-06-between-codes.md).
     "glyphs-32": dict(arch="light", data="glyphs", channels=1, image_size=32, latent_dim=32, margin="auto",
                       alpha=0.25, beta=4.0, lr=1e-3, adam_beta1=0.5, sample_codes="between", game_every=2,
                       batch_size=32, base_channels=32, max_channels=256, warmup_steps=500,
@@ -453,11 +437,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Khan et al. Sec. 4: alpha, beta, gamma, eta = 0.3, 0.1, 0.1, 0.5, PID gains 1e-3, 1e-5, 1e-5, Adam 5e-5.
     "avae-32": dict(model="avae", image_size=32, latent_dim=128, lr=5e-5, batch_size=32, base_channels=32,
                     max_channels=256, steps=1000),
-    # IntroVAE's own baseline: builtin-32's networks, beta and learning rate without the game.
+    # IntroVAE's own baseline: builtin-32's networks, beta and learning rate without the game
+    # (docs/experiments/2026-11-30-equal-minutes.md).
     "vae-32": dict(model="vae", arch="light", image_size=32, latent_dim=128, beta=16.0, beta_kl=1.0, lr=1e-3,
                    batch_size=32, base_channels=32, max_channels=256, steps=STEPS_BUILTIN_32),
-    # glyphs-32's baseline: its networks, code size, beta and learning rate without the game (at equal minutes it gets
-    # about twice the steps, since a VAE step costs about half of IntroVAE's).
+    # glyphs-32's baseline: its networks, code size, beta and learning rate without the game, and twice the steps,
+    # since a VAE step costs about half of IntroVAE's (docs/experiments/2026-12-06-game-leads.md).
     "vae-glyphs-32": dict(model="vae", arch="light", data="glyphs", channels=1, image_size=32, latent_dim=32,
                           beta=4.0, beta_kl=1.0, lr=1e-3, batch_size=32, base_channels=32,
                           max_channels=256, steps=2 * STEPS_BUILTIN_32),

@@ -27,7 +27,7 @@ from torch import Tensor
 from .atomic import atomic_write_bytes
 from .errors import UserError
 from .formats import FORMAT_KEY, FORMAT_VERSION, check_version
-from .runtime import stream_seed
+from .seeds_devices import stream_seed
 
 __all__ = ["CodeDensity", "fit_mixture", "default_components", "default_temperature", "DEFAULT_COMPONENTS",
            "DENSITY_IMAGES", "DENSITY_CHUNK", "DEFAULT_TEMPERATURE"]

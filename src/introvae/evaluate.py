@@ -54,7 +54,7 @@ from .metrics.inception import WeightsMissing, inception_features, load_inceptio
 from .metrics.ssim import ssim
 from .model import Model
 from .rundir import RunDir
-from .runtime import resolve_device
+from .seeds_devices import resolve_device
 
 __all__ = ["EvalSettings", "FeatureSpace", "evaluate_run", "evaluate_sets", "light_evaluation", "format_table",
            "load_image_set", "reconstruction_errors", "report_path"]

@@ -32,7 +32,7 @@ from .images import to_float
 from .nets import ImageBuilders, ema_name, init_weights
 from .objectives.base import kl_per_sample
 from .rundir import RunDir
-from .runtime import resolve_device, stream_seed
+from .seeds_devices import resolve_device, stream_seed
 
 INTERPOLATIONS = ("lerp", "slerp")
 SELECTION_CHUNK = 256  # images selected at a time: their k candidates are decoded and judged together

@@ -19,7 +19,7 @@ from .config import Config
 from .distributed import Distributed
 from .errors import UserError
 from .precision import resolve_precision
-from .runtime import resolve_device
+from .seeds_devices import resolve_device
 
 __all__ = ["RunSpec", "check_batch_split"]
 

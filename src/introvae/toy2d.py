@@ -52,7 +52,7 @@ from .plot import plot_density, plot_samples
 from .progress import Progress
 from .rundir import RunDir
 from .runlog import RunLog
-from .runtime import resolve_device, stream_seed
+from .seeds_devices import resolve_device, stream_seed
 
 __all__ = ["BENCHMARK_WEIGHTS", "TOY_DEFAULT_STEPS", "decode_prior", "fit_toy", "plot_density", "plot_samples",
            "toy_config", "train_toy"]

@@ -59,7 +59,7 @@ from .pictures import save_grid, write_summary_images
 from .rundir import CheckpointWriteError, RunDir
 from .runlog import Reporter, RunLog
 from .runspec import RunSpec
-from .runtime import stream_seed
+from .seeds_devices import stream_seed
 from .stopping import DISK_FULL, StopSignals, TrainingInterrupted, disk_full_error
 
 # Streams of randomness, mixed with the seed and an index by `stream_seed`.

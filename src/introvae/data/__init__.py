@@ -5,12 +5,12 @@ Each kind of data set is a `DataSourceKind` in the registry `DATA_SOURCES` (see 
 """
 
 from introvae.data.base import DataSplit, DecodingSource, ImageSource, TensorSource, cache_in_memory, evenly_spaced
-from introvae.data.builtin import make_shapes
-from introvae.data.folder import scan_folder
-from introvae.data.foldersource import FolderSource
+from introvae.data.folder_files import list_image_files
+from introvae.data.folder_source import FolderSource
 from introvae.data.glyphs import glyph_labels, make_glyphs, write_glyphs
 from introvae.data.imagesets import load_image_set
 from introvae.data.scan import ScanReport
+from introvae.data.shapes import make_shapes
 from introvae.data.source import DATA_SOURCES, check_data, open_data
 
 __all__ = [
@@ -29,6 +29,6 @@ __all__ = [
     "make_glyphs",
     "glyph_labels",
     "write_glyphs",
-    "scan_folder",
+    "list_image_files",
     "load_image_set",
 ]

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Protocol, Sequence, runtim
 
 import torch
 
-from introvae.data.folder import split_names
+from introvae.data.folder_files import split_names
 from introvae.data.scan import ScanReport, ScanResult, require_usable, take_rows_in_place
 from introvae.errors import DataError
 

@@ -39,7 +39,7 @@ from introvae.errors import DataError
 __all__ = ["GLYPHS", "GLYPHS_SEED", "GLYPH_MODES", "GLYPH_FONTS", "glyph_classes", "glyph_labels", "make_glyphs",
            "write_glyphs", "glyph_mode"]
 
-# Like the shapes' BUILTIN_SEED: the data does not follow --seed, so runs with different seeds see the same images.
+# Like the shapes' SHAPES_SEED: the data does not follow --seed, so runs with different seeds see the same images.
 GLYPHS_SEED = 4321
 
 DIGITS = "0123456789"

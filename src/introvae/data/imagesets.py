@@ -13,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from introvae.data.arrays import load_array
-from introvae.data.folder import detect_channels, scan_folder
+from introvae.data.folder_files import detect_channels, list_image_files
 from introvae.errors import DataError
 from introvae.images import load_image, to_float, to_uint8
 
@@ -30,7 +30,7 @@ def load_image_set(path: str | Path, size: int | None = None, channels: int | No
     path = Path(path)
     if path.suffix in (".npz", ".npy"):
         return _load_array(path, size, channels)
-    files = [f for f in scan_folder(path) if f.relative_to(path).as_posix() != "grid.png"]
+    files = [f for f in list_image_files(path) if f.relative_to(path).as_posix() != "grid.png"]
     if not files:
         raise DataError(f"{path} holds no images besides grid.png; pass the folder of individual images.")
     if size is None:

@@ -32,7 +32,7 @@ from typing import BinaryIO, Callable, Sequence
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from introvae.data.folder import is_gray_image
+from introvae.data.folder_files import is_gray_image
 from introvae.errors import DataError
 from introvae.images import fit_image, prepare_image
 

@@ -19,20 +19,17 @@ from introvae.data.base import (
     DataRequest,
     DataSourceKind,
     DataSplit,
-    DecodingSource,
     ImageSource,
     Items,
-    TensorSource,
-    cache_in_memory,
     check_data_options,
     describe,
     split_scanned,
 )
-from introvae.data.builtin import BUILTIN
-from introvae.data.foldersource import FOLDER, FolderSource
+from introvae.data.folder_source import FOLDER
 from introvae.data.glyphs import GLYPHS
-from introvae.data.lmdbsource import LMDB
+from introvae.data.lmdb_source import LMDB
 from introvae.data.scan import ScanReport, ScanResult, verify_items
+from introvae.data.shapes import SHAPES
 from introvae.errors import DataError
 
 __all__ = [
@@ -41,17 +38,10 @@ __all__ = [
     "open_data",
     "check_data",
     "split_items",
-    # The building blocks, defined in introvae.data.base and imported from here by older code.
-    "ImageSource",
-    "TensorSource",
-    "DecodingSource",
-    "FolderSource",
-    "cache_in_memory",
-    "DataSplit",
 ]
 
 # Tried in this order; the folder comes last because it claims every spec.
-DATA_SOURCES: tuple[DataSourceKind, ...] = (BUILTIN, GLYPHS, LMDB, ARRAYS, FOLDER)
+DATA_SOURCES: tuple[DataSourceKind, ...] = (SHAPES, GLYPHS, LMDB, ARRAYS, FOLDER)
 
 
 def _alternatives(kinds: tuple[DataSourceKind, ...]) -> str:

@@ -91,7 +91,7 @@ from ..atomic import atomic_write_bytes
 from ..errors import UserError
 from ..images import as_float, to_uint8
 from ..model import Model
-from ..runtime import stream_seed
+from ..seeds_devices import stream_seed
 from .sets import training_images
 
 __all__ = ["SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS",

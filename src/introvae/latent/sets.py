@@ -3,7 +3,7 @@
 The tools need the training images for the principal directions of the codes and for fitting the decoder's noise
 level of the OOD scores; they open the run's data the way training did (`open_data` with the run's config) and take
 evenly spaced training images, so the result is the same on every call. `load_named_images` reads a single image
-file or a folder (recursively, in the order of `scan_folder`), keeping the relative names for CSV files.
+file or a folder (recursively, in the order of `list_image_files`), keeping the relative names for CSV files.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..config import Config
 from ..density import DENSITY_CHUNK, DENSITY_IMAGES, CodeDensity
-from ..data import ImageSource, evenly_spaced, load_image_set, open_data, scan_folder
+from ..data import ImageSource, evenly_spaced, list_image_files, load_image_set, open_data
 from ..errors import DataError, UserError
 from ..images import load_image
 from ..model import Model
@@ -134,7 +134,7 @@ def load_named_images(path: str | Path, size: int, channels: int, option: str = 
         return [path.name], load_image(path, size, channels)[None]
     if not path.is_dir():
         raise UserError(f"{option} {path} does not exist: give an image file or a folder of images.")
-    files = [f for f in scan_folder(path) if f.relative_to(path).as_posix() != "grid.png"]
+    files = [f for f in list_image_files(path) if f.relative_to(path).as_posix() != "grid.png"]
     if not files:
         raise UserError(f"{option} {path} holds no images (png, jpg, jpeg, webp, bmp, tif): give a folder of images.")
     names = [f.relative_to(path).as_posix() for f in files]

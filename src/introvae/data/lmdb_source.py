@@ -1,6 +1,6 @@
-"""LMDB databases of encoded images, the format LSUN ships: values are image files' bytes (webp, jpeg, png)
-under arbitrary keys (--data lmdb:PATH, or a folder holding data.mdb). Needs the optional `lmdb` package
-(`pip install introvae[lmdb]`).
+"""LMDB databases of encoded images as a data source (hence the name, beside folder_source.py), the format LSUN
+ships: values are image files' bytes (webp, jpeg, png) under arbitrary keys (--data lmdb:PATH, or a folder holding
+data.mdb). Needs the optional `lmdb` package (`pip install introvae[lmdb]`).
 
 The environment is opened read-only without a lock file (lock=False), so a database on a read-only or
 shared file system works, once per process (an LMDB handle must not cross a fork). Keys are

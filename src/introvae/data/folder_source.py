@@ -1,8 +1,8 @@
-"""Folders of image files as a data source (--data DIR): the files under a folder, verified by the scan and, when
-they do not fit the in-memory cache, decoded on the fly by `FolderSource`.
+"""A folder of images as a data source (hence the name; --data DIR): `FolderSource`, which decodes the files on the
+fly when they do not fit the in-memory cache, and the registry entry `FOLDER`, which takes every spec no other kind
+claims. The scan verifies the files first.
 
-Finding the files, splitting them and telling gray from colour live in `introvae.data.folder`; this module is the
-registry entry (`FOLDER`), which takes every spec no other kind claims.
+Listing the files, splitting them and telling gray from colour live in `introvae.data.folder_files`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from introvae.data.base import DataRequest, DataSourceKind, DecodingSource, ImageSource, Items
-from introvae.data.folder import list_folder
+from introvae.data.folder_files import list_folder
 from introvae.data.scan import file_fetcher
 from introvae.images import load_image
 

@@ -1,5 +1,6 @@
-"""Seeds and devices: the two small things every part of a run needs, kept apart from the model and the trainer so
-that the 2-D benchmark and the step engine can use them without importing checkpoints or data."""
+"""Seeds (`stream_seed`) and devices (`resolve_device`), hence the name: the two small things every part of a run
+needs, kept apart from the model and the trainer so that the 2-D benchmark and the step engine can use them without
+importing checkpoints or data."""
 
 from __future__ import annotations
 

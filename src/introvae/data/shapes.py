@@ -1,8 +1,9 @@
-"""The built-in data set: procedurally drawn coloured shapes, so introvae can train with no download.
+"""The generated shapes (hence the name; --data shapes, or builtin): coloured shapes drawn on the fly, so introvae can
+train with no download.
 
 Each image has a plain background and one or two shapes (circles, ellipses, squares, rectangles, triangles,
 rings, crosses, stars) of random colour, size, position and rotation. Image i depends only on (seed, i),
-so a longer set starts with the shorter one and runs are reproducible. As a data source (`BUILTIN`, --data
+so a longer set starts with the shorter one and runs are reproducible. As a data source (`SHAPES`, --data
 shapes, or --data builtin as runs before the glyphs named it) the set is generated, not read: it is split by position
 instead of by scanned names (`introvae.data.generated`).
 """
@@ -18,11 +19,11 @@ from PIL import Image, ImageDraw
 from introvae.data.base import DataRequest, DataSourceKind, DataSplit
 from introvae.data.generated import render_set, require_count, split_by_position
 
-__all__ = ["SHAPE_KINDS", "make_shapes", "shape_kinds", "BUILTIN", "BUILTIN_SEED"]
+__all__ = ["SHAPE_KINDS", "make_shapes", "shape_kinds", "SHAPES", "SHAPES_SEED"]
 
 # The built-in images are always the same set, whatever --seed says: the seed changes the run (init,
 # batch order), not the data, so runs with different seeds stay comparable.
-BUILTIN_SEED = 1234
+SHAPES_SEED = 1234
 
 SHAPE_KINDS: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "ring", "cross", "star")
 
@@ -172,14 +173,14 @@ def shape_kinds(num_images: int, seed: int = 0, one_shape: bool = False) -> list
     return kinds
 
 
-def open_builtin(request: DataRequest) -> DataSplit:
+def open_shapes(request: DataRequest) -> DataSplit:
     """The built-in set of `request.builtin_count` images; the last `test_fraction` of them are held out."""
     count = require_count(request, "built-in data set")
-    images = make_shapes(count, request.size, request.channels or 3, seed=BUILTIN_SEED)
+    images = make_shapes(count, request.size, request.channels or 3, seed=SHAPES_SEED)
     # "shapes" and "builtin" name the same images, under the names that runs started as "builtin" recorded.
     return split_by_position(images, "builtin", request, "builtin shapes")
 
 
 # "builtin" was the only generated set's name; runs whose config.json says so keep opening the shapes.
-BUILTIN = DataSourceKind("builtin", "the built-in shapes (shapes or builtin)",
-                         matches=lambda spec: spec in ("shapes", "builtin"), open=open_builtin, generated=True)
+SHAPES = DataSourceKind("builtin", "the built-in shapes (shapes or builtin)",
+                        matches=lambda spec: spec in ("shapes", "builtin"), open=open_shapes, generated=True)

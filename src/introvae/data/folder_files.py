@@ -1,5 +1,5 @@
-"""Folders of image files as data sets: finding the images, splitting them into train and test, and
-deciding whether they are gray or colour.
+"""The files of a folder of images (hence the name): listing the image files under it, splitting names into train and
+test, and deciding whether images are gray or colour. The data source over them is `introvae.data.folder_source`.
 
 The split hashes each file's relative path (each item's name, for other sources), so it is reproducible
 across machines and adding files to a folder never moves an existing file from train to test or back.
@@ -20,7 +20,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "FolderListing",
     "list_folder",
-    "scan_folder",
+    "list_image_files",
     "split_names",
     "split_files",
     "is_gray_image",
@@ -99,7 +99,7 @@ def list_folder(root: str | Path) -> FolderListing:
     return FolderListing(root, files, sorted(ignored), sorted(unreadable))
 
 
-def scan_folder(root: str | Path) -> list[Path]:
+def list_image_files(root: str | Path) -> list[Path]:
     """All image files under `root` (recursively), sorted by relative path; hidden files and folders are skipped.
 
     Only names are looked at; `introvae.data.scan` verifies the files themselves.
