@@ -80,8 +80,8 @@ def test_update_ema_moves_parameters_and_copies_buffers():
 @pytest.mark.parametrize("model", sorted(OBJECTIVES))
 def test_the_engines_state_dict_continues_its_steps_exactly_and_reset_starts_again(model, tiny_config):
     config = tiny_config(model=model, warmup_steps=1)
-    images = to_float(open_data("builtin", config.dataset.image_size, config.dataset.channels, 0.0, 0, builtin_count=8).train.get(
-        list(range(8))))
+    data = open_data("builtin", config.dataset.image_size, config.dataset.channels, 0.0, 0, builtin_count=8)
+    images = to_float(data.train.get(list(range(8))))
 
     def engine_of(networks):
         return Engine(build_objective(config), networks, lr=1e-3)
