@@ -48,12 +48,8 @@ class FolderListing:
     unreadable: list[str] = field(default_factory=list)  # relative paths ("sub/") of folders that cannot be listed
 
 
-def list_folder(root: str | Path) -> FolderListing:
-    """Walk `root` (recursively, following links, skipping hidden entries) for image files.
-
-    A missing, non-folder or unreadable `root`, or one without any image file, is a DataError naming it.
-    """
-    root = Path(root)
+def _check_readable_folder(root: Path) -> None:
+    """A DataError naming `root` unless it is a folder that can be listed."""
     try:
         if not root.exists():
             raise DataError(f"Data folder {root} does not exist; pass an existing folder of images or 'builtin'.")
@@ -64,6 +60,15 @@ def list_folder(root: str | Path) -> FolderListing:
     except OSError as e:
         reason = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
         raise DataError(f"Data folder {root} cannot be read ({reason}); check its permissions.") from e
+
+
+def list_folder(root: str | Path) -> FolderListing:
+    """Walk `root` (recursively, following links, skipping hidden entries) for image files.
+
+    A missing, non-folder or unreadable `root`, or one without any image file, is a DataError naming it.
+    """
+    root = Path(root)
+    _check_readable_folder(root)
     files: list[Path] = []
     ignored: list[str] = []
     unreadable: list[str] = []

@@ -305,6 +305,28 @@ def _tally(outcomes: Sequence[_Outcome], names: Sequence[str], report: ScanRepor
     return usable
 
 
+def _check_all(n: int, fetch: Callable[[list[int]], list[Callable[[], BinaryIO]]], size: int, limit: int | None,
+               images: torch.Tensor | None, decode_channels: int, threads: int) -> list[_Outcome]:
+    """The outcome of checking (and with `images`, decoding into it) each of `n` items, `threads` at a time."""
+    outcomes: list[_Outcome] = [_Outcome()] * n
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=threads) as pool:
+        # The scan reports problems itself; Pillow's warnings (DecompressionBombWarning, corrupt EXIF, ...)
+        # would only repeat them, once per file.
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for start in range(0, n, _CHUNK):
+            indices = list(range(start, min(n, start + _CHUNK)))
+            openers = fetch(indices)
+
+            def check(k: int) -> _Outcome:
+                i = indices[k]
+                return _check(openers[k], size, limit, images[i] if images is not None else None, decode_channels)
+
+            for k, outcome in enumerate(pool.map(check, range(len(indices)))):
+                outcomes[indices[k]] = outcome
+    return outcomes
+
+
 def verify_items(
     names: Sequence[str],
     fetch: Callable[[list[int]], list[Callable[[], BinaryIO]]],
@@ -327,23 +349,7 @@ def verify_items(
     report.examined = n
     decode_channels = channels or 3
     images = torch.empty((n, decode_channels, size, size), dtype=torch.uint8) if decode else None
-    outcomes: list[_Outcome] = [_Outcome()] * n
-    threads = threads or num_threads()
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=threads) as pool:
-        # The scan reports problems itself; Pillow's warnings (DecompressionBombWarning, corrupt EXIF, ...)
-        # would only repeat them, once per file.
-        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        for start in range(0, n, _CHUNK):
-            indices = list(range(start, min(n, start + _CHUNK)))
-            openers = fetch(indices)
-
-            def check(k: int) -> _Outcome:
-                i = indices[k]
-                return _check(openers[k], size, limit, images[i] if images is not None else None, decode_channels)
-
-            for k, outcome in enumerate(pool.map(check, range(len(indices)))):
-                outcomes[indices[k]] = outcome
+    outcomes = _check_all(n, fetch, size, limit, images, decode_channels, threads or num_threads())
     usable = _tally(outcomes, names, report)
     final_channels = channels or (1 if report.detected_gray else 3)
     report.channels = final_channels
