@@ -38,8 +38,8 @@ def main() -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from glyphs import judge_images
+
     from introvae import Model
     from introvae.images import to_uint8
     from introvae.latent import set_sampler

@@ -98,8 +98,9 @@ JUDGED = ("legible", "class_cover", "fd", "hf_ratio")
 
 def run_lead(name: str, lead: dict, seed: int, steps: int, every: int, samples: int, extra: dict, work: Path,
              fitted: int = 0, fitted_every: int = 1, temperature: float | None = None) -> list:
-    import introvae
     from glyphs import judge_images
+
+    import introvae
     from introvae.images import to_uint8
     from introvae.latent import fitted_density
 

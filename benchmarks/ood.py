@@ -83,8 +83,8 @@ def train_run(model: str, data: str, steps: int | None, runs_dir: Path, seed: in
     """The run of `model` ("vae" or "introvae") on `data` for `steps` steps (None: its preset's) with training seed
     `seed` under runs_dir, trained unless it is there."""
     import introvae
-    from introvae.rundir import RunDir
     from introvae.config import PRESETS, from_preset
+    from introvae.rundir import RunDir
 
     preset = preset_of(model, data)
     steps = steps or PRESETS[preset]["steps"]
@@ -219,8 +219,15 @@ def measure(run_dir: Path, data: str, count: int, samples: int, seed: int) -> tu
     speed; and the per-image scores ({set: {column: array}})."""
     from introvae import Model
     from introvae.images import to_float
-    from introvae.latent import (COMPRESSORS, SCORE_KEYS, compressed_bits_per_dim, decoder_sigma, detection_metrics,
-                                 fit_reference, score_images)
+    from introvae.latent import (
+        COMPRESSORS,
+        SCORE_KEYS,
+        compressed_bits_per_dim,
+        decoder_sigma,
+        detection_metrics,
+        fit_reference,
+        score_images,
+    )
 
     model = Model.load(run_dir, device="cpu")
     size, channels = model.config.dataset.image_size, model.config.dataset.channels

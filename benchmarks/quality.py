@@ -78,9 +78,9 @@ def data_spec(name: str) -> str:
     """The `--data` value of a benchmark data set (building the photo crops on first use)."""
     if name in ("builtin", "glyphs"):
         return name
-    from introvae.config import PRESETS
-
     from photos import photos_npz  # benchmarks/photos.py: this script's folder is on sys.path
+
+    from introvae.config import PRESETS
 
     return str(photos_npz(PRESETS[MODELS["introvae"]]["image_size"]))
 

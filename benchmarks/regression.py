@@ -133,9 +133,9 @@ def train_and_sample(src: Path, folder: Path, channels: int, model: str, seed: i
 def score(name: str, samples: np.ndarray, reference: np.ndarray) -> dict:
     """The data set's metrics of uint8 (N, H, W, C) samples against the reference images."""
     import torch
+    from quality import fd_8px  # benchmarks/quality.py
 
     from introvae.metrics.swd import swd
-    from quality import fd_8px  # benchmarks/quality.py
 
     def nchw(images: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from introvae.config import Config
-from introvae.nets.began import BEGANAutoencoder, began_resolutions
+from introvae.engine import step_phases
 from introvae.nets import ImageBuilders, PointBuilders
+from introvae.nets.began import BEGANAutoencoder, began_resolutions
 from introvae.nets.mlp import MLPAutoencoder
 from introvae.objectives.avae import AVAE, AVAEOptions, PIDController
-from introvae.engine import step_phases
 
 
 @pytest.fixture(autouse=True, scope="module")

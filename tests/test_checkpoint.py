@@ -12,8 +12,8 @@ import torch
 import introvae
 from introvae import Model, train
 from introvae.checkpoint import load_networks, save_networks
-from introvae.rundir import RunDir
 from introvae.errors import UserError
+from introvae.rundir import RunDir
 
 SRC = Path(introvae.__file__).resolve().parent
 

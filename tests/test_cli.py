@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from introvae.rundir import RunDir
 from introvae.cli import main
 from introvae.data import list_image_files
 from introvae.images import load_image, to_float, to_uint8
 from introvae.model import Model
+from introvae.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,12 @@ import io
 import pytest
 import torch
 
-from introvae import Model, train
-from introvae import compiling
+from introvae import Model, compiling, train
 from introvae.cli import main
 from introvae.compiling import AUTO_MIN_STEPS, resolve_compile
 from introvae.errors import UserError
-from introvae.runlog import read_log
 from introvae.progress import Progress
+from introvae.runlog import read_log
 from introvae.runspec import RunSpec
 from introvae.train import first_line
 

@@ -15,9 +15,17 @@ from PIL import Image
 
 from introvae.cli import main
 from introvae.data import TensorSource, make_shapes, open_data
-from introvae.evaluate import (EvalSettings, FeatureSpace, evaluate_run, evaluate_sets, generate_samples,
-                               load_image_set, nearest_by_pixels, reconstruction_errors)
 from introvae.errors import DataError
+from introvae.evaluate import (
+    EvalSettings,
+    FeatureSpace,
+    evaluate_run,
+    evaluate_sets,
+    generate_samples,
+    load_image_set,
+    nearest_by_pixels,
+    reconstruction_errors,
+)
 from introvae.metrics.fid import fid
 from introvae.metrics.inception import FIDInceptionV3, inception_features, load_inception
 from introvae.model import Model

@@ -12,10 +12,10 @@ import torch
 
 from introvae import Config, Model, train
 from introvae.checkpoint import network_names, read_metadata, save_networks
-from introvae.rundir import RunDir
 from introvae.cli import main
 from introvae.errors import UserError
 from introvae.export import export_model
+from introvae.rundir import RunDir
 
 pytestmark = pytest.mark.slow  # every test trains a run (the ema_run fixture)
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from introvae import Config, Model, train
+from introvae import precision as precision_module
 from introvae.data import open_data
 from introvae.errors import UserError
 from introvae.images import to_float
 from introvae.nets import ARCHITECTURES
 from introvae.objectives import OBJECTIVES
 from introvae.objectives.introvae import propose_margin
-from introvae.runlog import read_log
-from introvae import precision as precision_module
 from introvae.precision import resolve_precision
+from introvae.runlog import read_log
 from introvae.seeds_devices import resolve_device
 
 # The tiny run (conftest.py) made larger, so that batch-norm statistics and the KL have something to say.

@@ -16,10 +16,26 @@ from introvae.cli import main
 from introvae.data import make_shapes, shapes
 from introvae.errors import UserError
 from introvae.images import save_image, to_float
-from introvae.latent import (AttributeVector, attribute_position, attributes_from_labels, compute_attribute,
-                             edit_images, interpolation_rows, loop_codes, loop_frames, principal_directions,
-                             read_animation, start_code, training_directions, training_images, traverse,
-                             write_animation, write_attribute, write_interpolation, write_label_attributes)
+from introvae.latent import (
+    AttributeVector,
+    attribute_position,
+    attributes_from_labels,
+    compute_attribute,
+    edit_images,
+    interpolation_rows,
+    loop_codes,
+    loop_frames,
+    principal_directions,
+    read_animation,
+    start_code,
+    training_directions,
+    training_images,
+    traverse,
+    write_animation,
+    write_attribute,
+    write_interpolation,
+    write_label_attributes,
+)
 
 SIZE = 4  # pixel model: 1 x 4 x 4 images, 16-d codes
 

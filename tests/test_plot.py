@@ -15,8 +15,8 @@ from introvae.errors import UserError
 from introvae.objectives import OBJECTIVES
 from introvae.objectives.base import Panel, Series
 from introvae.plot import dynamics_figure, panels_from_log, plot_density, plot_dynamics, plot_samples
-from introvae.runlog import read_log
 from introvae.progress import Progress
+from introvae.runlog import read_log
 
 # IntroVAE's two panels, as an objective declares them: the KLs against the margin, and L_AE.
 KL_AE_PANELS = (

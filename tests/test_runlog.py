@@ -8,9 +8,9 @@ import pytest
 
 from introvae import Config, train
 from introvae.errors import UserError
-from introvae.runlog import read_log
 from introvae.rundir import RunDir
-from introvae.runlog import RunLog, tensorboard_scalars
+from introvae.runlog import RunLog, read_log, tensorboard_scalars
+
 
 def _scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
     """What TensorBoard shows: tag -> [(step, value)], read with TensorBoard's own reader (which applies purges)."""

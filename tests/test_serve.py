@@ -22,7 +22,12 @@ from introvae.errors import UserError  # noqa: E402
 from introvae.evaluate import EvalSettings, evaluate_run, format_table  # noqa: E402
 from introvae.images import load_image, to_float, to_uint8  # noqa: E402
 from introvae.latent import (  # noqa: E402
-    DEFAULT_SCORE, attribute_position, compute_attribute, edit_images, principal_directions, score_images,
+    DEFAULT_SCORE,
+    attribute_position,
+    compute_attribute,
+    edit_images,
+    principal_directions,
+    score_images,
     training_images,
 )
 from introvae.serve import Explorer, create_app, serve  # noqa: E402

@@ -9,11 +9,24 @@ import torch
 from PIL import Image
 
 from introvae.cli import main
-from introvae.data.toy2d import (EIGHT_GAUSSIANS_CENTRES, EIGHT_GAUSSIANS_STD, RING_RADII, TOY_DATASETS, sample_toy,
-                                 toy_extent)
+from introvae.data.toy2d import (
+    EIGHT_GAUSSIANS_CENTRES,
+    EIGHT_GAUSSIANS_STD,
+    RING_RADII,
+    TOY_DATASETS,
+    sample_toy,
+    toy_extent,
+)
 from introvae.errors import UserError
-from introvae.metrics.hist2d import (JSD_MAX, as_grid, histogram2d, js_divergence, kl_divergence, mode_shares,
-                                     toy_metrics)
+from introvae.metrics.hist2d import (
+    JSD_MAX,
+    as_grid,
+    histogram2d,
+    js_divergence,
+    kl_divergence,
+    mode_shares,
+    toy_metrics,
+)
 from introvae.nets.mlp import MLPAutoencoder, MLPDecoder, MLPEncoder, PointBuilders
 from introvae.objectives import OBJECTIVES
 from introvae.toy2d import toy_config, train_toy

@@ -8,18 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from introvae.objectives import OBJECTIVES
-
 from introvae import Model, train
-from introvae.rundir import RunDir
+from introvae.data import open_data
+from introvae.distributed import Distributed
 from introvae.errors import UserError
 from introvae.images import to_float, to_uint8
+from introvae.objectives import OBJECTIVES
+from introvae.rundir import RunDir
 from introvae.runlog import read_log
-from introvae.distributed import Distributed
 from introvae.runspec import RunSpec
 from introvae.train import Trainer
-from introvae.data import open_data
-
 
 
 @pytest.mark.slow

@@ -17,8 +17,8 @@ from pathlib import Path
 from .config import Config
 from .errors import UserError
 from .objectives.introvae import IntroVAE, propose_margin
-from .runlog import read_log
 from .rundir import RunDir
+from .runlog import read_log
 from .train import train
 
 

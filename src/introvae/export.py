@@ -24,8 +24,8 @@ from .config import Config
 from .errors import UserError
 from .latent.sets import set_sampler
 from .model import Model
-from .rundir import RunDir
 from .nets import ARCHITECTURES
+from .rundir import RunDir
 
 __all__ = ["export_model", "model_card"]
 

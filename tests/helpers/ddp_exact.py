@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from introvae.distributed import setup, teardown
-from introvae.nets.mlp import PointBuilders
 from introvae.engine import step_phases
+from introvae.nets.mlp import PointBuilders
 from introvae.objectives.base import Objective, Phase, kl_per_sample
 
 torch.set_num_threads(1)

@@ -9,9 +9,21 @@ import torch
 
 from ..errors import UserError
 from ..images import save_image, to_float
-from ..latent import (DEFAULT_SCORE, SCORE_KEYS, AttributeVector, axis_directions, edit_images, load_named_images,
-                      read_reference, score_sets, start_code, training_directions, traverse, write_attribute,
-                      write_label_attributes)
+from ..latent import (
+    DEFAULT_SCORE,
+    SCORE_KEYS,
+    AttributeVector,
+    axis_directions,
+    edit_images,
+    load_named_images,
+    read_reference,
+    score_sets,
+    start_code,
+    training_directions,
+    traverse,
+    write_attribute,
+    write_label_attributes,
+)
 from ..rundir import RunDir
 from .common import add_run_options, load_model, output_file
 

@@ -41,8 +41,15 @@ from .ood import (
     score_images,
 )
 from .report import ScoreReport, read_reference, score_sets
-from .sets import (DENSITY_IMAGES, PRIORS, fitted_density, load_named_images, read_labels_csv, set_sampler,
-                   training_images)
+from .sets import (
+    DENSITY_IMAGES,
+    PRIORS,
+    fitted_density,
+    load_named_images,
+    read_labels_csv,
+    set_sampler,
+    training_images,
+)
 from .traverse import (
     ANIMATION_SUFFIXES,
     PrincipalDirections,

@@ -19,10 +19,16 @@ from ..atomic import atomic_write_text
 from ..errors import UserError
 from ..images import to_float
 from ..model import Model
-from .ood import (DEFAULT_SCORE, SCORE_KEYS, OODReference, detection_metrics, fit_reference, plot_score_histograms,
-                  score_images)
+from .ood import (
+    DEFAULT_SCORE,
+    SCORE_KEYS,
+    OODReference,
+    detection_metrics,
+    fit_reference,
+    plot_score_histograms,
+    score_images,
+)
 from .sets import load_named_images
-
 
 __all__ = ["ScoreReport", "score_sets", "TWO_SETS", "read_reference"]
 

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from ..config import Config
-from ..density import DENSITY_CHUNK, DENSITY_IMAGES, CodeDensity
 from ..data import ImageSource, evenly_spaced, list_image_files, load_image_set, open_data
+from ..density import DENSITY_CHUNK, DENSITY_IMAGES, CodeDensity
 from ..errors import DataError, UserError
 from ..images import load_image
 from ..model import Model

@@ -46,9 +46,26 @@ from torch import Tensor, nn
 
 from ..distributed import mean_over_ranks
 from ..errors import UserError
-from .base import (AE, AE_PANEL, ENCODER_BATCH_HELP, ENCODER_BATCHES, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel,
-                   Phase, Series, encode_batches, kl_per_sample, option, prior_sample, reconstruction_per_image,
-                   reparameterize, validate_options)
+from .base import (
+    AE,
+    AE_PANEL,
+    ENCODER_BATCH_HELP,
+    ENCODER_BATCHES,
+    KL_REAL,
+    KL_REC,
+    KL_SAMPLE,
+    Objective,
+    Panel,
+    Phase,
+    Series,
+    encode_batches,
+    kl_per_sample,
+    option,
+    prior_sample,
+    reconstruction_per_image,
+    reparameterize,
+    validate_options,
+)
 from .vae import RECONSTRUCTIONS, vae_phases
 
 # m = MARGIN_FACTOR x the VAE's KL(real), rounded up to a multiple of MARGIN_STEP. Why 1.5 and not "a little": on the

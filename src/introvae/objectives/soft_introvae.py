@@ -26,9 +26,25 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from .base import (AE, AE_PANEL, ENCODER_BATCH_HELP, ENCODER_BATCHES, KL_REAL, KL_REC, KL_SAMPLE, Objective, Panel,
-                   Phase, Series, encode_batches, kl_per_sample, option, prior_sample, reconstruction_per_image,
-                   reparameterize)
+from .base import (
+    AE,
+    AE_PANEL,
+    ENCODER_BATCH_HELP,
+    ENCODER_BATCHES,
+    KL_REAL,
+    KL_REC,
+    KL_SAMPLE,
+    Objective,
+    Panel,
+    Phase,
+    Series,
+    encode_batches,
+    kl_per_sample,
+    option,
+    prior_sample,
+    reconstruction_per_image,
+    reparameterize,
+)
 from .vae import vae_phases
 
 

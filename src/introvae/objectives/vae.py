@@ -18,8 +18,18 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from .base import (AE, AE_PANEL, KL_REAL, Objective, Panel, Phase, kl_per_sample, option, reconstruction_per_image,
-                   reparameterize)
+from .base import (
+    AE,
+    AE_PANEL,
+    KL_REAL,
+    Objective,
+    Panel,
+    Phase,
+    kl_per_sample,
+    option,
+    reconstruction_per_image,
+    reparameterize,
+)
 
 RECONSTRUCTIONS = ("half_sse", "sse", "mean")
 

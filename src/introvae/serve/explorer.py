@@ -34,8 +34,18 @@ from torch import Tensor
 from ..errors import DataError, UserError
 from ..evaluate import format_table, report_path
 from ..images import load_image, to_float, to_uint8
-from ..latent import (DEFAULT_SCORE, AttributeVector, attribute_position, fit_reference, load_attributes,
-                      principal_directions, run_attributes, score_images, set_sampler, training_images)
+from ..latent import (
+    DEFAULT_SCORE,
+    AttributeVector,
+    attribute_position,
+    fit_reference,
+    load_attributes,
+    principal_directions,
+    run_attributes,
+    score_images,
+    set_sampler,
+    training_images,
+)
 from ..model import Model
 from ..plot import draw_run_dynamics
 from ..rundir import RunDir
