@@ -1,14 +1,15 @@
-"""The IntroVAE objective: loss terms against hand computations, and the stop-gradient order of Algorithm 1."""
+"""The IntroVAE objective: loss terms against hand computations from the codes it drew (whatever order it draws them
+in), and the stop-gradient order of Algorithm 1."""
 
 import copy
 
 import pytest
 import torch
+from torch import nn
 
 from introvae.config import Config
 from introvae.engine import step_phases
 from introvae.objectives import build_objective, kl_per_sample, reconstruction_per_image
-from introvae.objectives.base import prior_sample, reparameterize
 
 
 def test_kl_per_sample_matches_torch_distributions():
@@ -55,41 +56,60 @@ def by_hand_kl(mu, logvar):
 BATCH = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
 
 
-def reconstruction_by_hand(nets, x, noise):
-    """The step's first part written out, drawing from `noise` as the objective does (eps first): mu, logvar, x_r and
-    L_AE (Eq. 10, the mean of half the sums of squared errors)."""
-    mu, logvar = nets["encoder"](x)
-    x_r = nets["generator"](mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=noise))
-    return mu, logvar, x_r, 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+class Recording(nn.Module):
+    """A network that records the input of each call. The hand computations below take the codes the objective drew
+    from the generator's record, so they hold whatever order the objective draws its noise in."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.inputs = inner, []
+
+    def forward(self, z):
+        self.inputs.append(z.detach().clone())
+        return self.inner(z)
+
+
+def record_generator(nets) -> Recording:
+    nets["generator"] = Recording(nets["generator"])
+    return nets["generator"]
+
+
+def half_sse(x_r, x):
+    return 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+
+
+def reconstruction_code(codes, G, x, logged_ae):
+    """Of the codes the generator decoded, the one whose image gives the logged L_AE (Eq. 10), and the others."""
+    matches = [bool(torch.allclose(half_sse(G(z), x), logged_ae)) for z in codes]
+    assert matches.count(True) == 1
+    k = matches.index(True)
+    return codes[k], codes[:k] + codes[k + 1:]
 
 
 @pytest.mark.parametrize("adversarial_reduction, scale", [("sum", 1.0), ("mean", 0.5)])
 def test_encoder_and_generator_losses_by_hand(adversarial_reduction, scale, tiny_networks):
     config = Config(margin=4.0, alpha=0.3, alpha_generator=0.7, beta=0.2, adversarial_reduction=adversarial_reduction,
                     warmup_steps=0)
-    nets = tiny_networks()
-    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
-    objective = build_objective(config)
-    phases = objective.phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
+    nets, x = tiny_networks(), BATCH
+    generator = record_generator(nets)
+    phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
     encoder_phase = next(phases)
 
-    # The same computation written out from Eq. 10-12, with the same noise stream (eps first, then z_p).
-    noise = torch.Generator().manual_seed(5)
-    E, G = nets["encoder"], nets["generator"]
+    # Eq. 10-12 written out with the two codes the step decoded: z_r ~ q(z|x) and z_p ~ N(0, I).
+    E, G = nets["encoder"], generator.inner
     mu, logvar = E(x)
-    eps = torch.randn(mu.shape, generator=noise)
-    x_r = G(mu + (0.5 * logvar).exp() * eps)
-    x_p = G(torch.randn(mu.shape, generator=noise))
-    l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    z_r, (z_p,) = reconstruction_code(generator.inputs, G, x, encoder_phase.logs["ae"])
+    x_r, x_p = G(z_r), G(z_p)
+    l_ae = half_sse(x_r, x)
     kl_r, kl_p = by_hand_kl(*E(x_r)), by_hand_kl(*E(x_p))
     hinge = torch.relu(4.0 - kl_r).mean() + torch.relu(4.0 - kl_p).mean()
     expected_e = by_hand_kl(mu, logvar).mean() + 0.3 * scale * hinge + 0.2 * l_ae
     assert encoder_phase.network == "encoder"
     torch.testing.assert_close(encoder_phase.loss, expected_e)
 
-    generator_phase = next(phases)  # no encoder step taken: the same encoder
+    generator_phase = next(phases)  # no encoder step taken: the same encoder, and no code drawn again
     expected_g = 0.7 * scale * (kl_r.mean() + kl_p.mean()) + 0.2 * l_ae
-    assert generator_phase.network == "generator"
+    assert generator_phase.network == "generator" and len(generator.inputs) == 2
     torch.testing.assert_close(generator_phase.loss, expected_g)
     assert next(phases, None) is None
 
@@ -98,39 +118,50 @@ def test_negatives_samples_leaves_reconstructions_out_of_the_game(tiny_networks)
     # --negatives samples: the hinge and the generator's adversarial term see only the prior samples x_p.
     config = Config(margin=4.0, alpha=0.3, beta=0.2, negatives="samples", warmup_steps=0)
     nets, x = tiny_networks(), BATCH
+    generator = record_generator(nets)
     phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
     encoder_phase, generator_phase = next(phases), next(phases)
 
-    noise = torch.Generator().manual_seed(5)
-    E, G = nets["encoder"], nets["generator"]
-    mu, logvar, x_r, l_ae = reconstruction_by_hand(nets, x, noise)
-    x_p = G(torch.randn(mu.shape, generator=noise))
-    kl_p = by_hand_kl(*E(x_p))
+    E, G = nets["encoder"], generator.inner
+    mu, logvar = E(x)
+    z_r, (z_p,) = reconstruction_code(generator.inputs, G, x, encoder_phase.logs["ae"])
+    l_ae, kl_p = half_sse(G(z_r), x), by_hand_kl(*E(G(z_p)))
     torch.testing.assert_close(encoder_phase.loss, by_hand_kl(mu, logvar).mean()
                                + 0.3 * torch.relu(4.0 - kl_p).mean() + 0.2 * l_ae)
     torch.testing.assert_close(generator_phase.loss, 0.3 * kl_p.mean() + 0.2 * l_ae)
-    torch.testing.assert_close(encoder_phase.logs["kl_rec"], by_hand_kl(*E(x_r)).mean())  # still logged
+    torch.testing.assert_close(encoder_phase.logs["kl_rec"], by_hand_kl(*E(G(z_r))).mean())  # still logged
 
 
 def test_sample_codes_between_decodes_points_between_two_real_codes(tiny_networks):
-    # --sample-codes between: x_p = G(t mu_i + (1 - t) mu_j) for a random pairing j of the batch, t ~ U(0, 1), drawn
-    # from the noise stream after eps; the codes are constants (no gradient reaches the encoder through them).
+    # --sample-codes between: x_p = G(t mu_i + (1 - t) mu_j) for a random pairing j of the batch, t ~ U(0, 1); the
+    # codes are constants (no gradient reaches the encoder through them).
     config = Config(margin=4.0, alpha=0.3, beta=0.2, sample_codes="between", warmup_steps=0)
     nets, x = tiny_networks(), BATCH
+    generator = record_generator(nets)
     phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(5))
     encoder_phase, generator_phase = next(phases), next(phases)
 
-    noise = torch.Generator().manual_seed(5)
-    E, G = nets["encoder"], nets["generator"]
-    mu, logvar, x_r, l_ae = reconstruction_by_hand(nets, x, noise)
-    partner = torch.randperm(4, generator=noise)
-    t = torch.rand((4, 1), generator=noise)
-    assert not torch.equal(partner, torch.arange(4))  # this seed pairs images with others
-    x_p = G(t * mu + (1 - t) * mu[partner])
-    kl_r, kl_p = by_hand_kl(*E(x_r)), by_hand_kl(*E(x_p))
+    E, G = nets["encoder"], generator.inner
+    mu, logvar = E(x)
+    z_r, (z_p,) = reconstruction_code(generator.inputs, G, x, encoder_phase.logs["ae"])
+    mu = mu.detach()
+    paired_with_another = False
+    for code in z_p:  # each code is t mu_i + (1 - t) mu_j for two rows of the batch, 0 <= t <= 1
+        on_segments = [(i, j) for i in range(4) for j in range(4) if _on_segment(code, mu[i], mu[j])]
+        assert on_segments
+        paired_with_another |= any(i != j for i, j in on_segments)
+    assert paired_with_another  # this seed pairs images with others, not only with themselves
+    l_ae = half_sse(G(z_r), x)
+    kl_r, kl_p = by_hand_kl(*E(G(z_r))), by_hand_kl(*E(G(z_p)))
     torch.testing.assert_close(encoder_phase.loss, by_hand_kl(mu, logvar).mean()
                                + 0.3 * (torch.relu(4.0 - kl_r).mean() + torch.relu(4.0 - kl_p).mean()) + 0.2 * l_ae)
     torch.testing.assert_close(generator_phase.loss, 0.3 * (kl_r.mean() + kl_p.mean()) + 0.2 * l_ae)
+
+
+def _on_segment(code, a, b) -> bool:
+    d = b - a
+    t = float((code - a) @ d / (d @ d)) if d.any() else 0.0
+    return 0 <= t <= 1 and torch.allclose(a + t * d, code, atol=1e-5)
 
 
 def test_game_every_takes_vae_steps_between_games(tiny_networks):
@@ -138,13 +169,16 @@ def test_game_every_takes_vae_steps_between_games(tiny_networks):
     # the warm-up's VAE step, with the same beta, and log the margin in force.
     objective = build_objective(Config(margin=4.0, alpha=0.3, beta=0.2, game_every=3, warmup_steps=0))
     nets, x = tiny_networks(), BATCH
+    generator = record_generator(nets)
     for step, game in ((3, True), (4, False), (5, False), (6, True)):
+        generator.inputs.clear()
         phases = list(objective.phases(nets, x, step=step, noise=torch.Generator().manual_seed(5)))
         assert [p.network for p in phases] == ["encoder", "generator"]
-        assert ("kl_sample" in phases[0].logs) is game
+        assert ("kl_sample" in phases[0].logs) is game and len(generator.inputs) == (2 if game else 1)
         assert phases[0].logs["margin"].item() == 4.0
         if not game:
-            mu, logvar, _, l_ae = reconstruction_by_hand(nets, x, torch.Generator().manual_seed(5))
+            mu, logvar = nets["encoder"](x)
+            l_ae = half_sse(generator.inner(generator.inputs[0]), x)
             torch.testing.assert_close(phases[0].loss, by_hand_kl(mu, logvar).mean() + 0.2 * l_ae)
             torch.testing.assert_close(phases[1].loss, 0.2 * l_ae)
 
@@ -191,6 +225,7 @@ def test_generator_loss_uses_the_updated_encoder(tiny_networks):
     config = Config(margin=50.0, alpha=0.5, beta=0.1, warmup_steps=0)
     nets = tiny_networks(seed=3)
     x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(2))
+    generator = record_generator(nets)
     before = copy.deepcopy(nets)
     phases = build_objective(config).phases(nets, x, step=0, noise=torch.Generator().manual_seed(9))
     encoder_phase = next(phases)
@@ -198,15 +233,13 @@ def test_generator_loss_uses_the_updated_encoder(tiny_networks):
     encoder_phase.loss.backward(inputs=list(nets["encoder"].parameters()), retain_graph=True)
     optimizer.step()
     generator_phase = next(phases)
+    # L_AE uses the code from before the encoder's step (lines 4-7), drawn once for both phases.
+    G = before["generator"].inner
+    z_r, (z_p,) = reconstruction_code(generator.inputs, G, x, encoder_phase.logs["ae"])
 
     def generator_loss(encoder):
-        noise = torch.Generator().manual_seed(9)
-        G = before["generator"]
-        mu, logvar = before["encoder"](x)  # L_AE uses the code from before the encoder's step (line 4-7)
-        x_r = G(reparameterize(mu, logvar, noise))
-        x_p = G(prior_sample(6, mu.shape[1], noise, mu))
-        l_ae = 0.5 * ((x_r - x) ** 2).sum(dim=(1, 2, 3)).mean()
-        return 0.5 * (by_hand_kl(*encoder(x_r)).mean() + by_hand_kl(*encoder(x_p)).mean()) + 0.1 * l_ae
+        x_r, x_p = G(z_r), G(z_p)
+        return 0.5 * (by_hand_kl(*encoder(x_r)).mean() + by_hand_kl(*encoder(x_p)).mean()) + 0.1 * half_sse(x_r, x)
 
     torch.testing.assert_close(generator_phase.loss, generator_loss(nets["encoder"]))
     assert not torch.allclose(generator_phase.loss, generator_loss(before["encoder"]))
