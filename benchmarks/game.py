@@ -90,6 +90,18 @@ LEADS: dict[str, dict] = {
     "glyphs-32-margin1.2": {"preset": "glyphs-32", "margin_factor": 1.2, "steps_factor": 4 / 3},
     "soft-mnist-joint": {"preset": "soft-introvae-mnist", "arch": "light", "encoder_batch": "joint",
                          "steps_factor": 0.35},
+    # Issue 29's untried leads, on today's game and on the joint batch: R1 on the encoder's KL of real images (gamma;
+    # lazy, every 4th game at 4x the weight), two time-scale learning rates (a slower generator or a faster encoder),
+    # m ramped up from the warm-up's KL(real), and DiffAugment's translation alone of the images the encoder judges.
+    "glyphs-32-r1": {"preset": "glyphs-32", "r1": 0.1, "r1_every": 4, "steps_factor": 4 / 3},
+    "glyphs-32-r1-0.01": {"preset": "glyphs-32", "r1": 0.01, "r1_every": 4, "steps_factor": 4 / 3},
+    "glyphs-32-r1-every1": {"preset": "glyphs-32", "r1": 0.1, "steps_factor": 4 / 3},
+    "glyphs-32-ttur": {"preset": "glyphs-32", "generator_lr_factor": 0.5, "steps_factor": 4 / 3},
+    "glyphs-32-ttur-enc2": {"preset": "glyphs-32", "encoder_lr_factor": 2.0, "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp": {"preset": "glyphs-32", "margin_ramp": 1000, "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp-3000": {"preset": "glyphs-32", "margin_ramp": 3000, "steps_factor": 4 / 3},
+    "glyphs-32-translate": {"preset": "glyphs-32", "translate": 0.125, "steps_factor": 4 / 3},
+    "glyphs-32-translate-0.0625": {"preset": "glyphs-32", "translate": 0.0625, "steps_factor": 4 / 3},
 }
 
 

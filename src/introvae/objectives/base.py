@@ -59,6 +59,9 @@ class Phase:
     network: str  # key of the network (and its optimizer) this loss updates
     loss: Tensor  # scalar
     logs: dict[str, Tensor] = field(default_factory=dict)  # detached scalars, averaged into log.jsonl
+    # The network's learning rate for this phase as a multiple of the optimizer's (two time-scale updates: Adam does
+    # not see a scaled loss, so a slower or faster network needs its own rate); 1 leaves the optimizer as it is.
+    lr_factor: float = 1.0
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
