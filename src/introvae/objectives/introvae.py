@@ -27,9 +27,13 @@ VAEs") inside the run: the warm-up is that VAE, so the mean KL(real) of its last
 to `propose_margin` of it when the game starts. The measurement and m are the objective's state (saved with every
 checkpoint), and the choice is reported as an event record in log.jsonl.
 
-Two options go beyond the paper and are off by default (docs/models.md): `sample_codes="between"` decodes the game's
-samples from points between two real images' codes instead of from N(0, I), and `game_every` plays the game on every
-N-th step only, with the warm-up's VAE step in between.
+Options beyond the paper are off by default (docs/models.md): `sample_codes="between"` decodes the game's samples
+from points between two real images' codes instead of from N(0, I); `game_every` plays the game on every N-th step
+only, with the warm-up's VAE step in between; and the leads of issue 29, which treat the encoder as a GAN's critic:
+`r1` (an R1 penalty on the gradient of KL(real) with respect to the images), `encoder_lr_factor` and
+`generator_lr_factor` (two time-scale learning rates on the game's steps), `margin_ramp` (m raised from the warm-up's
+KL(real) over the first steps of the game) and `translate` (DiffAugment's translation of the images the encoder
+judges).
 
 The margin is logged with the losses (0 during the warm-up, where no hinge applies): with --margin auto it is chosen
 inside the run, so the dynamics plot draws the m actually in force rather than a value from config.json.
@@ -131,12 +135,12 @@ class IntroVAEOptions:
                                       "time-scale updates, Heusel et al. 2017); 1 is Algorithm 1")
     generator_lr_factor: float = option(1.0, "the generator's learning rate on the game's steps as a multiple of --lr "
                                         "(two time-scale updates); 1 is Algorithm 1")
-    margin_ramp: int = option(0, "with --margin auto: raise m linearly over this many steps after the warm-up, from "
-                              "the warm-up's KL(real) to the m that --margin-factor gives; 0 starts the game at that "
-                              "m", minimum=0)
+    margin_ramp: int = option(0, "raise m linearly over this many steps after the warm-up, from the KL(real) of the "
+                              "warm-up's last quarter to --margin (or the m that --margin auto chooses); 0 starts the "
+                              "game at m", minimum=0)
     translate: float = option(0.0, "shift the images the encoder judges in the game (real and generated, each by its "
                               "own random offset) by up to this fraction of the side, with zero padding "
-                              "(DiffAugment's translation, Zhao et al. 2020); 0 is off", minimum=0)
+                              "(DiffAugment's translation, Zhao et al. 2020); 0 is off", minimum=0, maximum=0.5)
 
     @property
     def generator_alpha(self) -> float:
@@ -166,7 +170,9 @@ class IntroVAE(Objective):
         self.alpha, self.alpha_generator, self.beta = o.alpha, o.generator_alpha, o.beta
         self.hinge, self.reconstruction = o.hinge, o.reconstruction
         self.adversarial_scale = 1.0 if o.adversarial_reduction == "sum" else 0.5
-        # --margin auto: KL(real) summed over the last quarter of the warm-up, and the number of steps in the sum.
+        # --margin auto and --margin-ramp: KL(real) summed over the last quarter of the warm-up, and the number of
+        # steps in the sum.
+        self.measures_kl_real = self.auto_margin or bool(o.margin_ramp)
         self.measure_from = self.warmup_steps - max(1, self.warmup_steps // 4)
         self.kl_real_sum, self.kl_real_steps = 0.0, 0
         self._events: list[dict[str, Any]] = []
@@ -187,10 +193,8 @@ class IntroVAE(Objective):
                              ("--generator-lr-factor", options.generator_lr_factor)):
             if not factor > 0:
                 raise UserError(f"{flag} must be above 0, got {factor}.")
-        if options.margin_ramp and margin != "auto":
-            raise UserError("--margin-ramp starts m from the warm-up's KL(real), so it needs --margin auto.")
-        if options.translate >= 0.5:
-            raise UserError(f"--translate must be below 0.5 (a fraction of the side), got {options.translate}.")
+        if options.margin_ramp and warmup_steps < 1:
+            raise UserError("--margin-ramp starts m from the warm-up's KL(real): give --warmup-steps (e.g. 200).")
 
     @classmethod
     def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:
@@ -208,9 +212,10 @@ class IntroVAE(Objective):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not self.auto_margin:
+        if not self.measures_kl_real:
             return  # a fixed m is in config.json
-        self.margin = float(state["margin"])
+        if self.auto_margin:
+            self.margin = float(state["margin"])
         self.kl_real_sum, self.kl_real_steps = float(state["kl_real_sum"]), int(state["kl_real_steps"])
         if self.options.margin_ramp:
             self.margin_start = float(state["margin_start"])
@@ -221,14 +226,19 @@ class IntroVAE(Objective):
         return events
 
     def _choose_margin(self) -> None:
+        """At the first game step: m from the warm-up's KL(real) (--margin auto), and where --margin-ramp starts."""
         if self.kl_real_steps == 0:
             raise RuntimeError("--margin auto: no warm-up step was measured, so the margin cannot be chosen.")
         kl_real = mean_over_ranks(self.kl_real_sum / self.kl_real_steps)  # one m for every process of torchrun
-        self.margin = propose_margin(kl_real, self.options.margin_factor)
-        self.margin_start = kl_real
-        self._events.append({"event": "margin", "margin": self.margin, "kl_real": kl_real,
-                             "measured_steps": self.kl_real_steps, "factor": self.options.margin_factor,
-                             **({"ramp_steps": self.options.margin_ramp} if self.options.margin_ramp else {})})
+        if self.auto_margin:
+            self.margin = propose_margin(kl_real, self.options.margin_factor)
+        event = {"event": "margin", "margin": self.margin, "kl_real": kl_real, "measured_steps": self.kl_real_steps}
+        if self.auto_margin:
+            event["factor"] = self.options.margin_factor
+        if self.options.margin_ramp:
+            self.margin_start = kl_real
+            event["ramp_steps"] = self.options.margin_ramp
+        self._events.append(event)
 
     def margin_at(self, step: int) -> float:
         """The m in force at `step`. With --margin-ramp it rises linearly from the warm-up's KL(real) at the first
@@ -256,7 +266,7 @@ class IntroVAE(Objective):
 
     def after_step(self, step: int, logs: dict[str, Tensor]) -> None:
         # Only completed steps arrive here, so a skipped (non-finite) warm-up step is not measured.
-        if self.auto_margin and self.measure_from <= step < self.warmup_steps:
+        if self.measures_kl_real and self.measure_from <= step < self.warmup_steps:
             self.kl_real_sum += float(logs["kl_real"])
             self.kl_real_steps += 1
 
@@ -273,7 +283,7 @@ class IntroVAE(Objective):
         return t * mu + (1 - t) * mu[partner]
 
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
-        if math.isnan(self.margin):
+        if math.isnan(self.margin) or (self.options.margin_ramp and math.isnan(self.margin_start)):
             self._choose_margin()
 
         margin = self.margin_at(step)
