@@ -102,6 +102,19 @@ LEADS: dict[str, dict] = {
     "glyphs-32-margin-ramp-3000": {"preset": "glyphs-32", "margin_ramp": 3000, "steps_factor": 4 / 3},
     "glyphs-32-translate": {"preset": "glyphs-32", "translate": 0.125, "steps_factor": 4 / 3},
     "glyphs-32-translate-0.0625": {"preset": "glyphs-32", "translate": 0.0625, "steps_factor": 4 / 3},
+    # the strengths kept after the screen on seed 0, on the joint batch
+    "glyphs-32-r1-0.01-joint": {"preset": "glyphs-32", "r1": 0.01, "r1_every": 4, "encoder_batch": "joint",
+                                "steps_factor": 4 / 3},
+    "glyphs-32-ttur-joint": {"preset": "glyphs-32", "generator_lr_factor": 0.5, "encoder_batch": "joint",
+                             "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp-joint": {"preset": "glyphs-32", "margin_ramp": 1000, "encoder_batch": "joint",
+                                    "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp-3000-joint": {"preset": "glyphs-32", "margin_ramp": 3000, "encoder_batch": "joint",
+                                         "steps_factor": 4 / 3},
+    "glyphs-32-translate-joint": {"preset": "glyphs-32", "translate": 0.125, "encoder_batch": "joint",
+                                  "steps_factor": 4 / 3},
+    "glyphs-32-translate-0.0625-joint": {"preset": "glyphs-32", "translate": 0.0625, "encoder_batch": "joint",
+                                         "steps_factor": 4 / 3},
 }
 
 
