@@ -180,8 +180,9 @@ def step_costs(names: list[str], repeats: int, steps: int, extra: dict) -> dict[
     trainers = {}
     work = Path(tempfile.mkdtemp(prefix="step-cost-"))
     for name in names:
-        # a fixed margin: no warm-up is run here to measure one
-        config = lead_config(LEADS[name], 0, 10**6, grid_every=0, checkpoint_every=0, margin=35.0, **extra)
+        # a fixed margin and no ramp: no warm-up is run here to measure KL(real) (a ramp changes only a number)
+        config = lead_config(LEADS[name], 0, 10**6, grid_every=0, checkpoint_every=0, margin=35.0, margin_ramp=0,
+                             **extra)
         data = open_data(config.dataset.path, 32, 1, config.dataset.test_fraction, 0, config.dataset.builtin_count)
         trainer = Trainer(config, work / name, data, quiet=True)
         trainer.step = trainer.objective.warmup_steps

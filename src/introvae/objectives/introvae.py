@@ -228,7 +228,8 @@ class IntroVAE(Objective):
     def _choose_margin(self) -> None:
         """At the first game step: m from the warm-up's KL(real) (--margin auto), and where --margin-ramp starts."""
         if self.kl_real_steps == 0:
-            raise RuntimeError("--margin auto: no warm-up step was measured, so the margin cannot be chosen.")
+            raise RuntimeError("no warm-up step was measured, so the margin (--margin auto) or the start of "
+                               "--margin-ramp cannot be chosen.")
         kl_real = mean_over_ranks(self.kl_real_sum / self.kl_real_steps)  # one m for every process of torchrun
         if self.auto_margin:
             self.margin = propose_margin(kl_real, self.options.margin_factor)
