@@ -90,6 +90,31 @@ LEADS: dict[str, dict] = {
     "glyphs-32-margin1.2": {"preset": "glyphs-32", "margin_factor": 1.2, "steps_factor": 4 / 3},
     "soft-mnist-joint": {"preset": "soft-introvae-mnist", "arch": "light", "encoder_batch": "joint",
                          "steps_factor": 0.35},
+    # Issue 29's untried leads, on today's game and on the joint batch: R1 on the encoder's KL of real images (gamma;
+    # lazy, every 4th game at 4x the weight), two time-scale learning rates (a slower generator or a faster encoder),
+    # m ramped up from the warm-up's KL(real), and DiffAugment's translation alone of the images the encoder judges.
+    "glyphs-32-r1": {"preset": "glyphs-32", "r1": 0.1, "r1_every": 4, "steps_factor": 4 / 3},
+    "glyphs-32-r1-0.01": {"preset": "glyphs-32", "r1": 0.01, "r1_every": 4, "steps_factor": 4 / 3},
+    "glyphs-32-r1-every1": {"preset": "glyphs-32", "r1": 0.1, "steps_factor": 4 / 3},
+    "glyphs-32-ttur": {"preset": "glyphs-32", "generator_lr_factor": 0.5, "steps_factor": 4 / 3},
+    "glyphs-32-ttur-enc2": {"preset": "glyphs-32", "encoder_lr_factor": 2.0, "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp": {"preset": "glyphs-32", "margin_ramp": 1000, "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp-3000": {"preset": "glyphs-32", "margin_ramp": 3000, "steps_factor": 4 / 3},
+    "glyphs-32-translate": {"preset": "glyphs-32", "translate": 0.125, "steps_factor": 4 / 3},
+    "glyphs-32-translate-0.0625": {"preset": "glyphs-32", "translate": 0.0625, "steps_factor": 4 / 3},
+    # the strengths kept after the screen on seed 0, on the joint batch
+    "glyphs-32-r1-0.01-joint": {"preset": "glyphs-32", "r1": 0.01, "r1_every": 4, "encoder_batch": "joint",
+                                "steps_factor": 4 / 3},
+    "glyphs-32-ttur-joint": {"preset": "glyphs-32", "generator_lr_factor": 0.5, "encoder_batch": "joint",
+                             "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp-joint": {"preset": "glyphs-32", "margin_ramp": 1000, "encoder_batch": "joint",
+                                    "steps_factor": 4 / 3},
+    "glyphs-32-margin-ramp-3000-joint": {"preset": "glyphs-32", "margin_ramp": 3000, "encoder_batch": "joint",
+                                         "steps_factor": 4 / 3},
+    "glyphs-32-translate-joint": {"preset": "glyphs-32", "translate": 0.125, "encoder_batch": "joint",
+                                  "steps_factor": 4 / 3},
+    "glyphs-32-translate-0.0625-joint": {"preset": "glyphs-32", "translate": 0.0625, "encoder_batch": "joint",
+                                         "steps_factor": 4 / 3},
 }
 
 
@@ -156,8 +181,9 @@ def step_costs(names: list[str], repeats: int, steps: int, extra: dict) -> dict[
     trainers = {}
     work = Path(tempfile.mkdtemp(prefix="step-cost-"))
     for name in names:
-        # a fixed margin: no warm-up is run here to measure one
-        config = lead_config(LEADS[name], 0, 10**6, grid_every=0, checkpoint_every=0, margin=35.0, **extra)
+        # a fixed margin and no ramp: no warm-up is run here to measure KL(real) (a ramp changes only a number)
+        config = lead_config(LEADS[name], 0, 10**6, grid_every=0, checkpoint_every=0, margin=35.0, margin_ramp=0,
+                             **extra)
         data = open_data(config.dataset.path, 32, 1, config.dataset.test_fraction, 0, config.dataset.builtin_count)
         trainer = Trainer(config, work / name, data, quiet=True)
         trainer.step = trainer.engine.objective.warmup_steps

@@ -2,12 +2,14 @@
 photo crops at 32x32, for chosen training precisions and seeds.
 
     python benchmarks/quality.py [--budget-s 300] [--models introvae soft-introvae avae vae] [--samples 2000]
-                                 [--data builtin photos glyphs] [--precisions fp32 bf16] [--seeds 0 1 2]
+                                 [--data builtin photos photos-gray glyphs] [--precisions fp32 bf16]
+                                 [--seeds 0 1 2]
                                  [--device auto] [--out benchmarks/results/quality.json]
                                  [--set beta=64 batch_size=8 ...] [--pictures DIR]
 
 Data sets: "builtin" is the generated shapes; "photos" is 4096 random crops of the colour photographs shipped inside
 scikit-image (benchmarks/photos.py builds benchmarks/results/photos-32.npz once; `pip install introvae[bench]`);
+"photos-gray" is the same crops in one channel (the library's conversion of RGB to gray, `--channels 1`);
 "glyphs" is the rendered digits, gray, trained from their own presets (glyphs-32 and vae-glyphs-32) and judged
 by the glyph judge too (benchmarks/glyphs.py: legible, class cover, its feature FD, the high-frequency ratio).
 
@@ -52,10 +54,11 @@ import time
 from pathlib import Path
 
 MODELS = {"introvae": "builtin-32", "soft-introvae": "soft-introvae-32", "avae": "avae-32", "vae": "vae-32"}
-DATA_SETS = ("builtin", "photos", "glyphs")
-# The glyphs are gray and have their own IntroVAE preset; every other (data, model) trains from MODELS' preset in RGB.
+DATA_SETS = ("builtin", "photos", "photos-gray", "glyphs")
+# The glyphs are gray and have their own IntroVAE preset; every other (data, model) trains from MODELS' preset, in RGB
+# but for the gray photo crops.
 DATA_PRESETS = {("glyphs", "introvae"): "glyphs-32", ("glyphs", "vae"): "vae-glyphs-32"}
-DATA_CHANNELS = {"glyphs": 1}
+DATA_CHANNELS = {"glyphs": 1, "photos-gray": 1}
 PRECISIONS = ("auto", "fp32", "bf16")  # passed through; the library decides which it accepts on this device
 # The train/test split of a file data set follows a seed; it is fixed here so that every seed and precision is scored
 # against the same held-out images as the data set's real row (the seeds vary initialisation, data order and noise).
@@ -75,7 +78,8 @@ SUMMARY_COLUMNS = [("data", "{}"), ("model", "{}"), ("precision", "{}"), ("seeds
 
 
 def data_spec(name: str) -> str:
-    """The `--data` value of a benchmark data set (building the photo crops on first use)."""
+    """The `--data` value of a benchmark data set (building the photo crops on first use; the gray ones are the
+    same file, read in one channel)."""
     if name in ("builtin", "glyphs"):
         return name
     from photos import photos_npz  # benchmarks/photos.py: this script's folder is on sys.path
@@ -89,13 +93,13 @@ def preset_of(spec: str, model: str) -> str:
     return DATA_PRESETS.get((spec, model), MODELS[model])
 
 
-def open_split(config):
-    """The config's data at its image size and channels (RGB but for the glyphs), split with SPLIT_SEED."""
+def open_split(config, channels: int):
+    """The config's data at its image size and `channels`, split with SPLIT_SEED."""
     from introvae.data import open_data
 
     dataset = config.dataset
-    return open_data(dataset.path, dataset.image_size, DATA_CHANNELS.get(dataset.path, 3), dataset.test_fraction,
-                     SPLIT_SEED, dataset.builtin_count)
+    return open_data(dataset.path, dataset.image_size, channels, dataset.test_fraction, SPLIT_SEED,
+                     dataset.builtin_count)
 
 
 def fd_8px(samples_u8, reference_u8) -> float:
@@ -150,10 +154,11 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float, num_samples: int,
-              device: str, steps: int = 0, overrides: dict | None = None, pictures: Path | None = None) -> dict:
-    """Train `model` on `spec` for `budget_s` seconds of steps (or exactly `steps` steps when positive), with
-    `overrides` of its preset, then evaluate it (called in a child process); with `pictures`, keep PNGs of its
-    samples and held-out reconstructions there."""
+              device: str, steps: int = 0, overrides: dict | None = None, pictures: Path | None = None,
+              channels: int = 3) -> dict:
+    """Train `model` on `spec` in `channels` channels for `budget_s` seconds of steps (or exactly `steps` steps when
+    positive), with `overrides` of its preset, then evaluate it (called in a child process); with `pictures`, keep
+    PNGs of its samples and held-out reconstructions there."""
     import torch
 
     from introvae import from_preset
@@ -164,8 +169,8 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
                          grid_every=0, checkpoint_every=0, device=device)
     # validate() as the command line does, so a precision the library does not know is refused, not ignored.
     # The learning rate and warm-up the run trains with, as `introvae train` records them.
-    config = config.replace(channels=DATA_CHANNELS.get(spec, 3)).validate().resolved()
-    data = open_split(config)
+    config = config.replace(channels=channels).validate().resolved()
+    data = open_split(config, channels)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, Path(run_dir), data, quiet=True)
         started = time.perf_counter()
@@ -185,7 +190,8 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
             from introvae.images import as_float, save_image
 
             pictures.mkdir(parents=True, exist_ok=True)
-            name = f"{Path(spec).stem}-{model}-{precision}-seed{seed}"
+            gray = "-gray" if channels == 1 and spec != "glyphs" else ""
+            name = f"{Path(spec).stem}{gray}-{model}-{precision}-seed{seed}"
             save_image(as_float(samples[:64]), pictures / f"{name}-samples.png")
             # reconstruct_set gives float images, the reference set is uint8
             save_image(torch.cat([as_float(reference[:32]), as_float(reconstructions[:32])]),
@@ -201,7 +207,7 @@ def real_row(name: str, spec: str, num_samples: int) -> dict:
     from introvae import from_preset
     from introvae.evaluate import EvalSettings
 
-    data = open_split(from_preset(preset_of(spec, "introvae"), data=spec))
+    data = open_split(from_preset(preset_of(spec, "introvae"), data=spec), DATA_CHANNELS.get(name, 3))
     train_images = data.train.images[:num_samples]
     return {"data": name, "model": REAL, "steps": 0,
             **score(train_images, data.test.images, EvalSettings(num_samples=num_samples, download=False),
@@ -210,7 +216,8 @@ def real_row(name: str, spec: str, num_samples: int) -> dict:
 
 def run_child(name: str, spec: str, model: str, precision: str, seed: int, args: argparse.Namespace) -> dict:
     """One (data, model, precision, seed) in a fresh process; its failure becomes the row's "error"."""
-    child = subprocess.run([sys.executable, __file__, "--one", model, "--spec", spec, "--precisions", precision,
+    child = subprocess.run([sys.executable, __file__, "--one", model, "--spec", spec,
+                            "--channels", str(DATA_CHANNELS.get(name, 3)), "--precisions", precision,
                             "--seeds", str(seed), "--budget-s", str(args.budget_s), "--steps", str(args.steps),
                             "--samples", str(args.samples), "--device", args.device, "--set", *args.set,
                             *(["--pictures", str(args.pictures)] if args.pictures else [])],
@@ -273,11 +280,13 @@ def main() -> None:
     # Child process: train and evaluate one model on the data at --spec, with the first precision and seed.
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--channels", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     overrides = parse_settings(args.set)
     if args.one:
         print(json.dumps(run_model(args.one, args.spec, args.precisions[0], args.seeds[0], args.budget_s,
-                                   args.samples, args.device, args.steps, overrides, args.pictures)))
+                                   args.samples, args.device, args.steps, overrides, args.pictures,
+                                   args.channels)))
         return
     rows = []
     for name in args.data:

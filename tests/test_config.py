@@ -28,7 +28,8 @@ def _changed(value, field):
     if isinstance(value, bool):
         return not value
     if isinstance(value, (int, float)):
-        return value * 2 + 1
+        maximum = field.metadata.get("maximum")
+        return value * 2 + 1 if maximum is None else (value + maximum) / 2
     return value + "x"
 
 
@@ -133,6 +134,9 @@ def test_a_bad_config_file_is_one_sentence(tmp_path, capsys):
     ({"margin": -1.0}, "--margin"), ({"hinge": "both"}, "--hinge"), ({"margin": "auto", "warmup_steps": 0}, "--margin"),
     ({"model": "avae", "avae_alpha": -1.0}, "--avae-alpha"), ({"model": "avae", "disc_latent": 0}, "--disc-latent"),
     ({"model": "soft-introvae", "beta_neg": -1.0}, "--beta-neg"),
+    ({"r1": -1.0}, "--r1 must be at least 0"), ({"r1_every": 0}, "--r1-every"),
+    ({"encoder_lr_factor": 0.0}, "--encoder-lr-factor"), ({"generator_lr_factor": -1.0}, "--generator-lr-factor"),
+    ({"translate": 0.6}, "--translate must be at most 0.5"), ({"margin_ramp": 100, "warmup_steps": 0}, "--margin-ramp"),
     ({"steps": 2.5}, "--steps must be a whole number"), ({"hflip": 1}, "--hflip must be true or false"),
     ({"beta": "2"}, "--beta must be a number"),
 ])

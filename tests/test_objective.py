@@ -320,3 +320,158 @@ def test_joint_encoder_batch_normalises_real_and_generated_images_together(model
     torch.testing.assert_close(torch.cat([logvar_a, logvar_b]), logvar)
     assert mu_a.shape == (3, 8) and mu_b.shape == (5, 8)
     assert not torch.allclose(encoder(a)[0], mu_a)  # alone, a batch is normalised by its own statistics
+
+
+# ---- the leads of issue 29 beyond the paper: R1, two time-scale rates, the margin's ramp, translation
+
+
+def _phases(config, nets, x, step=0, seed=5):
+    return list(build_objective(config).phases(nets, x, step=step, noise=torch.Generator().manual_seed(seed)))
+
+
+def r1_by_hand(encoder, x):
+    """E ||d KL(real) / dx||^2 for the tiny linear encoder, from its weights: mu = W_mu x + b, logvar = W_v x + c, so
+    d KL / dx = W_mu^T mu + W_v^T (exp(logvar) - 1) / 2 for each image."""
+    weight = encoder.fc.weight.detach()
+    latent = weight.shape[0] // 2
+    mu, logvar = (t.detach() for t in encoder(x))
+    gradient = mu @ weight[:latent] + 0.5 * (logvar.exp() - 1) @ weight[latent:]
+    return gradient.pow(2).sum(1).mean()
+
+
+def test_r1_adds_half_gamma_times_the_squared_gradient_of_the_real_kl(tiny_networks):
+    nets, x = tiny_networks(), BATCH
+    plain = _phases(Config(margin=4.0, alpha=0.3, beta=0.2, warmup_steps=0), nets, x)
+    with_r1 = _phases(Config(margin=4.0, alpha=0.3, beta=0.2, r1=0.6, warmup_steps=0), nets, x)
+    expected = 0.5 * 0.6 * r1_by_hand(nets["encoder"], x)
+    assert expected > 0.01
+    torch.testing.assert_close(with_r1[0].loss - plain[0].loss, expected)
+    torch.testing.assert_close(with_r1[0].logs["r1"], expected)
+    torch.testing.assert_close(with_r1[1].loss, plain[1].loss)  # the generator's loss has no R1
+    # The penalty reaches the encoder's weights (through the second derivative).
+    params = list(nets["encoder"].parameters())
+    grads_plain = torch.autograd.grad(plain[0].loss, params, retain_graph=True)
+    grads_r1 = torch.autograd.grad(with_r1[0].loss, params, retain_graph=True)
+    assert not all(torch.allclose(a, b) for a, b in zip(grads_plain, grads_r1))
+
+
+@pytest.mark.parametrize("game_every, r1_steps", [(1, {0, 3, 6}), (2, {0, 4})])
+def test_lazy_r1_acts_every_nth_game_at_n_times_the_weight(tiny_networks, game_every, r1_steps):
+    # --r1-every 3 with the game on every step: steps 0, 3 and 6; --r1-every 2 with --game-every 2: the games are
+    # steps 0, 2, 4, 6 and the penalty comes with the first and the third. Elsewhere the losses are exactly those
+    # without R1, and the noise stream is the same.
+    nets, x = tiny_networks(), BATCH
+    every = 3 if game_every == 1 else 2
+    common = dict(margin=4.0, alpha=0.3, beta=0.2, game_every=game_every, warmup_steps=0)
+    for step in range(7):
+        plain = _phases(Config(**common), nets, x, step)
+        lazy = _phases(Config(**common, r1=0.6, r1_every=every), nets, x, step)
+        if step in r1_steps:
+            expected = every * 0.5 * 0.6 * r1_by_hand(nets["encoder"], x)
+            torch.testing.assert_close(lazy[0].loss - plain[0].loss, expected)
+        else:
+            assert "r1" not in lazy[0].logs
+            assert torch.equal(lazy[0].loss, plain[0].loss) and torch.equal(lazy[1].loss, plain[1].loss)
+
+
+def _ramped(margin, warmup_steps=4, ramp=10):
+    """An objective whose warm-up measured KL(real) 57 in its last quarter (step 3), as after training."""
+    objective = build_objective(Config(margin=margin, margin_factor=1.5, warmup_steps=warmup_steps, margin_ramp=ramp))
+    for step in range(warmup_steps):
+        objective.after_step(step, {"kl_real": torch.tensor(56.0 + (step % 2))})
+    return objective
+
+
+@pytest.mark.parametrize("margin, final", [("auto", 90.0), (80.0, 80.0)])
+def test_margin_ramp_rises_from_the_warmups_kl_to_m(margin, final, tiny_networks):
+    # From KL(real) = 57 at the first game step (4) to m at step 4 + 10, linearly; with --margin auto m is
+    # 5 * ceil(1.5 * 57 / 5) = 90, with a fixed --margin it is that margin.
+    objective = _ramped(margin)
+    nets, x = tiny_networks(), BATCH
+    seen = {}
+    for step in (4, 9, 14, 40):
+        phases = list(objective.phases(nets, x, step=step, noise=torch.Generator().manual_seed(5)))
+        seen[step] = phases[0].logs["margin"].item()
+    assert seen == pytest.approx({4: 57.0, 9: 57.0 + (final - 57.0) / 2, 14: final, 40: final})
+    assert objective.pop_events()[0]["ramp_steps"] == 10
+    # The hinge uses the m in force: at step 9 the losses are those of a fixed m of that value.
+    fixed = _phases(Config(margin=seen[9], margin_factor=1.5, warmup_steps=4), nets, x, step=9)
+    ramped = list(objective.phases(nets, x, step=9, noise=torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(ramped[0].loss, fixed[0].loss)
+    # A resumed run continues the ramp where it was.
+    resumed = build_objective(Config(margin=margin, margin_factor=1.5, warmup_steps=4, margin_ramp=10))
+    resumed.load_state_dict(objective.state_dict())
+    assert resumed.margin_at(9) == objective.margin_at(9) and resumed.margin_at(30) == final
+
+
+def test_translate_moves_each_image_by_its_own_offset_and_keeps_its_shape():
+    from introvae.objectives.introvae import translate
+    x = torch.zeros(16, 2, 16, 16)
+    x[:, :, 7, 8] = torch.tensor([1.0, 2.0])  # one pixel per channel, at the same place in every image
+    x.requires_grad_(True)
+    shifted = translate(x, 0.125, torch.Generator().manual_seed(0))  # up to 2 pixels each way
+    assert shifted.shape == x.shape
+    moves = set()
+    for image in shifted.detach():
+        row, col = divmod(int(image[0].argmax()), 16)
+        assert abs(row - 7) <= 2 and abs(col - 8) <= 2
+        assert image[0, row, col] == 1.0 and image[1, row, col] == 2.0 and image.sum() == 3.0  # channels together
+        moves.add((row - 7, col - 8))
+    assert len(moves) > 4  # each image its own offset
+    (gradient,) = torch.autograd.grad(shifted.sum(), x)  # differentiable: each input pixel lands once (or falls out)
+    assert gradient.max() == 1.0
+    # The offsets come from the noise: the same seed, the same shifts; no shift at all below half a pixel.
+    torch.testing.assert_close(translate(x, 0.125, torch.Generator().manual_seed(0)), shifted)
+    assert torch.equal(translate(x, 0.01, torch.Generator().manual_seed(0)), x)
+
+
+def test_translate_shifts_the_images_the_encoder_judges(tiny_networks):
+    # --translate: after eps and z_p, the encoder's phase draws shifts of x_r, x_p and x (in that order), its real
+    # term is the mean of KL(x) and KL(T(x)), its hinges see T(x_r) and T(x_p); the generator's phase draws new
+    # shifts of x_r, x_p (and x) and is judged on those.
+    from introvae.objectives.introvae import translate
+    nets, x = tiny_networks(shape=(1, 4, 4)), torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    encoder_phase, generator_phase = _phases(Config(margin=4.0, alpha=0.3, beta=0.2, translate=0.25,
+                                                    warmup_steps=0), nets, x)
+    noise = torch.Generator().manual_seed(5)
+    E, G = nets["encoder"], nets["generator"]
+    mu, logvar, x_r, l_ae = reconstruction_by_hand(nets, x, noise)
+    x_p = G(torch.randn(mu.shape, generator=noise))
+    t_r, t_p, t_x = (translate(image, 0.25, noise) for image in (x_r, x_p, x))
+    assert not torch.equal(t_x, x)
+    hinge = torch.relu(4.0 - by_hand_kl(*E(t_r))).mean() + torch.relu(4.0 - by_hand_kl(*E(t_p))).mean()
+    real = 0.5 * (by_hand_kl(mu, logvar).mean() + by_hand_kl(*E(t_x)).mean())
+    torch.testing.assert_close(encoder_phase.loss, real + 0.3 * hinge + 0.2 * l_ae)
+    torch.testing.assert_close(encoder_phase.logs["kl_real"], by_hand_kl(mu, logvar).mean())  # unshifted, logged
+    g_r, g_p = translate(x_r, 0.25, noise), translate(x_p, 0.25, noise)
+    expected_g = 0.3 * (by_hand_kl(*E(g_r)).mean() + by_hand_kl(*E(g_p)).mean()) + 0.2 * l_ae
+    torch.testing.assert_close(generator_phase.loss, expected_g)
+
+
+def test_learning_rate_factors_act_on_the_game_steps_only(tiny_networks):
+    # --generator-lr-factor 0.5: with SGD the generator moves half as far as without it, and the encoder, whose phase
+    # comes first, exactly as far; --encoder-lr-factor 2 doubles the encoder's move. The optimizers' rates are put
+    # back after the step; the VAE steps between games (--game-every) keep --lr.
+    x = BATCH
+    start = tiny_networks()
+
+    def moves(step=0, **factors):
+        nets = copy.deepcopy(start)
+        objective = build_objective(Config(margin=4.0, alpha=0.3, beta=0.2, game_every=2, warmup_steps=0, **factors))
+        optimizers = {name: torch.optim.SGD(nets[name].parameters(), lr=0.1) for name in objective.roles}
+        _, bad = step_phases(objective, nets, optimizers, x, step, torch.Generator().manual_seed(5))
+        assert bad is None and all(o.param_groups[0]["lr"] == 0.1 for o in optimizers.values())
+        return {role: [a.detach() - b.detach() for a, b in zip(nets[role].parameters(), start[role].parameters())]
+                for role in objective.roles}
+
+    base, slow_generator, fast_encoder = moves(), moves(generator_lr_factor=0.5), moves(encoder_lr_factor=2.0)
+    for a, b in zip(base["encoder"], slow_generator["encoder"]):
+        torch.testing.assert_close(b, a)
+    for a, b in zip(base["generator"], slow_generator["generator"]):
+        torch.testing.assert_close(b, 0.5 * a)
+    for a, b in zip(base["encoder"], fast_encoder["encoder"]):
+        torch.testing.assert_close(b, 2.0 * a)
+    between = moves(step=1, encoder_lr_factor=2.0, generator_lr_factor=0.5)  # a VAE step: --lr for both
+    for role, deltas in moves(step=1).items():
+        for a, b in zip(deltas, between[role]):
+            torch.testing.assert_close(b, a)

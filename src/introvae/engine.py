@@ -86,9 +86,23 @@ def step_phases(objective: Objective, networks: nn.ModuleDict, optimizers: dict[
                 p.grad = None
             phases.close()
             return {}, phase.network
-        optimizer.step()
+        step_optimizer(optimizer, phase.lr_factor)
         optimizer.zero_grad(set_to_none=True)  # frees the gradients before the next phase runs
         logs.update(phase.logs)
+
+
+def step_optimizer(optimizer: torch.optim.Optimizer, lr_factor: float = 1.0) -> None:
+    """One optimizer step at `lr_factor` times its learning rate (a phase's own rate, `Phase.lr_factor`), the rate
+    put back afterwards, so schedules and roll-backs that set the rate keep working."""
+    if lr_factor == 1.0:
+        optimizer.step()
+        return
+    rates = [group["lr"] for group in optimizer.param_groups]
+    for group, rate in zip(optimizer.param_groups, rates):
+        group["lr"] = rate * lr_factor
+    optimizer.step()
+    for group, rate in zip(optimizer.param_groups, rates):
+        group["lr"] = rate
 
 
 def _all_finite(loss: Tensor, params: list[nn.Parameter]) -> bool:

@@ -59,19 +59,23 @@ class Phase:
     network: str  # key of the network (and its optimizer) this loss updates
     loss: Tensor  # scalar
     logs: dict[str, Tensor] = field(default_factory=dict)  # detached scalars, averaged into log.jsonl
+    # The network's learning rate for this phase as a multiple of the optimizer's (two time-scale updates: Adam does
+    # not see a scaled loss, so a slower or faster network needs its own rate); 1 leaves the optimizer as it is.
+    lr_factor: float = 1.0
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
-           parse: Callable[[str], Any] | None = None, flag: str | None = None) -> Any:
+           maximum: float | None = None, parse: Callable[[str], Any] | None = None, flag: str | None = None) -> Any:
     """A field of an objective's options dataclass, with what the command line and validation need.
 
     `flag` is the option's name on the command line and in the flat `Config(...)` keywords when the field's own
     name would clash with another objective's option of a different meaning (avae's `alpha` is `--avae-alpha`;
     IntroVAE's is `--alpha`). Objectives that share a flag (`beta` of introvae and vae) share its meaning and default.
-    `minimum` is checked by `validate_options`; `parse` turns the command line's text into the value.
+    `minimum` and `maximum` (both inclusive) are checked by `validate_options`; `parse` turns the command line's text
+    into the value.
     """
-    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum, "parse": parse,
-                                            "flag": flag})
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum, "maximum": maximum,
+                                            "parse": parse, "flag": flag})
 
 
 def option_flag(f: dataclasses.Field) -> str:
@@ -94,7 +98,8 @@ def _kind_mismatch(value: Any, default: Any) -> str | None:
 
 def validate_options(options: Any) -> None:
     """Raise UserError when a field is not of its default's kind (a number, a whole number, true or false; fields
-    with their own `parse` are checked by their objective), outside its declared choices or below its minimum."""
+    with their own `parse` are checked by their objective), outside its declared choices, below its minimum or above
+    its maximum."""
     for f in dataclasses.fields(options):
         value, flag = getattr(options, f.name), "--" + option_flag(f).replace("_", "-")
         kind = None if f.metadata.get("parse") else _kind_mismatch(value, f.default)
@@ -105,6 +110,9 @@ def validate_options(options: Any) -> None:
             raise UserError(f"{flag} {value!r} is not one of {', '.join(map(str, choices))}.")
         if minimum is not None and isinstance(value, (int, float)) and value < minimum:
             raise UserError(f"{flag} must be at least {minimum:g}, got {value}.")
+        maximum = f.metadata.get("maximum")
+        if maximum is not None and isinstance(value, (int, float)) and value > maximum:
+            raise UserError(f"{flag} must be at most {maximum:g}, got {value}.")
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,13 @@ VAEs") inside the run: the warm-up is that VAE, so the mean KL(real) of its last
 to `propose_margin` of it when the game starts. The measurement and m are the objective's state (saved with every
 checkpoint), and the choice is reported as an event record in log.jsonl.
 
-Two options go beyond the paper and are off by default (docs/models.md): `sample_codes="between"` decodes the game's
-samples from points between two real images' codes instead of from N(0, I), and `game_every` plays the game on every
-N-th step only, with the warm-up's VAE step in between.
+Options beyond the paper are off by default (docs/models.md): `sample_codes="between"` decodes the game's samples
+from points between two real images' codes instead of from N(0, I); `game_every` plays the game on every N-th step
+only, with the warm-up's VAE step in between; and the leads of issue 29, which treat the encoder as a GAN's critic:
+`r1` (an R1 penalty on the gradient of KL(real) with respect to the images), `encoder_lr_factor` and
+`generator_lr_factor` (two time-scale learning rates on the game's steps), `margin_ramp` (m raised from the warm-up's
+KL(real) over the first steps of the game) and `translate` (DiffAugment's translation of the images the encoder
+judges).
 
 The margin is logged with the losses (0 during the warm-up, where no hinge applies): with --margin auto it is chosen
 inside the run, so the dynamics plot draws the m actually in force rather than a value from config.json.
@@ -42,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import mean_over_ranks
@@ -91,6 +96,24 @@ def number_or_auto(text: str) -> float | str:
         raise ValueError(f"{text!r} is neither a number nor auto") from None
 
 
+def translate(images: Tensor, fraction: float, noise: torch.Generator) -> Tensor:
+    """Each image shifted by its own whole-pixel offset, up to round(fraction x side) pixels in each direction (uniform,
+    drawn from `noise`), the uncovered border filled with zeros (black in the [0, 1] convention): the translation of
+    DiffAugment (Zhao et al. 2020). Differentiable with respect to the images, so the generator's phase can use it."""
+    count, _, height, width = images.shape
+    shift_y, shift_x = int(fraction * height + 0.5), int(fraction * width + 0.5)
+    if shift_y == 0 and shift_x == 0:
+        return images
+    offsets = [torch.randint(-shift, shift + 1, (count, 1), generator=noise, device=noise.device).to(images.device)
+               for shift in (shift_y, shift_x)]
+    padded = F.pad(images, (shift_x, shift_x, shift_y, shift_y))
+    # output pixel (i, j) of image n is padded pixel (i + shift_y - dy_n, j + shift_x - dx_n): the content moves by +d
+    rows = torch.arange(height, device=images.device) + shift_y - offsets[0]  # (count, height)
+    cols = torch.arange(width, device=images.device) + shift_x - offsets[1]  # (count, width)
+    which = torch.arange(count, device=images.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[which, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
 INTROVAE_MARGIN_2D = 5.0  # above KL(real), as App. D asks of m: the 2-D models reach 0.4-1.5 nats with z = 2
 
 
@@ -119,6 +142,22 @@ class IntroVAEOptions:
     encoder_batch: str = option("separate", ENCODER_BATCH_HELP, choices=ENCODER_BATCHES)
     adversarial_reduction: str = option("sum", "combine the reconstruction and sample terms by their sum (Eq. 11-12) "
                                         "or their mean (the authors' code)", choices=("sum", "mean"))
+    # Leads of issue 29 beyond the paper, each off by default (docs/models.md).
+    r1: float = option(0.0, "gamma of an R1 penalty on the encoder as the game's critic (Mescheder et al. 2018): "
+                       "gamma/2 x the batch mean of |d KL(real) / dx|^2 is added to the encoder's loss on the game's "
+                       "steps; 0 is off", minimum=0)
+    r1_every: int = option(1, "with --r1: apply the penalty on every N-th game step only, scaled by N (lazy "
+                           "regularisation, as StyleGAN2 does)", minimum=1)
+    encoder_lr_factor: float = option(1.0, "the encoder's learning rate on the game's steps as a multiple of --lr (two "
+                                      "time-scale updates, Heusel et al. 2017); 1 is Algorithm 1")
+    generator_lr_factor: float = option(1.0, "the generator's learning rate on the game's steps as a multiple of --lr "
+                                        "(two time-scale updates); 1 is Algorithm 1")
+    margin_ramp: int = option(0, "raise m linearly over this many steps after the warm-up, from the KL(real) of the "
+                              "warm-up's last quarter to --margin (or the m that --margin auto chooses); 0 starts the "
+                              "game at m", minimum=0)
+    translate: float = option(0.0, "shift the images the encoder judges in the game (real and generated, each by its "
+                              "own random offset) by up to this fraction of the side, with zero padding "
+                              "(DiffAugment's translation, Zhao et al. 2020); 0 is off", minimum=0, maximum=0.5)
 
     @property
     def generator_alpha(self) -> float:
@@ -144,10 +183,13 @@ class IntroVAE(Objective):
         o = self.options
         self.auto_margin = o.margin == "auto"
         self.margin = math.nan if self.auto_margin else float(o.margin)  # nan: not measured yet
+        self.margin_start = math.nan  # --margin-ramp: the warm-up's KL(real), where m starts
         self.alpha, self.alpha_generator, self.beta = o.alpha, o.generator_alpha, o.beta
         self.hinge, self.reconstruction = o.hinge, o.reconstruction
         self.adversarial_scale = 1.0 if o.adversarial_reduction == "sum" else 0.5
-        # --margin auto: KL(real) summed over the last quarter of the warm-up, and the number of steps in the sum.
+        # --margin auto and --margin-ramp: KL(real) summed over the last quarter of the warm-up, and the number of
+        # steps in the sum.
+        self.measures_kl_real = self.auto_margin or bool(o.margin_ramp)
         self.measure_from = self.warmup_steps - max(1, self.warmup_steps // 4)
         self.kl_real_sum, self.kl_real_steps = 0.0, 0
         self._events: list[dict[str, Any]] = []
@@ -164,6 +206,12 @@ class IntroVAE(Objective):
         elif margin < 0:
             raise UserError("--margin must not be negative.")
         validate_options(options)
+        for flag, factor in (("--encoder-lr-factor", options.encoder_lr_factor),
+                             ("--generator-lr-factor", options.generator_lr_factor)):
+            if not factor > 0:
+                raise UserError(f"{flag} must be above 0, got {factor}.")
+        if options.margin_ramp and warmup_steps < 1:
+            raise UserError("--margin-ramp starts m from the warm-up's KL(real): give --warmup-steps (e.g. 200).")
 
     @classmethod
     def toy2d_settings(cls, weights: dict[str, float]) -> dict[str, Any]:
@@ -175,13 +223,19 @@ class IntroVAE(Objective):
                     margin=INTROVAE_MARGIN_2D, hinge="per_sample")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"margin": self.margin, "kl_real_sum": self.kl_real_sum, "kl_real_steps": self.kl_real_steps}
+        state = {"margin": self.margin, "kl_real_sum": self.kl_real_sum, "kl_real_steps": self.kl_real_steps}
+        if self.options.margin_ramp:
+            state["margin_start"] = self.margin_start
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not self.auto_margin:
+        if not self.measures_kl_real:
             return  # a fixed m is in config.json
-        self.margin = float(state["margin"])
+        if self.auto_margin:
+            self.margin = float(state["margin"])
         self.kl_real_sum, self.kl_real_steps = float(state["kl_real_sum"]), int(state["kl_real_steps"])
+        if self.options.margin_ramp:
+            self.margin_start = float(state["margin_start"])
 
     def pop_events(self) -> list[dict[str, Any]]:
         """Records for log.jsonl of what happened since the last call (the margin chosen by --margin auto)."""
@@ -189,18 +243,38 @@ class IntroVAE(Objective):
         return events
 
     def _choose_margin(self) -> None:
+        """At the first game step: m from the warm-up's KL(real) (--margin auto), and where --margin-ramp starts."""
         if self.kl_real_steps == 0:
-            raise RuntimeError("--margin auto: no warm-up step was measured, so the margin cannot be chosen.")
+            raise RuntimeError("no warm-up step was measured, so the margin (--margin auto) or the start of "
+                               "--margin-ramp cannot be chosen.")
         kl_real = mean_over_ranks(self.kl_real_sum / self.kl_real_steps)  # one m for every process of torchrun
-        self.margin = propose_margin(kl_real, self.options.margin_factor)
-        self._events.append({"event": "margin", "margin": self.margin, "kl_real": kl_real,
-                             "measured_steps": self.kl_real_steps, "factor": self.options.margin_factor})
+        if self.auto_margin:
+            self.margin = propose_margin(kl_real, self.options.margin_factor)
+        event = {"event": "margin", "margin": self.margin, "kl_real": kl_real, "measured_steps": self.kl_real_steps}
+        if self.auto_margin:
+            event["factor"] = self.options.margin_factor
+        if self.options.margin_ramp:
+            self.margin_start = kl_real
+            event["ramp_steps"] = self.options.margin_ramp
+        self._events.append(event)
 
-    def hinge_loss(self, kl: Tensor) -> Tensor:
-        """[m - KL]^+, averaged over the batch (per_sample) or applied to the batch mean (batch_mean)."""
+    def margin_at(self, step: int) -> float:
+        """The m in force at `step`. With --margin-ramp it rises linearly from the warm-up's KL(real) at the first
+        game step to m after `margin_ramp` more steps: a curriculum in the margin, so that the encoder first has to
+        keep generated images only just above real ones, while the generator still draws like the VAE it was."""
+        ramp = self.options.margin_ramp
+        if not ramp:
+            return self.margin
+        progress = min(1.0, max(0, step - self.warmup_steps) / ramp)
+        return self.margin_start + (self.margin - self.margin_start) * progress
+
+    def hinge_loss(self, kl: Tensor, margin: float | None = None) -> Tensor:
+        """[m - KL]^+, averaged over the batch (per_sample) or applied to the batch mean (batch_mean); m is the
+        objective's margin unless `margin` is given."""
+        margin = self.margin if margin is None else margin
         if self.hinge == "per_sample":
-            return torch.relu(self.margin - kl).mean()
-        return torch.relu(self.margin - kl.mean())
+            return torch.relu(margin - kl).mean()
+        return torch.relu(margin - kl.mean())
 
     def warmup_phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
         for phase in vae_phases(networks, x, noise, 1.0, self.beta, self.reconstruction):
@@ -210,7 +284,7 @@ class IntroVAE(Objective):
 
     def after_step(self, step: int, logs: dict[str, Tensor]) -> None:
         # Only completed steps arrive here, so a skipped (non-finite) warm-up step is not measured.
-        if self.auto_margin and self.measure_from <= step < self.warmup_steps:
+        if self.measures_kl_real and self.measure_from <= step < self.warmup_steps:
             self.kl_real_sum += float(logs["kl_real"])
             self.kl_real_steps += 1
 
@@ -227,52 +301,82 @@ class IntroVAE(Objective):
         return t * mu + (1 - t) * mu[partner]
 
     def phases(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator) -> Iterator[Phase]:
-        if math.isnan(self.margin):
+        if math.isnan(self.margin) or (self.options.margin_ramp and math.isnan(self.margin_start)):
             self._choose_margin()
 
+        margin = self.margin_at(step)
         if step % self.options.game_every:  # a VAE step between two games (--game-every)
             for phase in vae_phases(networks, x, noise, 1.0, self.beta, self.reconstruction):
                 if phase.network == "encoder":
-                    phase.logs["margin"] = torch.tensor(float(self.margin))
+                    phase.logs["margin"] = torch.tensor(float(margin))
                 yield phase
             return
 
         encoder, generator = networks["encoder"], networks["generator"]
+        o = self.options
+        images = x
+        r1_now = o.r1 > 0 and (step // o.game_every) % o.r1_every == 0  # --r1-every: every N-th game
+        if r1_now:
+            x = x.detach().requires_grad_(True)  # R1 differentiates the real images' KL with respect to them
         mu, logvar = encoder(x)
         x_rec = generator(reparameterize(mu, logvar, noise))
-        kl_real = kl_per_sample(mu, logvar).mean()
+        kl_real_per_image = kl_per_sample(mu, logvar)
+        kl_real = kl_real_per_image.mean()
         ae = reconstruction_per_image(x_rec, x, self.reconstruction).mean()
         logs = {"kl_real": kl_real.detach(), "ae": ae.detach()}
         x_prior = generator(self.game_codes(mu, noise))
         # The encoder as a discriminator (Eq. 11). With --encoder-batch joint, the real images pass again, together
         # with the generated ones, and their KL in L_E is the one from that joint batch; the pass above only gives
-        # the code that is decoded into X_r.
+        # the code that is decoded into X_r. With --translate the judged images are shifted (real ones too, so that
+        # a shift does not tell generated images apart), and the shifted real images pass as well.
         joint = self.options.encoder_batch == "joint"
-        judged = encode_batches(encoder, [x, x_rec.detach(), x_prior.detach()] if joint
-                                else [x_rec.detach(), x_prior.detach()], joint)
+        fakes = [x_rec.detach(), x_prior.detach()]
+        shifted_reals = []
+        if o.translate:
+            fakes = [translate(fake, o.translate, noise) for fake in fakes]
+            shifted_reals = [translate(images, o.translate, noise)]
+        judged = encode_batches(encoder, ([x] if joint else []) + shifted_reals + fakes, joint)
         if joint:
-            kl_real = kl_per_sample(*judged.pop(0)).mean()
+            kl_real_per_image = kl_per_sample(*judged.pop(0))
+            kl_real = kl_real_per_image.mean()
+        # Eq. 11 weighs the real images' KL by 1; with --translate half of that weight goes to the shifted images, so
+        # the encoder learns low KLs for shifted real images too while the weights of the terms stay the paper's.
+        kl_real_term = 0.5 * (kl_real + kl_per_sample(*judged.pop(0)).mean()) if o.translate else kl_real
         kl_rec, kl_sample = (kl_per_sample(*codes) for codes in judged)
         logs["kl_real"] = kl_real.detach()
         # negatives "samples": reconstructions stay out of the game (their KLs are still logged).
         rec_weight = 1.0 if self.options.negatives == "both" else 0.0
-        adversarial_encoder = self.adversarial_scale * (rec_weight * self.hinge_loss(kl_rec)
-                                                        + self.hinge_loss(kl_sample))
-        loss_encoder = kl_real + self.alpha * adversarial_encoder + self.beta * ae
+        adversarial_encoder = self.adversarial_scale * (rec_weight * self.hinge_loss(kl_rec, margin)
+                                                        + self.hinge_loss(kl_sample, margin))
+        loss_encoder = kl_real_term + self.alpha * adversarial_encoder + self.beta * ae
+        if r1_now:
+            # R1 (Mescheder, Geiger & Nowozin 2018, Eq. 9): gamma/2 E ||grad_x D(x)||^2 on real images, with the
+            # encoder's KL as the critic's output D. Lazy (--r1-every N): every N-th game, N times the weight.
+            (gradient,) = torch.autograd.grad(kl_real_per_image.sum(), x, create_graph=True)
+            r1 = 0.5 * o.r1 * gradient.float().pow(2).flatten(1).sum(1).mean()
+            loss_encoder = loss_encoder + o.r1_every * r1
+            logs["r1"] = r1.detach()
         logs.update(kl_rec=kl_rec.mean().detach(), kl_sample=kl_sample.mean().detach(),
-                    margin=torch.tensor(float(self.margin)), loss_encoder=loss_encoder.detach())
-        yield Phase("encoder", loss_encoder, logs)
+                    margin=torch.tensor(float(margin)), loss_encoder=loss_encoder.detach())
+        yield Phase("encoder", loss_encoder, logs, lr_factor=o.encoder_lr_factor)
 
         # The encoder has now taken its step (Algorithm 1, line 10): these KLs use its new weights. A joint batch
         # holds the real images again, so that the generated ones are normalised as the encoder phase saw them.
+        # --translate shifts them again, by new offsets (DiffAugment shifts the generator's images as the critic's).
+        fakes = [x_rec, x_prior]
+        if o.translate:
+            fakes = [translate(fake, o.translate, noise) for fake in fakes]
+            shifted_reals = [translate(images, o.translate, noise)]
         if joint:
-            _, (mu_rec, logvar_rec), (mu_prior, logvar_prior) = encode_batches(encoder, [x, x_rec, x_prior], True)
+            *_, (mu_rec, logvar_rec), (mu_prior, logvar_prior) = encode_batches(encoder, [images, *shifted_reals,
+                                                                                          *fakes], True)
             kl_fake_after = kl_per_sample(mu_prior, logvar_prior).mean()
             if rec_weight:
                 kl_fake_after = kl_per_sample(mu_rec, logvar_rec).mean() + kl_fake_after
         else:
-            kl_fake_after = kl_per_sample(*encoder(x_rec)).mean() if rec_weight else 0.0
-            kl_fake_after = kl_fake_after + kl_per_sample(*encoder(x_prior)).mean()
+            kl_fake_after = kl_per_sample(*encoder(fakes[0])).mean() if rec_weight else 0.0
+            kl_fake_after = kl_fake_after + kl_per_sample(*encoder(fakes[1])).mean()
         adversarial_generator = self.adversarial_scale * kl_fake_after
         loss_generator = self.alpha_generator * adversarial_generator + self.beta * ae
-        yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()})
+        yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()},
+                    lr_factor=o.generator_lr_factor)
