@@ -133,7 +133,8 @@ class IntroVAEOptions:
     reconstruction: str = option("half_sse", "per-image reconstruction loss: half the sum of squared errors (Eq. 10), "
                                  "the full sum (the authors' code) or the per-pixel mean", choices=RECONSTRUCTIONS)
     negatives: str = option("both", "the generated images of the game: reconstructions and prior samples (Eq. "
-                            "11-12), or prior samples only (bbeatrix/introvae's CIFAR runs)", choices=("both", "samples"))
+                            "11-12), or prior samples only (bbeatrix/introvae's CIFAR runs)",
+                            choices=("both", "samples"))
     sample_codes: str = option("prior", "the codes of the game's generated samples: the prior N(0, I) (Eq. 11-12), or "
                                "points between the posterior means of two real images of the batch (what samples "
                                "from a fitted density decode)", choices=("prior", "between"))
@@ -162,6 +163,18 @@ class IntroVAEOptions:
     @property
     def generator_alpha(self) -> float:
         return self.alpha if self.alpha_generator < 0 else self.alpha_generator
+
+
+@dataclass
+class _Game:
+    """What the generator's phase of a game step takes from the encoder's: the real images, the decoded ones (with
+    their graphs) and L_AE, and whether reconstructions are negatives."""
+
+    images: Tensor
+    x_rec: Tensor
+    x_prior: Tensor
+    ae: Tensor
+    rec_weight: float
 
 
 class IntroVAE(Objective):
@@ -311,9 +324,15 @@ class IntroVAE(Objective):
                     phase.logs["margin"] = torch.tensor(float(margin))
                 yield phase
             return
+        encoder_phase, game = self._encoder_phase(networks, x, step, noise, margin)
+        yield encoder_phase
+        # The encoder has now taken its step (Algorithm 1, line 10): the generator's KLs use its new weights.
+        yield self._generator_phase(networks["encoder"], game, noise)
 
-        encoder, generator = networks["encoder"], networks["generator"]
-        o = self.options
+    def _encoder_phase(self, networks: nn.ModuleDict, x: Tensor, step: int, noise: torch.Generator,
+                       margin: float) -> tuple[Phase, "_Game"]:
+        """L_E of Eq. 11 (lines 4-9 of Algorithm 1), and what the generator's phase needs of this step."""
+        encoder, generator, o = networks["encoder"], networks["generator"], self.options
         images = x
         r1_now = o.r1 > 0 and (step // o.game_every) % o.r1_every == 0  # --r1-every: every N-th game
         if r1_now:
@@ -321,31 +340,14 @@ class IntroVAE(Objective):
         mu, logvar = encoder(x)
         x_rec = generator(reparameterize(mu, logvar, noise))
         kl_real_per_image = kl_per_sample(mu, logvar)
-        kl_real = kl_real_per_image.mean()
         ae = reconstruction_per_image(x_rec, x, self.reconstruction).mean()
-        logs = {"kl_real": kl_real.detach(), "ae": ae.detach()}
+        logs = {"kl_real": kl_real_per_image.mean().detach(), "ae": ae.detach()}
         x_prior = generator(self.game_codes(mu, noise))
-        # The encoder as a discriminator (Eq. 11). With --encoder-batch joint, the real images pass again, together
-        # with the generated ones, and their KL in L_E is the one from that joint batch; the pass above only gives
-        # the code that is decoded into X_r. With --translate the judged images are shifted (real ones too, so that
-        # a shift does not tell generated images apart), and the shifted real images pass as well.
-        joint = self.options.encoder_batch == "joint"
-        fakes = [x_rec.detach(), x_prior.detach()]
-        shifted_reals = []
-        if o.translate:
-            fakes = [translate(fake, o.translate, noise) for fake in fakes]
-            shifted_reals = [translate(images, o.translate, noise)]
-        judged = encode_batches(encoder, ([x] if joint else []) + shifted_reals + fakes, joint)
-        if joint:
-            kl_real_per_image = kl_per_sample(*judged.pop(0))
-            kl_real = kl_real_per_image.mean()
-        # Eq. 11 weighs the real images' KL by 1; with --translate half of that weight goes to the shifted images, so
-        # the encoder learns low KLs for shifted real images too while the weights of the terms stay the paper's.
-        kl_real_term = 0.5 * (kl_real + kl_per_sample(*judged.pop(0)).mean()) if o.translate else kl_real
-        kl_rec, kl_sample = (kl_per_sample(*codes) for codes in judged)
-        logs["kl_real"] = kl_real.detach()
+        kl_real_per_image, kl_real_term, kl_rec, kl_sample = self._judge(encoder, x, images, [x_rec, x_prior],
+                                                                         kl_real_per_image, noise)
+        logs["kl_real"] = kl_real_per_image.mean().detach()
         # negatives "samples": reconstructions stay out of the game (their KLs are still logged).
-        rec_weight = 1.0 if self.options.negatives == "both" else 0.0
+        rec_weight = 1.0 if o.negatives == "both" else 0.0
         adversarial_encoder = self.adversarial_scale * (rec_weight * self.hinge_loss(kl_rec, margin)
                                                         + self.hinge_loss(kl_sample, margin))
         loss_encoder = kl_real_term + self.alpha * adversarial_encoder + self.beta * ae
@@ -358,25 +360,51 @@ class IntroVAE(Objective):
             logs["r1"] = r1.detach()
         logs.update(kl_rec=kl_rec.mean().detach(), kl_sample=kl_sample.mean().detach(),
                     margin=torch.tensor(float(margin)), loss_encoder=loss_encoder.detach())
-        yield Phase("encoder", loss_encoder, logs, lr_factor=o.encoder_lr_factor)
+        return Phase("encoder", loss_encoder, logs, lr_factor=o.encoder_lr_factor), _Game(images, x_rec, x_prior, ae,
+                                                                                          rec_weight)
 
-        # The encoder has now taken its step (Algorithm 1, line 10): these KLs use its new weights. A joint batch
-        # holds the real images again, so that the generated ones are normalised as the encoder phase saw them.
-        # --translate shifts them again, by new offsets (DiffAugment shifts the generator's images as the critic's).
-        fakes = [x_rec, x_prior]
+    def _judge(self, encoder: nn.Module, x: Tensor, images: Tensor, generated: list[Tensor],
+               kl_real_per_image: Tensor, noise: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The encoder as a discriminator (Eq. 11): the KLs of the real images (per image, and the term of L_E) and of
+        the (detached) reconstructions and samples. With --encoder-batch joint, the real images pass again, together
+        with the generated ones, and their KL in L_E is the one from that joint batch; the first pass only gave the
+        code that is decoded into X_r. With --translate the judged images are shifted (real ones too, so that a shift
+        does not tell generated images apart), and the shifted real images pass as well."""
+        o, joint = self.options, self.options.encoder_batch == "joint"
+        fakes = [fake.detach() for fake in generated]
+        shifted_reals = []
         if o.translate:
             fakes = [translate(fake, o.translate, noise) for fake in fakes]
             shifted_reals = [translate(images, o.translate, noise)]
+        judged = encode_batches(encoder, ([x] if joint else []) + shifted_reals + fakes, joint)
         if joint:
-            *_, (mu_rec, logvar_rec), (mu_prior, logvar_prior) = encode_batches(encoder, [images, *shifted_reals,
+            kl_real_per_image = kl_per_sample(*judged.pop(0))
+        kl_real = kl_real_per_image.mean()
+        # Eq. 11 weighs the real images' KL by 1; with --translate half of that weight goes to the shifted images, so
+        # the encoder learns low KLs for shifted real images too while the weights of the terms stay the paper's.
+        kl_real_term = 0.5 * (kl_real + kl_per_sample(*judged.pop(0)).mean()) if o.translate else kl_real
+        kl_rec, kl_sample = (kl_per_sample(*codes) for codes in judged)
+        return kl_real_per_image, kl_real_term, kl_rec, kl_sample
+
+    def _generator_phase(self, encoder: nn.Module, game: "_Game", noise: torch.Generator) -> Phase:
+        """L_G of Eq. 12 (lines 10-12 of Algorithm 1) with the encoder after its step. A joint batch holds the real
+        images again, so that the generated ones are normalised as the encoder phase saw them. --translate shifts
+        them again, by new offsets (DiffAugment shifts the generator's images as the critic's)."""
+        o, joint = self.options, self.options.encoder_batch == "joint"
+        fakes, shifted_reals = [game.x_rec, game.x_prior], []
+        if o.translate:
+            fakes = [translate(fake, o.translate, noise) for fake in fakes]
+            shifted_reals = [translate(game.images, o.translate, noise)]
+        if joint:
+            *_, (mu_rec, logvar_rec), (mu_prior, logvar_prior) = encode_batches(encoder, [game.images, *shifted_reals,
                                                                                           *fakes], True)
             kl_fake_after = kl_per_sample(mu_prior, logvar_prior).mean()
-            if rec_weight:
+            if game.rec_weight:
                 kl_fake_after = kl_per_sample(mu_rec, logvar_rec).mean() + kl_fake_after
         else:
-            kl_fake_after = kl_per_sample(*encoder(fakes[0])).mean() if rec_weight else 0.0
+            kl_fake_after = kl_per_sample(*encoder(fakes[0])).mean() if game.rec_weight else 0.0
             kl_fake_after = kl_fake_after + kl_per_sample(*encoder(fakes[1])).mean()
         adversarial_generator = self.adversarial_scale * kl_fake_after
-        loss_generator = self.alpha_generator * adversarial_generator + self.beta * ae
-        yield Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()},
-                    lr_factor=o.generator_lr_factor)
+        loss_generator = self.alpha_generator * adversarial_generator + self.beta * game.ae
+        return Phase("generator", loss_generator, {"loss_generator": loss_generator.detach()},
+                     lr_factor=o.generator_lr_factor)
