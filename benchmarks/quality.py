@@ -16,8 +16,8 @@ by the glyph judge too (benchmarks/glyphs.py: legible, class cover, its feature 
 Each model trains from its preset (builtin-32 for introvae, soft-introvae-32, avae-32, vae-32: latent size 128 and
 batch 32, each objective with its paper's settings; introvae and its baseline vae on the light networks, base 32 /
 max 256, soft-introvae and avae on App. B's of the same widths, which `--set arch='"light"'` changes) with `--data`
-pointed at the data set (the photos keep the presets' networks and loss weights) and `Config.precision` / `Config.seed` set. Every
-(data, model, precision, seed) runs in its own process for `--budget-s` seconds, then is evaluated with
+pointed at the data set (the photos keep the presets' networks and loss weights) and `Config.precision` / `Config.seed`
+set. Every (data, model, precision, seed) runs in its own process for `--budget-s` seconds, then is evaluated with
 `introvae.evaluate` on the held-out split (410 images; the same split for every seed, see SPLIT_SEED):
 
 * RMSE (0-255), PSNR, SSIM of held-out reconstructions;
@@ -165,8 +165,8 @@ def run_model(model: str, spec: str, precision: str, seed: int, budget_s: float,
     from introvae.evaluate import EvalSettings, generate_samples, reconstruct_set, reconstruction_errors
     from introvae.train import Trainer
 
-    config = from_preset(preset_of(spec, model), **(overrides or {}), data=spec, precision=precision, seed=seed, steps=10**9,
-                         grid_every=0, checkpoint_every=0, device=device)
+    config = from_preset(preset_of(spec, model), **(overrides or {}), data=spec, precision=precision, seed=seed,
+                         steps=10**9, grid_every=0, checkpoint_every=0, device=device)
     # validate() as the command line does, so a precision the library does not know is refused, not ignored.
     # The learning rate and warm-up the run trains with, as `introvae train` records them.
     config = config.replace(channels=channels).validate().resolved()
@@ -303,8 +303,8 @@ def main() -> None:
     table = _format(rows, ROW_COLUMNS)
     print(table)
     result = {"budget_s": args.budget_s, "steps": args.steps, "samples": args.samples, "data": args.data,
-              "precisions": args.precisions, "seeds": args.seeds, "set": overrides, "platform": platform.platform(), "python": platform.python_version(),
-              "rows": rows, "table": table}
+              "precisions": args.precisions, "seeds": args.seeds, "set": overrides, "platform": platform.platform(),
+              "python": platform.python_version(), "rows": rows, "table": table}
     summary = summarize(rows)
     if len(args.seeds) > 1 and summary:
         result["summary"], result["summary_table"] = summary, _format(summary, SUMMARY_COLUMNS)

@@ -1,7 +1,8 @@
 """Quality regression check: train the default `introvae` and `vae` for a fixed number of steps on shipped real data,
 with several seeds, score their samples, and compare with a committed baseline.
 
-    python benchmarks/regression.py                       # check this checkout against benchmarks/baselines/regression.json
+    python benchmarks/regression.py                       # check this checkout against
+                                                          # benchmarks/baselines/regression.json
     python benchmarks/regression.py --src /tmp/old/src    # the same check on another commit's source tree
     python benchmarks/regression.py --write-baseline      # measure and store the baseline instead of checking
     python benchmarks/regression.py --compare RESULT.json # compare an earlier result with the baseline, no training
@@ -14,10 +15,10 @@ check compares the mean over seeds with the baseline's mean plus the baseline's 
 What is trained. The library's defaults for each model (App. B networks, m 35, beta 2, warm-up 200, lr 2e-4), at
 32x32 with base 64 / max 256 channels, latent 128, batch 32, test fraction 0.05: the settings of a first run on a
 user's own data. In fp32 by default, so that a baseline measured on one CPU holds on another (bf16 is chosen by
-`--precision auto` only where the CPU has it). Training and sampling go through the command line of the tree given by `--src` (`python -m
-introvae train ...`, then `sample --out FILE.npz`), which every commit since the first has, so the same script
-measures old commits too; only the options both old and new command lines know are passed. The data is written
-once as a folder of PNG files for the same reason.
+`--precision auto` only where the CPU has it). Training and sampling go through the command line of the tree given by
+`--src` (`python -m introvae train ...`, then `sample --out FILE.npz`), which every commit since the first has, so the
+same script measures old commits too; only the options both old and new command lines know are passed. The data is
+written once as a folder of PNG files for the same reason.
 
 The data (all shipped inside packages, nothing downloaded):
 * `photos-gray`, `photos`: crops of the photographs inside scikit-image (benchmarks/photos.py), in gray and colour;

@@ -24,8 +24,9 @@ by the seconds per step. The peak is the best of a 3x3 conv's forward + backward
 a few shapes, NCHW and channels_last, in fp32 and, where the device has native bf16, in bf16, measured in a child
 process of its own (on CUDA larger shapes, and the rate of an 8192^3 matrix product, the figure quoted as a GPU's
 peak; cuDNN runs "fp32" convolutions as TF32 by default, in both steps). `--batch` times another batch size (a GPU
-needs more than 32 images per step to be busy). Peak memory is per (model, size) process: on CUDA the peak of allocated GPU memory, on CPU the
-peak resident set size (Python and torch included; the baseline before any network is built is reported too).
+needs more than 32 images per step to be busy). Peak memory is per (model, size) process: on CUDA the peak of allocated
+GPU memory, on CPU the peak resident set size (Python and torch included; the baseline before any network is built is
+reported too).
 
 `--compile` adds the library's step compiled (`introvae train --compile on`), from the same initial weights, in each
 torch.compile mode asked for ("default"; "reduce-overhead", CUDA graphs; the flag alone: the mode --compile on picks
@@ -285,7 +286,8 @@ def measure_steps(model: str, size: int, precisions: list[str], steps: int, repe
         result.update(warmup)
         result["speed_vs_eager"] = result["images_per_second"] / eager["images_per_second"]
         # What compiling cost the run: the warm-up steps' time beyond that of as many compiled steps.
-        cost = sum(warmup["warmup_step_seconds"]) - len(warmup["warmup_step_seconds"]) * result["seconds_per_step_median"]
+        cost = (sum(warmup["warmup_step_seconds"])
+                - len(warmup["warmup_step_seconds"]) * result["seconds_per_step_median"])
         saved = eager["seconds_per_step_median"] - result["seconds_per_step_median"]
         result["compile_cost_seconds"] = cost
         result["break_even_step"] = math.ceil(cost / saved) if saved > 0 else None  # None: never
@@ -476,8 +478,8 @@ def main() -> None:
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "config": {**LIBRARY, **networks}, "lr": LR, "machine": platform.platform(), "python": platform.python_version(),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "config": {**LIBRARY, **networks}, "lr": LR, "machine": platform.platform(),
+        "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_capabilities": {k: capabilities.get(k) for k in ("avx512_bf16", "amx_bf16", "avx2")},
         "steps": args.steps, "repeats": args.repeats, "batch_size": args.batch, "compile_modes": compile_modes or [],
         "cpu_model": _cpu_model(), "conv_peaks": peaks,

@@ -143,7 +143,8 @@ def test_losses_and_k_update_by_hand(tiny_networks):
     config = Config(model="avae", avae_alpha=0.3, avae_beta=0.1, avae_gamma=0.2, avae_eta=0.7,
                     pid_integral=0.1, pid_proportional=0.05, pid_derivative=0.02)
     objective = AVAE(config.objective)
-    assert (objective.name, objective.roles, objective.default_lr) == ("avae", ("encoder", "generator", "discriminator"), 5e-5)
+    assert ((objective.name, objective.roles, objective.default_lr)
+            == ("avae", ("encoder", "generator", "discriminator"), 5e-5))
     objective.load_state_dict({"k": 0.4, "errors": [0.3, -0.2]})
     nets = tiny_networks(seed=3, latent=2, discriminator=TinyDiscriminator)
     x = torch.tensor([[0.0, 0.2, 0.9, 1.0], [0.5, 0.5, 0.1, 0.3], [1.0, 0.0, 0.4, 0.7]]).view(3, 1, 2, 2)
@@ -215,8 +216,8 @@ def test_avae_builds_its_discriminator_from_its_own_options():
 
 
 def test_step_phases_updates_each_network_in_its_own_phase():
-    config = Config(model="avae", image_size=8, channels=1, latent_dim=4, base_channels=4, max_channels=8, disc_channels=4,
-                    disc_latent=4, pid_integral=0.1, pid_proportional=0.05, pid_derivative=0.02)
+    config = Config(model="avae", image_size=8, channels=1, latent_dim=4, base_channels=4, max_channels=8,
+                    disc_channels=4, disc_latent=4, pid_integral=0.1, pid_proportional=0.05, pid_derivative=0.02)
     objective = AVAE(config.objective)
     objective.load_state_dict({"k": 0.5, "errors": [0.2, -0.1]})
     torch.manual_seed(0)
@@ -235,7 +236,7 @@ def test_step_phases_updates_each_network_in_its_own_phase():
 
     def recording(name, step):
         def patched(*args, **kwargs):
-            record.append((name, {n for n in objective.roles if has_gradient(n)}, {n for n in objective.roles if changed(n)}))
+            record.append((name, set(filter(has_gradient, objective.roles)), set(filter(changed, objective.roles))))
             return step(*args, **kwargs)
         return patched
 

@@ -38,7 +38,8 @@ def mixed_folder(tmp_path_factory):
         elif kind == 2:
             Image.fromarray(pixels, "RGBA").save(root / "sub" / "deeper" / f"rgba{i}.png")
         else:
-            Image.fromarray(pixels[..., :3], "RGB").convert("P", palette=Image.Palette.ADAPTIVE).save(root / f"pal{i}.bmp")
+            paletted = Image.fromarray(pixels[..., :3], "RGB").convert("P", palette=Image.Palette.ADAPTIVE)
+            paletted.save(root / f"pal{i}.bmp")
     (root / "notes.txt").write_text("not an image")
     return root
 
@@ -53,7 +54,8 @@ def run_dir(mixed_folder, tmp_path_factory, train_flags):
 
 def test_train_writes_a_run(run_dir, mixed_folder, read_grid, read_chart):
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["dataset"]["channels"] == 3 and config["dataset"]["image_size"] == 16  # RGB present: 3 channels detected
+    # RGB present: 3 channels detected
+    assert config["dataset"]["channels"] == 3 and config["dataset"]["image_size"] == 16
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["train"]) + len(split["test"]) == 12  # notes.txt skipped, subfolders searched
     assert RunDir(run_dir).checkpoint_steps() == [2, 3]

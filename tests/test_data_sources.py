@@ -230,7 +230,8 @@ def test_empty_folder_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.Ca
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["check-data", str(empty)]) == 2
-    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "run"), "--steps", "1", *tiny_cli(data=None)]) == 2
+    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "run"), "--steps", "1",
+                 *tiny_cli(data=None)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("introvae: error:") and str(empty) in line for line in err)
     assert not (tmp_path / "run").exists()

@@ -68,7 +68,8 @@ def test_relative_links_and_pictures_resolve(doc):
         file_part, _, anchor = target.partition("#")
         resolved = (doc.parent / file_part).resolve() if file_part else doc
         if not resolved.exists():
-            broken.append(f"{target} (no file {resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved})")
+            broken.append(f"{target} (no file "
+                          f"{resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved})")
         elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
             broken.append(f"{target} (no heading with anchor #{anchor})")
     assert not broken, f"{doc.relative_to(ROOT)} links to what does not exist: " + "; ".join(broken)

@@ -35,8 +35,8 @@ def test_each_phase_moves_only_its_own_network(tmp_path, model, tiny_config):
             order.append(name)
             # backward(inputs=...) gave gradients to this phase's network only, and they are finite.
             seen[name] = {"before": params(),
-                          "own_grads_finite": all(torch.isfinite(p.grad).all() for p in trainer.networks[name].parameters()
-                                                  if p.grad is not None),
+                          "own_grads_finite": all(torch.isfinite(p.grad).all()
+                                                  for p in trainer.networks[name].parameters() if p.grad is not None),
                           "other_grads": [p.grad for n in roles if n != name for p in trainer.networks[n].parameters()]}
             result = original(*args, **kwargs)
             seen[name]["after"] = params()

@@ -294,7 +294,8 @@ def test_a_non_finite_step_is_skipped_before_any_optimizer_steps(tmp_path, kind,
     assert trainer.train_step() and trainer.step == 1
     before, seen = _snapshot(trainer), trainer.images_seen
     assert trainer.train_step() == {}  # the encoder's loss (or only its gradient) is not finite: skipped
-    assert trainer.step == 1 and trainer.engine.bad_steps == 1 and trainer.images_seen == seen + 4  # the batch is consumed
+    # the batch is consumed
+    assert trainer.step == 1 and trainer.engine.bad_steps == 1 and trainer.images_seen == seen + 4
     assert _same(_snapshot(trainer), before)  # no weight, no Adam state moved
     assert all(p.grad is None for p in trainer.networks.parameters())
     assert trainer.train_step() and trainer.step == 2 and trainer.engine.bad_steps == 0

@@ -124,7 +124,10 @@ def test_gaussian_stats_are_unbiased():
 def _direct_mmd2(x, y):
     """The unbiased estimator written as explicit sums over pairs."""
     d, m = x.shape[1], x.shape[0]
-    k = lambda u, v: (float(u @ v) / d + 1.0) ** 3
+
+    def k(u, v):
+        return (float(u @ v) / d + 1.0) ** 3
+
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)

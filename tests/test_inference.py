@@ -162,7 +162,10 @@ def test_margin_auto_resumes_exactly(tmp_path, tiny_config):
     a = Model.load(straight, device="cpu").networks.state_dict()
     b = Model.load(stopped, device="cpu").networks.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda run: [{k: v for k, v in r.items() if k != "time"} for r in read_log(run / "log.jsonl")]
+
+    def strip(run):
+        return [{k: v for k, v in r.items() if k != "time"} for r in read_log(run / "log.jsonl")]
+
     assert strip(stopped) == strip(straight)
 
 

@@ -11,15 +11,18 @@ from introvae.images import to_float
 from introvae.runlog import read_log
 
 # m = 30: about what `introvae calibrate` proposes for this configuration (1.5 x the VAE's KL(real)).
-CONFIG = Config(image_size=16, channels=3, latent_dim=32, base_channels=16, max_channels=64, batch_size=32, builtin_count=1024,
-                beta=2.0, margin=30.0, warmup_steps=100, steps=300, log_every=10, grid_every=0, checkpoint_every=0)
+CONFIG = Config(image_size=16, channels=3, latent_dim=32, base_channels=16, max_channels=64, batch_size=32,
+                builtin_count=1024, beta=2.0, margin=30.0, warmup_steps=100, steps=300, log_every=10, grid_every=0,
+                checkpoint_every=0)
 
 
 @pytest.mark.slow
 def test_short_training_learns_and_plays_the_game(tmp_path):
     run = train(CONFIG, out=tmp_path / "run", quiet=True)
     records = read_log(run / "log.jsonl")
-    mean = lambda key, rows: statistics.fmean(r[key] for r in rows)
+
+    def mean(key, rows):
+        return statistics.fmean(r[key] for r in rows)
 
     # Reconstruction: the training L_AE falls far below its start, and so does the held-out error.
     assert mean("ae", records[-5:]) < 0.2 * records[0]["ae"]
@@ -27,7 +30,10 @@ def test_short_training_learns_and_plays_the_game(tmp_path):
     held_out = open_data("builtin", 16, 3, dataset.test_fraction, 0, dataset.builtin_count).test
     test_images = to_float(held_out.get(range(64)))
     untrained, trained = Model.build(CONFIG), Model.load(run, device="cpu")
-    error = lambda model: (model.reconstruct(test_images) - test_images).pow(2).mean().item()
+
+    def error(model):
+        return (model.reconstruct(test_images) - test_images).pow(2).mean().item()
+
     assert error(trained) < 0.5 * error(untrained)
 
     # The game: after the warm-up, KL(real) stays under m while the encoder pushes KL(sample) up towards m.

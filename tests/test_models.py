@@ -53,7 +53,8 @@ def test_soft_introvae_losses_by_hand(tiny_networks):
             m, lv = enc(fake)
             kls.append(_kl(m, lv).mean())
             sses.append(_sse(dec(m + (0.5 * lv).exp() * torch.randn(5, 3, generator=g)), fake).mean())
-        expected_decoder = s * (1.3 * _sse(x_r, x).mean() + 0.7 / 2 * (kls[0] + kls[1]) + 0.2 * 1.3 / 2 * (sses[0] + sses[1]))
+        expected_decoder = s * (1.3 * _sse(x_r, x).mean() + 0.7 / 2 * (kls[0] + kls[1])
+                                + 0.2 * 1.3 / 2 * (sses[0] + sses[1]))
     torch.testing.assert_close(loss_encoder, expected_encoder)
     torch.testing.assert_close(loss_decoder, expected_decoder)
 
@@ -94,7 +95,8 @@ def test_sampling_uses_the_ema_generator(tmp_path):
     raw = model.networks["generator"]
     assert any(not torch.equal(a, b) for a, b in zip(raw.parameters(), model.generator.parameters()))
     z = model.latents(4, seed=0)
-    torch.testing.assert_close(model.sample(4, seed=0), model.decode(z, prior=True))  # prior codes decode with prior statistics
+    # prior codes decode with prior statistics
+    torch.testing.assert_close(model.sample(4, seed=0), model.decode(z, prior=True))
     with model.evaluating():
         assert not torch.allclose(raw(z).clamp(0, 1), model.sample(4, seed=0))
 

@@ -9,9 +9,12 @@ from introvae.nets import ARCHITECTURES, ENCODER_NORMS, encoder_widths, generato
 
 
 def test_widths_reproduce_table_3_of_the_paper():
-    # App. B, Table 3 (1024 x 1024): encoder after each [AvgPool + Res-block], generator after each [Upsample + Res-block].
-    assert encoder_widths(1024, 16, 512) == {1024: 16, 512: 32, 256: 64, 128: 128, 64: 256, 32: 512, 16: 512, 8: 512, 4: 512}
-    assert generator_widths(1024, 16, 512) == {4: 512, 8: 512, 16: 512, 32: 256, 64: 128, 128: 64, 256: 32, 512: 16, 1024: 16}
+    # App. B, Table 3 (1024 x 1024): encoder after each [AvgPool + Res-block], generator after each [Upsample +
+    # Res-block].
+    assert encoder_widths(1024, 16, 512) == {1024: 16, 512: 32, 256: 64, 128: 128, 64: 256, 32: 512, 16: 512, 8: 512,
+                                             4: 512}
+    assert generator_widths(1024, 16, 512) == {4: 512, 8: 512, 16: 512, 32: 256, 64: 128, 128: 64, 256: 32, 512: 16,
+                                               1024: 16}
     model = Model.build(Config(image_size=1024, channels=3, latent_dim=512, base_channels=16, max_channels=512))
     assert model.encoder.fc.in_features == 8192 and model.encoder.fc.out_features == 1024  # FC-1024, split 512/512
     assert model.generator.fc[0].out_features == 8192  # FC-8192 + ReLU, reshape 512 x 4 x 4
@@ -26,7 +29,8 @@ def test_light_widths_double_per_halving_up_to_the_cap():
     assert model.generator.fc.out_features == 128 * 16
 
 
-@pytest.mark.parametrize("size", [16, 32, 64, 128, *(pytest.param(s, marks=pytest.mark.slow) for s in (256, 512, 1024))])
+@pytest.mark.parametrize("size", [16, 32, 64, 128,
+                                  *(pytest.param(s, marks=pytest.mark.slow) for s in (256, 512, 1024))])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_output_shapes_for_every_size(size, channels, arch):

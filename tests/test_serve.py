@@ -375,8 +375,8 @@ def test_cli_serves_on_a_free_port_and_stops_on_ctrl_c(run):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # Ctrl-C reaches the server as it does in a terminal, even when pytest was started in the background, where the
     # shell hands it (and so its children) SIGINT ignored; Python then leaves it ignored and nothing would stop.
-    server = subprocess.Popen([sys.executable, "-m", "introvae", "serve", str(run[0]), "--port", "0", "--device", "cpu"],
-                              stderr=subprocess.PIPE, text=True, env=env,
+    server = subprocess.Popen([sys.executable, "-m", "introvae", "serve", str(run[0]), "--port", "0",
+                               "--device", "cpu"], stderr=subprocess.PIPE, text=True, env=env,
                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []

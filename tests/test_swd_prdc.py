@@ -313,8 +313,10 @@ def test_precision_recall_with_half_the_modes_dropped():
     generator = torch.Generator().manual_seed(2)
     centres = torch.tensor([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0]], dtype=torch.float64)
     per_mode = 250
-    real = torch.cat([centre + torch.randn(per_mode, 2, generator=generator, dtype=torch.float64) for centre in centres])
-    fake = torch.cat([centre + torch.randn(2 * per_mode, 2, generator=generator, dtype=torch.float64) for centre in centres[:2]])
+    real = torch.cat([centre + torch.randn(per_mode, 2, generator=generator, dtype=torch.float64)
+                      for centre in centres])
+    fake = torch.cat([centre + torch.randn(2 * per_mode, 2, generator=generator, dtype=torch.float64)
+                      for centre in centres[:2]])
     result = precision_recall(real, fake)
     assert result["precision"] > 0.95
     assert 0.4 < result["recall"] < 0.6

@@ -81,8 +81,11 @@ def test_resume_continues_exactly(tmp_path, model, tiny_config):
     a, b = _weights(straight), _weights(stopped)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
     # The log is continued, not restarted: the same records as the straight run, bar the wall time.
-    strip = lambda records: [{k: v for k, v in r.items() if k != "time"} for r in records]
+    def strip(records):
+        return [{k: v for k, v in r.items() if k != "time"} for r in records]
+
     assert strip(read_log(stopped / "log.jsonl")) == strip(read_log(straight / "log.jsonl"))
     assert RunDir(stopped).checkpoint_steps() == [3, 6]
 
@@ -129,7 +132,8 @@ def test_run_directory_contents(tmp_path, tiny_config, read_grid, read_chart):
     samples = read_grid(run / "samples.png", 16, 8)
     # samples.png draws from the run's code density, which training stored with its final checkpoint
     assert model.density is not None and (run / "checkpoints" / "density-00000004.safetensors").is_file()
-    assert samples.shape[:2] == (8, 8) and _max_difference(samples.reshape(64, 16, 16, 3), model.sample(64, seed=0)) <= 1
+    assert samples.shape[:2] == (8, 8) and _max_difference(samples.reshape(64, 16, 16, 3),
+                                                           model.sample(64, seed=0)) <= 1
     assert _max_difference(samples.reshape(64, 16, 16, 3), model.sample(64, seed=0, prior="normal")) > 1
     interpolation = read_grid(run / "interpolation.png", 16, 10)  # a, 8 steps, b; then 10 steps between two seeds
     assert np.array_equal(interpolation[0, [0, 9]], _hwc(real[:2]))

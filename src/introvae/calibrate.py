@@ -1,4 +1,5 @@
-"""Choosing the margin m (App. D): train the plain VAE (alpha = 0) and propose m with headroom above its KL of real data.
+"""Choosing the margin m (App. D): train the plain VAE (alpha = 0) and propose m with headroom above its KL of real
+data.
 
 App. D: "Pre-training the model following the original VAEs (i.e., alpha = 0) is suggested to find the most
 appropriate value of m responding to a specific beta. m can be selected to be a little larger than the training

@@ -75,7 +75,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class NetConfig:
     arch: str = option("appb", "network family: appb, the residual networks of IntroVAE's App. B, or light, one "
-                       "convolution per resolution (faster to train on a CPU; the demo's)", choices=tuple(ARCHITECTURES))
+                       "convolution per resolution (faster to train on a CPU; the demo's)",
+                       choices=tuple(ARCHITECTURES))
     latent_dim: int = option(128, "size of the latent code z", minimum=1)
     base_channels: int = option(32, "width of the encoder's first layer (appb: at full resolution; light: after the "
                                 "first halving); widths double at each halving", minimum=1)

@@ -289,7 +289,8 @@ def _write_report(report: dict[str, Any], path: Path) -> None:
 
 def evaluate_sets(samples: str | Path | Tensor, reference: str | Path | Tensor, settings: EvalSettings | None = None,
                   out: str | Path | None = None, quiet: bool = True) -> dict[str, Any]:
-    """Compare two image sets (folders, .npz/.npy files or uint8 tensors); the reference is loaded at the samples' size."""
+    """Compare two image sets (folders, .npz/.npy files or uint8 tensors); the reference is loaded at the samples'
+    size."""
     settings = (settings or EvalSettings()).validate()
     started = time.time()
     samples_u8 = samples if isinstance(samples, Tensor) else load_image_set(samples)
@@ -314,7 +315,8 @@ def evaluate_sets(samples: str | Path | Tensor, reference: str | Path | Tensor, 
 def _check_sets(samples_u8: Tensor, reference_u8: Tensor) -> None:
     for name, images in (("samples", samples_u8), ("reference", reference_u8)):
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-            raise UserError(f"the {name} must be uint8 images (N, 1 or 3, S, S), got {images.dtype} {tuple(images.shape)}.")
+            raise UserError(f"the {name} must be uint8 images (N, 1 or 3, S, S), "
+                            f"got {images.dtype} {tuple(images.shape)}.")
         if len(images) < 2:
             raise UserError(f"the {name} set has {len(images)} image; at least 2 are needed to compare distributions.")
 

@@ -84,8 +84,10 @@ def _card_table(config: Config, step: int, weights: Path, averaged: bool, sample
 | --- | --- |
 | model | `{config.model}`: {config.objective_class.title or config.model} |
 | data | `{data.path}` at {size} x {size}, {channels} channel{"s" if channels != 1 else ""} |
-| training | {step} steps of batch {optim.batch_size}, Adam lr {config.resolved_lr():g}, precision {optim.precision}, seed {config.run.seed} |
-| networks | {ARCHITECTURES[nets.arch].title}; latent size {nets.latent_dim}; widths base {nets.base_channels}, max {nets.max_channels}; encoder normalisation {nets.encoder_norm} |
+| training | {step} steps of batch {optim.batch_size}, Adam lr {config.resolved_lr():g}, precision {optim.precision}, \
+seed {config.run.seed} |
+| networks | {ARCHITECTURES[nets.arch].title}; latent size {nets.latent_dim}; widths base {nets.base_channels}, \
+max {nets.max_channels}; encoder normalisation {nets.encoder_norm} |
 | objective options | {_options_text(config.objective)} |
 | decoder | {generator} |
 | sampling | {sampler} |

@@ -39,7 +39,8 @@ def check_version(found: Any, source: object) -> int:
     try:
         version = int(found)
     except (TypeError, ValueError):
-        raise UserError(f"{source} has a damaged {FORMAT_KEY} ({found!r}); it may not be a file introvae wrote.") from None
+        raise UserError(f"{source} has a damaged {FORMAT_KEY} ({found!r}); "
+                        "it may not be a file introvae wrote.") from None
     if version > FORMAT_VERSION:
         raise UserError(f"{source} was written by a newer introvae (format {version}; this one reads up to "
                         f"{FORMAT_VERSION}): upgrade introvae to read it.")

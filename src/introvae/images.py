@@ -22,8 +22,8 @@ from PIL import Image, ImageOps
 from introvae.atomic import atomic_write_bytes
 from introvae.errors import DataError, UserError
 
-__all__ = ["as_float", "to_float", "to_uint8", "make_grid", "save_image", "load_image", "load_image_raw", "prepare_image",
-           "fit_image"]
+__all__ = ["as_float", "to_float", "to_uint8", "make_grid", "save_image", "load_image", "load_image_raw",
+           "prepare_image", "fit_image"]
 
 
 def to_float(u8: torch.Tensor) -> torch.Tensor:

@@ -310,7 +310,8 @@ class Model:
         """Refuse, with one sentence, a batch whose shape is not (N, channels, image_size, image_size)."""
         c, s = self.config.dataset.channels, self.config.dataset.image_size
         if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
-            raise UserError(f"images of shape {tuple(images.shape)} do not fit this model, which takes (N, {c}, {s}, {s}).")
+            raise UserError(f"images of shape {tuple(images.shape)} do not fit this model, "
+                            f"which takes (N, {c}, {s}, {s}).")
 
 
 

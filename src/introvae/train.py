@@ -71,8 +71,8 @@ MAX_ROLLBACKS = 3  # roll-backs per run before giving up
 ROLLBACK_LR_FACTOR = 0.5  # each roll-back multiplies every learning rate by this
 GRID_IMAGES = 8
 
-__all__ = ["Batches", "DataOrder", "LightEvaluation", "RESUMABLE_OPTIONS", "RunOutputs", "Trainer", "TrainingDiverged", "TrainingInterrupted",
-           "train"]
+__all__ = ["Batches", "DataOrder", "LightEvaluation", "RESUMABLE_OPTIONS", "RunOutputs", "Trainer", "TrainingDiverged",
+           "TrainingInterrupted", "train"]
 
 
 class TrainingDiverged(UserError):

@@ -55,7 +55,8 @@ def base_config(args: argparse.Namespace) -> Config:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options of a command that loads a trained run: read by `load_model`."""
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass; results do not depend on it (int, default: 64)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images per forward pass; results do not depend on it (int, default: 64)")
     p.add_argument("--step", type=int, help="use the checkpoint of this step (default: the newest)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
 

@@ -29,7 +29,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="a directory for PNG files (with grid.png), FILE.png for one grid of all the images (8 "
                    "per row), or FILE.npz for one uint8 array 'images' (N, H, W, C)")
-    p.add_argument("--seed", type=int, default=0, help="image i uses the seed (SEED, i), whatever the batch size (int, default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="image i uses the seed (SEED, i), whatever the batch size (int, default: 0)")
     add_prior_option(p, fitted=True)
     p.add_argument("--components", type=int, help="with --prior fitted: the mixture's components (int, default: "
                    f"{DEFAULT_COMPONENTS}, or one per {CODES_PER_COMPONENT} training images when there are fewer)")
@@ -70,7 +71,8 @@ def _add_interpolate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="two or more seeds: the path visits their prior "
                    "codes in order (instead of --seed-a/--seed-b)")
     p.add_argument("--steps", type=int, default=8, help="decoded images per leg, ends included (int, default: 8)")
-    p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="straight line or great circle (default: lerp)")
+    p.add_argument("--method", choices=("lerp", "slerp"), default="lerp",
+                   help="straight line or great circle (default: lerp)")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write, or .gif/.webp for an animation plus "
                    "the strip as the same name with .png")
     add_prior_option(p)

@@ -97,9 +97,10 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                        "the densities, -log p(x) minus the image's compressed length (PNG, WebP), and how far -log "
                        "p(x) and the encoder's KL lie from their training values on either side, and, the default, how "
                        "far these and the compressed lengths lie together (see introvae.latent.ood and docs/ood.md). "
-                       "sigma and the training values are fitted once on the run's training images (or read with --reference). Writes a CSV of per-image scores and "
-                       "OUT.json (the reference, the default score and, with --inliers and --outliers, the detection "
-                       "metrics of every score) and with two sets OUT-histogram.png.")
+                       "sigma and the training values are fitted once on the run's training images (or read with "
+                       "--reference). Writes a CSV of per-image scores and OUT.json (the reference, the default score "
+                       "and, with --inliers and --outliers, the detection metrics of every score) and with two sets "
+                       "OUT-histogram.png.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--data", type=Path, help="images to score (a folder, one image, or a .npz/.npy of uint8 images)")
     p.add_argument("--inliers", type=Path, help="instead of --data: images like the training data")

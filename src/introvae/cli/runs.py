@@ -72,8 +72,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
     p.add_argument("--out", type=Path, help="JSON report (default: RUN_DIR/eval/eval-STEP.json, or eval/eval-NAME.json "
                    "beside a weights file; with --samples: none unless given)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed, also for random pairs, subsets and patches (int, default: 0)")
-    p.add_argument("--msssim-pairs", type=int, default=10000, help="random sample pairs for MS-SSIM (int, default: 10000)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="sampling seed, also for random pairs, subsets and patches (int, default: 0)")
+    p.add_argument("--msssim-pairs", type=int, default=10000,
+                   help="random sample pairs for MS-SSIM (int, default: 10000)")
     p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (int, default: 100)")
     p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (int, default: 1000)")
     p.add_argument("--pr-k", type=int, default=3, help="k of the k-NN balls of precision/recall (int, default: 3)")

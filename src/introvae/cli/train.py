@@ -19,7 +19,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="run directory to create (path, required unless --resume)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue this run from its newest checkpoint; only --steps and the logging options may change")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings (options given here still override)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from the paper's settings (options given here still override)")
     p.add_argument("--config", type=Path, metavar="FILE.json", help="start from a config file: what --dry-run prints "
                    "or a run's config.json (options given here still override)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
@@ -52,7 +53,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     run_dir = train(config, out=args.out, quiet=args.quiet)
-    print(f"introvae: finished {run_dir}: samples.png, reconstructions.png, interpolation.png, dynamics.png, checkpoints/")
+    print(f"introvae: finished {run_dir}: samples.png, reconstructions.png, interpolation.png, dynamics.png, "
+          "checkpoints/")
     return 0
 
 

@@ -69,8 +69,8 @@ from .traverse import (
 __all__ = [
     "AttributeVector", "compute_attribute", "attributes_from_labels", "edit_images", "attribute_position",
     "load_attributes", "run_attributes", "attribute_file_name", "attributes_folder", "ATTRIBUTES_DIR",
-    "PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes", "loop_frames", "interpolation_rows", "write_animation",
-    "read_animation", "ANIMATION_SUFFIXES",
+    "PrincipalDirections", "principal_directions", "axis_directions", "traverse", "loop_codes", "loop_frames",
+    "interpolation_rows", "write_animation", "read_animation", "ANIMATION_SUFFIXES",
     "SCORE_KEYS", "DENSITY_KEYS", "CORRECTED_KEYS", "DEFAULT_SCORE", "SCORE_MEANINGS", "COMPRESSORS", "OODReference",
     "score_images", "gaussian_scores", "fit_sigma", "decoder_sigma", "fit_reference", "reference_statistics",
     "reference_count", "compressed_bits_per_dim", "corrected_scores", "detection_metrics", "plot_score_histograms",

@@ -115,8 +115,9 @@ def _point_sampler(model: Model, prior: str, components: int | None, count: int)
             stored = f", stored in {path}"
         except OSError as error:
             stored = f" (not stored: {error.strerror or error})"
-    return (model.sampler_text() + f": the run's code density, fitted on first use to {min(count, len(source))} training "
-            f"images{stored}; this checkpoint had none (a run trained before runs stored it, or not its final step)")
+    return (model.sampler_text() + f": the run's code density, fitted on first use to {min(count, len(source))} "
+            f"training images{stored}; this checkpoint had none (a run trained before runs stored it, or not its "
+            "final step)")
 
 
 def load_named_images(path: str | Path, size: int, channels: int, option: str = "--input") -> tuple[list[str], Tensor]:

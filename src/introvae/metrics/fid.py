@@ -63,7 +63,8 @@ def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, 
     mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
     cov_a, cov_b = np.asarray(cov_a, np.float64), np.asarray(cov_b, np.float64)
     if mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape or cov_a.shape != mean_a.shape * 2:
-        raise ValueError(f"mismatched statistics: means {mean_a.shape}, {mean_b.shape}; covs {cov_a.shape}, {cov_b.shape}")
+        raise ValueError(f"mismatched statistics: means {mean_a.shape}, {mean_b.shape}; "
+                         f"covs {cov_a.shape}, {cov_b.shape}")
     root_a = _sqrt_psd(cov_a)
     middle = root_a @ cov_b @ root_a
     middle = (middle + middle.T) / 2  # exactly symmetric, so eigvalsh sees what it assumes
@@ -120,7 +121,8 @@ def inception_score(logits: Tensor | np.ndarray, splits: int = 10) -> dict[str, 
     """
     logits64 = torch.as_tensor(_as_float64(logits))
     if logits64.shape[0] < splits:
-        raise ValueError(f"the Inception Score with {splits} splits needs at least {splits} images, got {logits64.shape[0]}")
+        raise ValueError(f"the Inception Score with {splits} splits needs at least {splits} images, "
+                         f"got {logits64.shape[0]}")
     log_p_yx = torch.log_softmax(logits64, dim=1)
     scores = []
     n = log_p_yx.shape[0]

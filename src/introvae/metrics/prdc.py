@@ -89,7 +89,8 @@ def precision_recall(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     for name, features in (("real_features", real), ("fake_features", fake)):
         if features.shape[0] <= k:
-            raise ValueError(f"{name} needs more than k={k} vectors for a k-th nearest neighbour, got {features.shape[0]}")
+            raise ValueError(f"{name} needs more than k={k} vectors for a k-th nearest neighbour, "
+                             f"got {features.shape[0]}")
 
     real_radii = _knn_radii(real, k, batch_size)
     fake_radii = _knn_radii(fake, k, batch_size)

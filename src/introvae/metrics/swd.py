@@ -174,7 +174,8 @@ def sliced_wasserstein(
     The arithmetic runs in the points' floating dtype (float32 for integer input), sums in float64.
     """
     if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(f"sliced_wasserstein needs two (M, D) sets of equal shape, got {tuple(a.shape)}, {tuple(b.shape)}")
+        raise ValueError(f"sliced_wasserstein needs two (M, D) sets of equal shape, "
+                         f"got {tuple(a.shape)}, {tuple(b.shape)}")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ValueError(f"sliced_wasserstein got an empty set of shape {tuple(a.shape)}")
     if dirs_per_repeat < 1 or dir_repeats < 1:
@@ -257,7 +258,8 @@ def _check_pair(images_a: Tensor, images_b: Tensor, descriptors_per_image: int, 
         height, width = images_a.shape[-2:]
         raise ValueError(f"images must be at least {PATCH_SIZE} px on each side for 7x7 patches, got {height}x{width}")
     if descriptors_per_image < 1 or batch_size < 1:
-        raise ValueError(f"descriptors_per_image and batch_size must be positive, got {descriptors_per_image}, {batch_size}")
+        raise ValueError(f"descriptors_per_image and batch_size must be positive, "
+                         f"got {descriptors_per_image}, {batch_size}")
     if images_a.shape[0] == 0 or images_b.shape[0] == 0:
         raise ValueError("swd got an empty image set")
 

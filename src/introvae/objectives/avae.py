@@ -124,7 +124,8 @@ class AVAE(Objective):
     Options = AVAEOptions
     progress = (KL_REAL, Series("k", "k"), Series("convergence", "M"))
     dynamics = (Panel("Discriminator energies (Eq. 7)", "L1 error",
-                      (Series("l_d", "L_d (real)"), Series("l_g", "L_g (sample)"), Series("l_v", "L_v (reconstruction)"))),
+                      (Series("l_d", "L_d (real)"), Series("l_g", "L_g (sample)"),
+                       Series("l_v", "L_v (reconstruction)"))),
                 Panel("Equilibrium k_t and convergence M", "k / M",
                       (Series("k", "k_t"), Series("convergence", "M (Sec. 3.4)"))),
                 Panel("VAE terms", "loss", (Series("l_e", "L_e (data, L1)"), KL_REAL, Series("l_s", "L_s (latent)"))))

@@ -132,9 +132,8 @@ class IntroVAEOptions:
                         "batch-mean KL (as the authors' code does)", choices=("per_sample", "batch_mean"))
     reconstruction: str = option("half_sse", "per-image reconstruction loss: half the sum of squared errors (Eq. 10), "
                                  "the full sum (the authors' code) or the per-pixel mean", choices=RECONSTRUCTIONS)
-    negatives: str = option("both", "the generated images of the game: reconstructions and prior samples (Eq. "
-                            "11-12), or prior samples only (bbeatrix/introvae's CIFAR runs)",
-                            choices=("both", "samples"))
+    negatives: str = option("both", "the generated images of the game: reconstructions and prior samples (Eq. 11-12), "
+                            "or prior samples only (bbeatrix/introvae's CIFAR runs)", choices=("both", "samples"))
     sample_codes: str = option("prior", "the codes of the game's generated samples: the prior N(0, I) (Eq. 11-12), or "
                                "points between the posterior means of two real images of the batch (what samples "
                                "from a fitted density decode)", choices=("prior", "between"))

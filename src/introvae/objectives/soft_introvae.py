@@ -6,7 +6,8 @@ hard to balance. Soft-IntroVAE replaces it with a smooth exponential of the ELBO
 s = 1 / (C H W) (one over the data dimension), per-image sums of squared errors SSE and per-sample KLs:
 
     encoder:  L_E = s * (beta_rec * SSE(x, x_r) + beta_kl * KL(x))
-                  + 1/4 * sum_{f = r, p} mean_batch exp(-2 s * (beta_rec * SSE(x_f, Dec(Enc(x_f))) + beta_neg * KL(x_f)))
+                  + 1/4 * sum_{f = r, p} mean_batch exp(-2 s * (beta_rec * SSE(x_f, Dec(Enc(x_f)))
+                                                                + beta_neg * KL(x_f)))
               with the generated images x_r = Dec(z), z ~ q(z|x), and x_p = Dec(z_p), z_p ~ N(0, I), as constants;
     decoder:  L_D = s * (beta_rec * SSE(x, x_r) + beta_kl / 2 * (KL(x_r) + KL(x_p))
                   + gamma_r * beta_rec / 2 * (SSE(x_r, Dec(z_r)) + SSE(x_p, Dec(z_p'))))

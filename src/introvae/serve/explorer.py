@@ -192,7 +192,8 @@ class Explorer:
         return {
             "id": upload_id, "name": name, "image": image, "reconstruction": reconstruction[0],
             "resized": None if resized_from is None else
-            f"resized from {resized_from[0]} x {resized_from[1]} to {size} x {size} (shorter side, then centre-cropped)",
+            f"resized from {resized_from[0]} x {resized_from[1]} to {size} x {size} "
+            "(shorter side, then centre-cropped)",
             # JSON has no NaN or infinity (the page could not parse them): a score that is not finite is null.
             "scores": {key: float(values[0]) if math.isfinite(values[0]) else None for key, values in scores.items()},
             "percentiles": {key: self._percentile(key, float(values[0])) for key, values in scores.items()},
