@@ -189,20 +189,3 @@ def test_sampling_decodes_with_the_statistics_of_prior_codes(tiny_config):
     assert not torch.allclose(sampled, model.decode(z))  # reconstructions keep the posterior statistics
     running = [m.running_mean for m in model.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(torch.all(r == 0) for r in running)  # swapped back after decoding
-
-
-@pytest.mark.slow
-def test_checkpoints_without_prior_statistics_load_with_the_running_ones(tmp_path, tiny_config):
-    from safetensors.torch import load_file, save_file
-
-    from introvae.rundir import RunDir
-
-    run = train(tiny_config(**SMALL, steps=2, warmup_steps=1, margin=10.0), out=tmp_path / "run", quiet=True)
-    path = RunDir(run).model_weights(2)
-    old = {k: v for k, v in load_file(path).items() if not k.endswith(("prior_mean", "prior_var"))}
-    save_file(old, path, metadata={"format": "introvae"})
-    model = Model.load(run, device="cpu")
-    for layer in model.generator.modules():
-        if isinstance(layer, torch.nn.BatchNorm2d):
-            assert torch.equal(layer.prior_mean, layer.running_mean)
-            assert torch.equal(layer.prior_var, layer.running_var)
