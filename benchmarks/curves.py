@@ -1,6 +1,7 @@
 """The judged curves of game.py's runs against minutes of this CPU, read at equal minutes (issue 29).
 
     python benchmarks/curves.py GAME.json [GAME.json ...] --costs STEP_COST.json [--at 3 6] [--out FIGURE.png]
+                                [--leads NAME ...]
 
 Why minutes from step costs and not the runs' own clocks: on a shared machine a run's clock counts the other jobs'
 load too, so two runs trained at different times are not comparable by their clocks. `game.py --step-cost` times one
@@ -10,7 +11,8 @@ VAE lead's step (the same networks and the same VAE step) plus its steps after t
 The figure draws, per lead, the median over seeds of legibility and FD against minutes (a band from the lowest to the
 highest seed), for every judged column set present (the prior's, and the *_fitted columns of the run's density). The
 table gives each lead at the minutes of `--at` (linear between checkpoints; a lead whose last checkpoint comes earlier
-is left blank there), median and range over seeds. Writes the figure and prints the table.
+is left blank there), median and range over seeds. `--leads` keeps those leads only, in that order. Writes the figure
+and prints the table.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main() -> int:
     parser.add_argument("--columns", nargs="+", default=["legible_fitted", "fd_fitted", "class_cover_fitted",
                                                          "hf_ratio_fitted"])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--leads", nargs="+", help="only these leads, in this order (default: every lead timed)")
     args = parser.parse_args()
     costs = json.loads(args.costs.read_text())["seconds_per_step"]
     # one row per (lead, seed, step): a later file's row replaces an earlier one's
@@ -64,13 +67,15 @@ def main() -> int:
     rows = list(by_key.values())
     curves: dict[str, dict[int, list[tuple[float, dict]]]] = {}
     for row in rows:
-        if row["lead"] not in costs:
+        if row["lead"] not in costs or (args.leads and row["lead"] not in args.leads):
             continue
         minutes = minutes_at(row["lead"], row["step"], costs)
         curves.setdefault(row["lead"], {}).setdefault(row["seed"], []).append((minutes, row))
     for seeds in curves.values():
         for points in seeds.values():
             points.sort(key=lambda p: p[0])
+    if args.leads:
+        curves = {lead: curves[lead] for lead in args.leads if lead in curves}
 
     columns = [c for c in args.columns if any(c in row and row[c] != "" for row in rows)]
     if args.at:
