@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_bf16, cpu_name  # benchmarks/machine.py: this script's folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/photos.py, when run from anywhere
 
@@ -46,26 +46,6 @@ RESULTS = Path(__file__).parent / "results"
 MODELS = {"glyphs": {"vae": "vae-glyphs-32", "introvae": "glyphs-32"},
           "other": {"vae": "vae-32", "introvae": "builtin-32"}}
 FLAT_NOISE = 2 / 255  # the slight noise on the flat images, in [0, 1] units
-
-
-def _cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_bf16() -> str:
-    """Which of the CPU's flags that give bf16 arithmetic (AVX512-BF16, AMX) it has: "none" when neither."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return "unknown"
-    found = [flag for flag in ("avx512_bf16", "amx_bf16", "amx_tile") if flag in flags]
-    return ", ".join(found) or "none"
 
 
 def _commit() -> str:
@@ -342,7 +322,7 @@ def main() -> int:
                                                                    args.seed)
     out = args.out or RESULTS / f"ood-{args.data.replace(':', '-').replace('/', '-')}.json"
     report = {"command": " ".join(["python", "benchmarks/ood.py", *sys.argv[1:]]), "commit": _commit(),
-              "cpu": _cpu_name(), "cpu_bf16": _cpu_bf16(), "torch": torch.__version__, "data": args.data,
+              "cpu": cpu_name(), "cpu_bf16": cpu_bf16(), "torch": torch.__version__, "data": args.data,
               "count": args.count, "samples": args.samples, "seed": args.seed, "train_seeds": args.train_seeds,
               "default": DEFAULT_SCORE, "auroc": summary(results), "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # benchmarks/machine.py: this script's folder is on sys.path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -257,7 +258,7 @@ def main() -> int:
     print(table(rows, columns))
     summary = summarise(rows)
     result = {"src": str(args.src), "steps": args.steps, "precision": args.precision, "seeds": args.seeds,
-              "samples": args.samples, "platform": platform.platform(), "processor": _cpu_name(),
+              "samples": args.samples, "platform": platform.platform(), "processor": cpu_name(),
               "rows": rows, "summary": summary}
     status = 0
     if args.write_baseline:
@@ -290,16 +291,6 @@ def check(summary: dict, baseline: Path, result: dict | None = None) -> int:
         print("regression: worse than the baseline by more than the spread between seeds", file=sys.stderr)
         return 1
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py: this script's folder is on sys.path
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -370,16 +371,6 @@ def _peak_text(peak: dict) -> str:
     return f"{peak['gflops_per_second']:.1f} GFLOP/s ({layout}, {BATCH}x{c}x{hw}x{hw}, {c}->{c})"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def print_compiled(rows: list[dict]) -> None:
     """Eager against compiled, side by side: the library's step in each precision and torch.compile mode."""
     print(f"\n{'model':>14} {'size':>5} {'precision':>10} {'mode':>16} {'eager img/s':>12} {'compiled img/s':>15} "
@@ -482,7 +473,7 @@ def main() -> None:
         "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_capabilities": {k: capabilities.get(k) for k in ("avx512_bf16", "amx_bf16", "avx2")},
         "steps": args.steps, "repeats": args.repeats, "batch_size": args.batch, "compile_modes": compile_modes or [],
-        "cpu_model": _cpu_model(), "conv_peaks": peaks,
+        "cpu_model": cpu_name(), "conv_peaks": peaks,
         "results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -79,7 +79,6 @@ def test_a_checkpoint_without_the_generators_prior_statistics_is_refused(tiny_ru
 def test_a_training_state_without_the_engines_state_is_refused(tiny_run_copy, tmp_path):
     # Dropped in issue 30: training states from before objectives kept state resumed with the initial one.
     state = _files(tiny_run_copy)["train state"]
-    _rewrite_safetensors(state)  # keeps the file as it is: the sentence comes from the tree without "objective"
     tree = json.loads(read_metadata(state)["tree"])
     tree["__dict__"] = [item for item in tree["__dict__"] if item[0] != "objective"]
     _rewrite_safetensors(state, {"tree": json.dumps(tree)})
