@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import cpu_bf16, cpu_name  # benchmarks/machine.py: this script's folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/photos.py, when run from anywhere
 
@@ -321,6 +320,8 @@ def main() -> int:
             results[seed][model], per_image[seed][model] = measure(run_dir, args.data, args.count, args.samples,
                                                                    args.seed)
     out = args.out or RESULTS / f"ood-{args.data.replace(':', '-').replace('/', '-')}.json"
+    from machine import cpu_bf16, cpu_name  # benchmarks/machine.py: run as a script, its folder is on sys.path
+
     report = {"command": " ".join(["python", "benchmarks/ood.py", *sys.argv[1:]]), "commit": _commit(),
               "cpu": cpu_name(), "cpu_bf16": cpu_bf16(), "torch": torch.__version__, "data": args.data,
               "count": args.count, "samples": args.samples, "seed": args.seed, "train_seeds": args.train_seeds,
